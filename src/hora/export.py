@@ -1,0 +1,82 @@
+"""Exact export of a HoRA adapter to a standard PEFT LoRA adapter.
+
+Each adapted module's update is dW = s B A with B (d_out x r) and A (r x d_in) — a rank-r LoRA. The bank
+folds s into the generated factor, so the export writes PEFT LoRA factors lora_B = s B_head (or
+lora_A = s A_head for o), the free factor unchanged, and lora_alpha = r (LoRA scaling 1). PEFT's LoRA
+then computes bit-for-bit the same products: no SVD, no approximation.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from peft import LoraConfig, PeftModel, get_peft_model_state_dict
+
+from .io import atomic_save_safetensors, atomic_write_json
+from .model import HoraModel, iter_hora_layers
+
+LORA_WEIGHTS_NAME = "adapter_model.safetensors"
+LORA_CONFIG_NAME = "adapter_config.json"
+
+
+def _tuner(model: PeftModel | HoraModel) -> HoraModel:
+    tuner = model.base_model if isinstance(model, PeftModel) else model
+    if not isinstance(tuner, HoraModel):
+        raise TypeError(f"export_lora expects a HoRA PeftModel, got {type(tuner).__name__}.")
+    return tuner
+
+
+@torch.no_grad()
+def lora_state_dict(model: PeftModel | HoraModel, adapter_name: str = "default") -> dict[str, torch.Tensor]:
+    """PEFT-LoRA checkpoint tensors (keys ``base_model.model.<module>.lora_{A,B}.weight``) of one adapter,
+    plus the adapter's other saved modules (modules_to_save), in the adapter's dtype."""
+    tuner = _tuner(model)
+    if adapter_name not in tuner.hora_bank:
+        raise ValueError(f"No HoRA adapter named '{adapter_name}'; available: {sorted(tuner.hora_bank)}.")
+    tensors = {}
+    for name, layer in iter_hora_layers(tuner.model):
+        if adapter_name not in layer.hora_plans:
+            continue
+        lora_A, lora_B = layer.factors(adapter_name)
+        tensors[f"base_model.model.{name}.lora_A.weight"] = lora_A
+        tensors[f"base_model.model.{name}.lora_B.weight"] = lora_B
+    if isinstance(model, PeftModel):
+        saved = get_peft_model_state_dict(model, adapter_name=adapter_name)
+        tensors.update({k: v for k, v in saved.items() if f".{HoraModel.prefix}" not in k})
+    return tensors
+
+
+def lora_config(model: PeftModel | HoraModel, adapter_name: str = "default") -> LoraConfig:
+    """The LoraConfig under which :func:`lora_state_dict` reproduces the HoRA adapter exactly."""
+    tuner = _tuner(model)
+    config = tuner.peft_config[adapter_name]
+    layers = [(name, layer) for name, layer in iter_hora_layers(tuner.model) if adapter_name in layer.hora_plans]
+    return LoraConfig(
+        r=config.r,
+        lora_alpha=config.r,
+        lora_dropout=config.dropout,
+        target_modules=sorted(name for name, _ in layers),
+        fan_in_fan_out=any(layer.fan_in_fan_out for _, layer in layers),
+        modules_to_save=config.modules_to_save,
+        task_type=config.task_type,
+        base_model_name_or_path=config.base_model_name_or_path,
+        revision=config.revision,
+        inference_mode=True,
+    )
+
+
+def export_lora(model: PeftModel | HoraModel, out_dir: str | Path, adapter_name: str = "default") -> Path:
+    """Write ``adapter_config.json`` and ``adapter_model.safetensors`` of an equivalent PEFT LoRA adapter.
+
+    Load it with ``PeftModel.from_pretrained(base_model, out_dir)``. Files are written atomically.
+    """
+    out_dir = Path(out_dir)
+    tensors = lora_state_dict(model, adapter_name)
+    config = lora_config(model, adapter_name).to_dict()
+    config["peft_type"] = "LORA"
+    config["task_type"] = config["task_type"].value if hasattr(config["task_type"], "value") else config["task_type"]
+    config["target_modules"] = sorted(config["target_modules"])
+    atomic_save_safetensors(out_dir / LORA_WEIGHTS_NAME, tensors)
+    atomic_write_json(out_dir / LORA_CONFIG_NAME, config)
+    return out_dir

@@ -1,0 +1,212 @@
+"""The head-factor bank: per-head seeds and the joint generators of every adapted layer of one adapter.
+
+Notation (docs/method.md): projection P of layer l has H_P heads of dimension d_h; its seeds are
+S_P = [S_P^1 .. S_P^H], each d_h x r. One generator per layer (scope="layer") or per module
+(scope="module") acts on every seed column s (a d_h-vector):
+
+    g_{l,P}(s) = W2_{l,P} phi(W1_l s)         W1_l: p x d_h (shared body), W2_{l,P}: d_h x p (output head)
+    head factor column = s + g_{l,P}(s)  (residual)   or   g_{l,P}(s)  (non-residual)
+
+The bank stores the seeds of all modules of one projection P stacked into one tensor (n_P, H_P, d_h, r),
+so the head factors of every layer come from two batched products per projection and one activation:
+
+    hidden_P = phi(W1[body_P] @ S_P)     (n_P, H_P, p, r)
+    G_P      = W2_P @ hidden_P (+ S_P)   (n_P, H_P, d_h, r)
+
+never a loop over heads or layers. The bank also owns the shared free-factor seeds A_l (r x d_in) of
+``joint_free_factor``. It lives on the tuner (``HoraModel.hora_bank[adapter]``), so it is saved, loaded,
+moved and sharded with the model like any other adapter parameter.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .config import HoraConfig
+
+_ACTIVATIONS = {
+    "gelu": F.gelu,
+    "relu": F.relu,
+    "tanh": torch.tanh,
+    "silu": F.silu,
+    "identity": lambda x: x,
+}
+
+
+@dataclass(frozen=True)
+class SeedSlot:
+    """One head-split block of one module: projection ``projection``, entry ``index`` of that stack."""
+
+    projection: str
+    index: int
+    num_heads: int
+
+
+@dataclass(frozen=True)
+class ModulePlan:
+    """What the bank holds for one adapted module."""
+
+    name: str
+    body: int  # index of the generator body W1 this module's seeds go through
+    slots: tuple[SeedSlot, ...]
+    shared_free: int | None  # index into the shared free seeds A_l (joint_free_factor), else None
+
+
+def default_hidden(head_dim: int) -> int:
+    """Generator width p when the config leaves it open: max(4, d_h // 4), a marginal overhead."""
+    return max(4, head_dim // 4)
+
+
+class HoraBank(nn.Module):
+    """Seeds and generators of one adapter, with batched generation of all head factors.
+
+    Args:
+        config: the adapter's HoraConfig.
+        head_dim: d_h, shared by all adapted modules.
+        heads_per_projection: H_P for every projection P present.
+        counts: n_P, the number of seed blocks of projection P (one per adapted module section).
+        num_bodies: number of generator bodies W1 (layers, or modules for scope="module").
+        shared_free_shape: (n_layers, r, d_in) of the joint free-factor seeds, or None.
+    """
+
+    def __init__(
+        self,
+        config: HoraConfig,
+        head_dim: int,
+        heads_per_projection: dict[str, int],
+        counts: dict[str, int],
+        num_bodies: int,
+        shared_free_shape: tuple[int, int, int] | None,
+    ) -> None:
+        super().__init__()
+        self.r = config.r
+        self.head_dim = head_dim
+        self.hidden = config.hidden or default_hidden(head_dim)
+        self.scaling = config.scaling
+        self.uses_generator = config.generator == "mlp"
+        self.residual = config.residual
+        self.activation = _ACTIVATIONS[config.activation]
+        self.seeds = nn.ParameterDict(
+            {
+                p: nn.Parameter(torch.empty(counts[p], heads_per_projection[p], head_dim, config.r))
+                for p in sorted(counts)
+            }
+        )
+        self.output_heads = nn.ParameterDict()
+        if self.uses_generator:
+            self.body = nn.Parameter(torch.empty(num_bodies, self.hidden, head_dim))
+            for p in sorted(counts):
+                self.output_heads[p] = nn.Parameter(torch.empty(counts[p], head_dim, self.hidden))
+        self.shared_free = (
+            nn.Parameter(torch.empty(*shared_free_shape)) if shared_free_shape is not None else None
+        )
+        self._cache: dict[str, torch.Tensor] | None = None
+        self._cache_key: tuple | None = None
+        self.forward_depth = 0
+        self.reset_parameters(config)
+
+    def set_plans(self, plans: Sequence[ModulePlan]) -> None:
+        """Record which body every seed block uses (index tensors for the batched gather)."""
+        bodies: dict[str, list[int]] = {p: [0] * len(s) for p, s in self.seeds.items()}
+        for plan in plans:
+            for slot in plan.slots:
+                bodies[slot.projection][slot.index] = plan.body
+        for projection, indices in bodies.items():
+            device = self.seeds[projection].device
+            self.register_buffer(
+                f"body_index_{projection}", torch.tensor(indices, dtype=torch.long, device=device), persistent=False
+            )
+
+    @torch.no_grad()
+    def reset_parameters(self, config: HoraConfig) -> None:
+        """Initialise so that dW = 0 (``init_weights=True``) or randomly (``init_weights=False``).
+
+        Residual: seeds 0, W2 0 or small. Non-residual: seeds random, W2 0. Identity: seeds 0 (LoRA's B).
+        W1 ~ Kaiming uniform. Shared free seeds A_l ~ Kaiming uniform (LoRA's A).
+        """
+        seed_random = (self.uses_generator and not config.residual) or not config.init_weights
+        for seeds in self.seeds.values():
+            if seed_random:
+                nn.init.normal_(seeds, std=1.0 / math.sqrt(self.head_dim))
+            else:
+                nn.init.zeros_(seeds)
+        if self.uses_generator:
+            nn.init.kaiming_uniform_(self.body, a=math.sqrt(5))
+            for head in self.output_heads.values():
+                if not config.init_weights:
+                    nn.init.normal_(head, std=1.0 / math.sqrt(self.hidden))
+                elif config.w2_init == "small":
+                    nn.init.normal_(head, std=0.01)
+                else:
+                    nn.init.zeros_(head)
+        if self.shared_free is not None:
+            nn.init.kaiming_uniform_(self.shared_free.view(-1, self.shared_free.shape[-1]), a=math.sqrt(5))
+
+    def generate(self) -> dict[str, torch.Tensor]:
+        """Scaled head factors of every module: projection -> s * G_P, shape (n_P, H_P, d_h, r)."""
+        factors = {}
+        for projection, seeds in self.seeds.items():
+            generated = seeds
+            if self.uses_generator:
+                body = self.body.index_select(0, getattr(self, f"body_index_{projection}"))
+                hidden = self.activation(torch.einsum("npd,nhdr->nhpr", body, seeds))
+                generated = torch.einsum("ndp,nhpr->nhdr", self.output_heads[projection], hidden)
+                if self.residual:
+                    generated = generated + seeds
+            factors[projection] = generated * self.scaling
+        return factors
+
+    def _parameter_key(self) -> tuple:
+        return tuple((p.data_ptr(), p._version, p.dtype, p.device) for p in self.parameters())
+
+    def head_factors(self) -> dict[str, torch.Tensor]:
+        """The generated factors, computed once per model forward when training and cached otherwise.
+
+        With autograd on, they are computed once per top-level forward (``forward_depth`` > 0) and
+        shared by every layer of that forward; a layer called on its own recomputes them. With autograd
+        off (evaluation, generation) they are cached until a parameter changes (in-place updates bump
+        the tensors' version counters).
+        """
+        if torch.is_grad_enabled():
+            if self.forward_depth == 0:
+                return self.generate()
+            if self._cache is None or self._cache_key is not None:
+                self._cache, self._cache_key = self.generate(), None
+            return self._cache
+        key = self._parameter_key()
+        if self._cache is None or self._cache_key != key:
+            self._cache, self._cache_key = self.generate(), key
+        return self._cache
+
+    def clear_cache(self) -> None:
+        """Forget cached factors (called after every training forward so graphs are not kept alive)."""
+        if self._cache_key is None:
+            self._cache = None
+
+    def module_factor(self, plan: ModulePlan, side: str) -> torch.Tensor:
+        """The scaled head factor of one module: B (out x r) for side 'out', A (r x in) for side 'in'."""
+        factors = self.head_factors()
+        blocks = [factors[slot.projection][slot.index] for slot in plan.slots]  # each (H, d_h, r)
+        if side == "in":
+            (block,) = blocks
+            return block.permute(2, 0, 1).reshape(self.r, -1)
+        if len(blocks) == 1:
+            return blocks[0].reshape(-1, self.r)
+        return torch.cat([block.reshape(-1, self.r) for block in blocks], dim=0)
+
+    def generated_parameters(self) -> int:
+        """Number of generator parameters (W1 bodies and W2 heads)."""
+        if not self.uses_generator:
+            return 0
+        return self.body.numel() + sum(h.numel() for h in self.output_heads.values())
+
+    def _apply(self, fn, recurse: bool = True):  # noqa: D401 - nn.Module hook
+        """Drop cached factors when the bank is moved or cast."""
+        self._cache, self._cache_key = None, None
+        return super()._apply(fn, recurse)

@@ -1,0 +1,223 @@
+"""Head layouts: which side of an attention projection's weight is split into heads, and how.
+
+A projection weight W (out x in, as ``nn.Linear`` stores it) is split by heads on one side:
+
+* q, k, v (and fused q|k|v): the ``out`` side. Rows [h*d_h, (h+1)*d_h) of a section belong to head h.
+* o: the ``in`` side. Columns [h*d_h, (h+1)*d_h) belong to head h.
+
+Head counts and the head dimension d_h come from the model config (num_attention_heads,
+num_key_value_heads or multi_query, head_dim or hidden_size / num_attention_heads); the role of a module
+comes from its name. Anything that cannot be read raises :class:`HeadLayoutError`, which shows how to
+state the layout explicitly with ``HoraConfig(head_layout=...)``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+from torch import nn
+from transformers.pytorch_utils import Conv1D
+
+
+class HeadLayoutError(ValueError):
+    """The head layout of a target module could not be determined or does not fit its weight."""
+
+
+@dataclass(frozen=True)
+class Section:
+    """A contiguous block of heads of one projection inside a (possibly fused) weight."""
+
+    projection: Literal["q", "k", "v", "o"]
+    num_heads: int
+
+
+@dataclass(frozen=True)
+class HeadLayout:
+    """How one weight is split into heads: ``side`` ('out' rows or 'in' columns), sections, d_h."""
+
+    side: Literal["out", "in"]
+    sections: tuple[Section, ...]
+    head_dim: int
+
+    @property
+    def num_heads(self) -> int:
+        return sum(section.num_heads for section in self.sections)
+
+    @property
+    def width(self) -> int:
+        """Size of the head-split side: total heads x d_h."""
+        return self.num_heads * self.head_dim
+
+
+_PARENT = r"(?:^|\.)[^.]*(?:[Aa]ttention|[Aa]ttn)[^.]*"
+_ROLE_PATTERNS: tuple[tuple[str, str], ...] = (
+    ("q", r"(?:^|\.)(?:query|q_proj|q_lin|q|wq|to_q)$"),
+    ("k", r"(?:^|\.)(?:key|k_proj|k_lin|k|wk|to_k)$"),
+    ("v", r"(?:^|\.)(?:value|v_proj|v_lin|v|wv|to_v)$"),
+    ("qkv", r"(?:^|\.)(?:qkv_proj|c_attn|qkv|Wqkv)$"),
+    ("o", _PARENT + r"\.(?:o_proj|out_proj|o|out_lin|c_proj|proj|wo|dense)$"),
+    ("o", r"(?:^|\.)attention\.output\.dense$"),
+)
+_LAYOUT_HINT = (
+    'HoraConfig(head_layout={{"{name}": {{"sections": [["q", H_q], ["k", H_kv], ["v", H_kv]], '
+    '"head_dim": D}}}}) for a fused q|k|v weight, or [["o", H_q]] for an output projection'
+)
+
+
+def projection_role(module_name: str) -> str | None:
+    """The attention role of a module from its name: 'q', 'k', 'v', 'qkv' (fused), 'o', or None."""
+    for role, pattern in _ROLE_PATTERNS:
+        if re.search(pattern, module_name):
+            return role
+    return None
+
+
+def weight_dims(layer: nn.Module) -> tuple[int, int]:
+    """(in_features, out_features) of an nn.Linear or a transformers Conv1D (weight stored in x out)."""
+    if isinstance(layer, Conv1D):
+        fan_in, fan_out = layer.weight.shape
+        return int(fan_in), int(fan_out)
+    if isinstance(layer, nn.Linear):
+        return layer.in_features, layer.out_features
+    raise HeadLayoutError(
+        f"HoRA adapts nn.Linear and transformers Conv1D layers, not {type(layer).__name__}."
+    )
+
+
+@dataclass(frozen=True)
+class AttentionShape:
+    """Head counts read from a model config: query heads, key/value heads, head dimension."""
+
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+
+    @classmethod
+    def from_config(cls, config: object) -> AttentionShape:
+        """Read H_q, H_kv and d_h, handling GQA (num_key_value_heads), MQA (multi_query) and head_dim."""
+        text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
+        num_heads = getattr(text_config, "num_attention_heads", None)
+        if not isinstance(num_heads, int) or num_heads <= 0:
+            raise HeadLayoutError(
+                f"Cannot read num_attention_heads from the model config ({type(config).__name__}); "
+                "state the layout explicitly with " + _LAYOUT_HINT.format(name="MODULE_SUFFIX")
+            )
+        num_kv_heads = getattr(text_config, "num_key_value_heads", None)
+        if not num_kv_heads:
+            num_kv_heads = 1 if getattr(text_config, "multi_query", False) else num_heads
+        head_dim = getattr(text_config, "head_dim", None)
+        if not head_dim:
+            hidden = getattr(text_config, "hidden_size", None)
+            if not isinstance(hidden, int) or hidden % num_heads:
+                raise HeadLayoutError(
+                    f"Cannot infer head_dim: hidden_size {hidden} is not divisible by {num_heads} heads; "
+                    "state it with " + _LAYOUT_HINT.format(name="MODULE_SUFFIX")
+                )
+            head_dim = hidden // num_heads
+        return cls(int(num_heads), int(num_kv_heads), int(head_dim))
+
+
+def _explicit_layout(module_name: str, overrides: Mapping[str, Mapping] | None) -> HeadLayout | None:
+    """The user's layout for this module (matched by exact name or dotted suffix), if any."""
+    for suffix, spec in (overrides or {}).items():
+        if module_name == suffix or module_name.endswith("." + suffix):
+            try:
+                sections = tuple(Section(str(p), int(h)) for p, h in spec["sections"])
+                head_dim = int(spec["head_dim"])
+            except (KeyError, TypeError, ValueError) as error:
+                raise HeadLayoutError(
+                    f"head_layout[{suffix!r}] must look like {{'sections': [['q', 12]], 'head_dim': 64}}; "
+                    f"got {spec!r} ({error})."
+                ) from error
+            projections = {section.projection for section in sections}
+            if not projections <= {"q", "k", "v", "o"} or ("o" in projections and len(sections) > 1):
+                raise HeadLayoutError(
+                    f"head_layout[{suffix!r}]: sections must be q/k/v sections of one output-split weight, "
+                    f"or a single 'o' section; got {spec['sections']!r}."
+                )
+            if head_dim <= 0 or any(section.num_heads <= 0 for section in sections):
+                raise HeadLayoutError(f"head_layout[{suffix!r}]: head counts and head_dim must be positive.")
+            return HeadLayout("in" if projections == {"o"} else "out", sections, head_dim)
+    return None
+
+
+def discover_layout(
+    module_name: str,
+    layer: nn.Module,
+    model_config: object | None,
+    overrides: Mapping[str, Mapping] | None = None,
+) -> HeadLayout:
+    """Find and check the head layout of one target module.
+
+    Raises:
+        HeadLayoutError: the role or the head counts cannot be determined, or heads x d_h does not
+            match the weight's split side.
+    """
+    fan_in, fan_out = weight_dims(layer)
+    layout = _explicit_layout(module_name, overrides)
+    if layout is None:
+        role = projection_role(module_name)
+        if role is None:
+            raise HeadLayoutError(
+                f"Module '{module_name}' is not recognised as an attention q/k/v/o projection, so its heads are "
+                "unknown. HoRA adapts attention projections; state the layout explicitly with "
+                + _LAYOUT_HINT.format(name=module_name)
+            )
+        if model_config is None:
+            raise HeadLayoutError(
+                f"The model has no config to read head counts from (module '{module_name}'); state the "
+                "layout with " + _LAYOUT_HINT.format(name=module_name)
+            )
+        shape = AttentionShape.from_config(model_config)
+        heads = {"q": shape.num_heads, "k": shape.num_kv_heads, "v": shape.num_kv_heads}
+        if role == "qkv":
+            sections = tuple(Section(p, heads[p]) for p in ("q", "k", "v"))
+            layout = HeadLayout("out", sections, shape.head_dim)
+        elif role == "o":
+            layout = HeadLayout("in", (Section("o", shape.num_heads),), shape.head_dim)
+        else:
+            layout = HeadLayout("out", (Section(role, heads[role]),), shape.head_dim)
+    split = fan_out if layout.side == "out" else fan_in
+    if split != layout.width:
+        described = " + ".join(f"{s.num_heads} {s.projection}-heads" for s in layout.sections)
+        raise HeadLayoutError(
+            f"Module '{module_name}': {described} x head_dim {layout.head_dim} = {layout.width} does not match "
+            f"its {'output' if layout.side == 'out' else 'input'} size {split}; the head count does not divide "
+            "the weight. Fix the model config or state the layout with " + _LAYOUT_HINT.format(name=module_name)
+        )
+    return layout
+
+
+def layer_key(module_name: str) -> str:
+    """The attention layer a module belongs to: its name up to the first numeric component.
+
+    ``encoder.layer.3.attention.self.query`` and ``encoder.layer.3.attention.output.dense`` share the key
+    ``encoder.layer.3``; without a numeric component the parent module's name is used.
+    """
+    parts = module_name.split(".")
+    for index, part in enumerate(parts):
+        if part.isdigit():
+            return ".".join(parts[: index + 1])
+    return ".".join(parts[:-1])
+
+
+def find_attention_targets(model: nn.Module, projections: Iterable[str] = ("q", "v")) -> list[str]:
+    """Full names of the model's attention projections of the given roles (fused q|k|v included if any of
+    q, k, v is requested), in module order. Raises HeadLayoutError when none is found."""
+    wanted = set(projections)
+    names = []
+    for name, module in model.named_modules():
+        if not isinstance(module, (nn.Linear, Conv1D)):
+            continue
+        role = projection_role(name)
+        if role in wanted or (role == "qkv" and wanted & {"q", "k", "v"}):
+            names.append(name)
+    if not names:
+        raise HeadLayoutError(
+            f"Found no attention projections {sorted(wanted)} in {type(model).__name__}; pass "
+            "HoraConfig(target_modules=[...]) and, if needed, head_layout=... for this architecture."
+        )
+    return names

@@ -1,0 +1,187 @@
+"""HoraModel: the PEFT tuner that injects HoRA layers and owns the per-adapter head-factor banks."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from peft.tuners.tuners_utils import BaseTuner, BaseTunerLayer
+from torch import nn
+from transformers.pytorch_utils import Conv1D
+
+from .config import HoraConfig
+from .generator import HoraBank, ModulePlan, SeedSlot
+from .heads import HeadLayoutError, discover_layout, find_attention_targets, layer_key
+from .layer import HoraLayer
+
+
+class HoraModel(BaseTuner):
+    """Creates a HoRA model from a pretrained transformers model (use ``peft.get_peft_model``).
+
+    Besides replacing the target projections by :class:`HoraLayer`, it builds one :class:`HoraBank` per
+    adapter (``self.hora_bank[adapter]``) holding the per-head seeds and the joint generators of all
+    adapted layers, and brackets every top-level forward so that the bank generates all head factors
+    once per forward while training and caches them in evaluation.
+    """
+
+    prefix: str = "hora_"
+    tuner_layer_cls = HoraLayer
+    target_module_mapping: dict[str, list[str]] = {}
+    uses_shared_state: bool = True
+
+    def _pre_injection_hook(self, model: nn.Module, config: HoraConfig, adapter_name: str) -> None:
+        if "hora_bank" not in self._modules:
+            self.hora_bank = nn.ModuleDict()
+            self._forward_hooks_handles = (
+                model.register_forward_pre_hook(self._enter_forward),
+                model.register_forward_hook(self._exit_forward, always_call=True),
+            )
+
+    def _enter_forward(self, module: nn.Module, args: Any) -> None:
+        for bank in self.hora_bank.values():
+            bank.forward_depth += 1
+
+    def _exit_forward(self, module: nn.Module, args: Any, output: Any) -> None:
+        for bank in self.hora_bank.values():
+            bank.forward_depth -= 1
+            if bank.forward_depth == 0:
+                bank.clear_cache()
+
+    def _prepare_adapter_config(self, peft_config: HoraConfig, model_config: dict) -> HoraConfig:
+        if peft_config.target_modules is None:
+            peft_config.target_modules = set(find_attention_targets(self.model, peft_config.projections))
+        return peft_config
+
+    def _create_and_replace(
+        self,
+        config: HoraConfig,
+        adapter_name: str,
+        target: nn.Module,
+        target_name: str,
+        parent: nn.Module,
+        current_key: str,
+        **optional_kwargs: Any,
+    ) -> None:
+        base = target.get_base_layer() if isinstance(target, BaseTunerLayer) else target
+        if not isinstance(base, (nn.Linear, Conv1D)):
+            raise TypeError(
+                f"HoRA adapts nn.Linear and transformers Conv1D layers; '{current_key}' is a "
+                f"{type(base).__name__}. Remove it from target_modules."
+            )
+        layout = discover_layout(current_key, base, getattr(self.model, "config", None), config.head_layout)
+        _check_rank(config.r, base, current_key)
+        args = dict(r=config.r, dropout=config.dropout, joint_free_factor=config.joint_free_factor,
+                    init_weights=config.init_weights)
+        if isinstance(target, HoraLayer):
+            if target.layout != layout:
+                raise HeadLayoutError(
+                    f"Adapter '{adapter_name}' gives '{current_key}' the layout {layout}, but an existing "
+                    f"adapter uses {target.layout}; all adapters must agree on a module's heads."
+                )
+            target.update_layer(adapter_name, **args)
+            return
+        new_module = HoraLayer(target, adapter_name, layout, **args)
+        if adapter_name not in self.active_adapters:
+            new_module.requires_grad_(False)
+        self._replace_module(parent, target_name, new_module, target)
+
+    def inject_adapter(self, model: nn.Module, adapter_name: str, *args: Any, **kwargs: Any) -> None:
+        """Inject the layers (PEFT), then build the adapter's bank from the injected layers."""
+        self._pre_injection_hook(model, self.peft_config[adapter_name], adapter_name)
+        super().inject_adapter(model, adapter_name, *args, **kwargs)
+        self._build_bank(model, adapter_name)
+
+    def _build_bank(self, model: nn.Module, adapter_name: str) -> None:
+        config: HoraConfig = self.peft_config[adapter_name]
+        layers = [
+            (name, module) for name, module in model.named_modules()
+            if isinstance(module, HoraLayer)
+            and any(adapter_name in getattr(module, attr) for attr in HoraLayer.adapter_layer_names)
+        ]
+        if not layers:
+            raise ValueError(f"No module was adapted for adapter '{adapter_name}'; check target_modules.")
+        head_dims = {module.layout.head_dim for _, module in layers}
+        if len(head_dims) > 1:
+            raise HeadLayoutError(f"All adapted modules must share one head_dim, found {sorted(head_dims)}.")
+        heads: dict[str, int] = {}
+        counts: dict[str, int] = {}
+        bodies: dict[str, int] = {}
+        shared_free: dict[str, int] = {}
+        shared_free_dims: set[int] = set()
+        plans = []
+        for name, module in layers:
+            body_key = layer_key(name) if config.scope == "layer" else name
+            body = bodies.setdefault(body_key, len(bodies))
+            slots = []
+            for section in module.layout.sections:
+                p = section.projection
+                if heads.setdefault(p, section.num_heads) != section.num_heads:
+                    raise HeadLayoutError(
+                        f"'{name}' has {section.num_heads} {p}-heads but other modules have {heads[p]}."
+                    )
+                slots.append(SeedSlot(p, counts.get(p, 0), section.num_heads))
+                counts[p] = counts.get(p, 0) + 1
+            free_index = None
+            if adapter_name in module.hora_mix:
+                free_index = shared_free.setdefault(layer_key(name), len(shared_free))
+                shared_free_dims.add(module.in_features)
+            plans.append(ModulePlan(name, body, tuple(slots), free_index))
+        if len(shared_free_dims) > 1:
+            raise HeadLayoutError(f"joint_free_factor needs one input size for q/k/v, found {shared_free_dims}.")
+        shared_shape = (len(shared_free), config.r, shared_free_dims.pop()) if shared_free else None
+        bank = HoraBank(config, head_dims.pop(), heads, counts, len(bodies), shared_shape)
+        bank.set_plans(plans)
+        bank.to(layers[0][1].get_base_layer().weight.device)
+        if adapter_name not in self.active_adapters or config.inference_mode:
+            bank.requires_grad_(False)
+        self.hora_bank[adapter_name] = bank
+        for plan, (_, module) in zip(plans, layers):
+            module.attach(adapter_name, bank, plan)
+
+    def _mark_only_adapters_as_trainable(self, model: nn.Module) -> None:
+        super()._mark_only_adapters_as_trainable(model)
+        for name, bank in self.hora_bank.items():
+            bank.requires_grad_(name in self.active_adapters)
+
+    def set_adapter(self, adapter_name: str | list[str], inference_mode: bool = False) -> None:
+        super().set_adapter(adapter_name, inference_mode=inference_mode)
+        active = {adapter_name} if isinstance(adapter_name, str) else set(adapter_name)
+        for name, bank in self.hora_bank.items():
+            bank.requires_grad_(name in active and not inference_mode)
+
+    def set_requires_grad(self, adapter_names: str | Sequence[str], requires_grad: bool = True) -> None:
+        super().set_requires_grad(adapter_names, requires_grad)
+        names = {adapter_names} if isinstance(adapter_names, str) else set(adapter_names)
+        for name in names & set(self.hora_bank):
+            self.hora_bank[name].requires_grad_(requires_grad)
+
+    def delete_adapter(self, adapter_name: str) -> None:
+        super().delete_adapter(adapter_name)
+        del self.hora_bank[adapter_name]
+
+    def _unload_and_optionally_merge(self, *args: Any, **kwargs: Any) -> nn.Module:
+        model = super()._unload_and_optionally_merge(*args, **kwargs)
+        for handle in getattr(self, "_forward_hooks_handles", ()):
+            handle.remove()
+        return model
+
+    @classmethod
+    def _remove_adapter_name_from_key(cls, key: str, adapter_name: str) -> str:
+        """Checkpoint keys carry no adapter name: ``hora_bank.<adapter>.seeds.q`` -> ``hora_bank.seeds.q``."""
+        marker = f"hora_bank.{adapter_name}."
+        if marker in key:
+            return key.replace(marker, "hora_bank.", 1)
+        return super()._remove_adapter_name_from_key(key, adapter_name)
+
+
+def _check_rank(r: int, layer: nn.Module, name: str) -> None:
+    """A rank above min(d_in, d_out) cannot be a low-rank update of this weight."""
+    weight = layer.weight
+    limit = min(weight.shape)
+    if r > limit:
+        raise ValueError(f"r={r} exceeds the dimensions of '{name}' ({tuple(weight.shape)}); use r <= {limit}.")
+
+
+def iter_hora_layers(model: nn.Module) -> list[tuple[str, HoraLayer]]:
+    """(name, layer) of every HoRA layer of a model."""
+    return [(name, m) for name, m in model.named_modules() if isinstance(m, HoraLayer)]
