@@ -166,28 +166,34 @@ class HoraBank(nn.Module):
         return tuple((p.data_ptr(), p._version, p.dtype, p.device) for p in self.parameters())
 
     def head_factors(self) -> dict[str, torch.Tensor]:
-        """The generated factors, computed once per model forward when training and cached otherwise.
+        """The generated factors: once per training forward, cached in evaluation.
 
-        With autograd on, they are computed once per top-level forward (``forward_depth`` > 0) and
-        shared by every layer of that forward; a layer called on its own recomputes them. With autograd
-        off (evaluation, generation) they are cached until a parameter changes (in-place updates bump
-        the tensors' version counters).
+        With autograd on, :meth:`enter_forward` (a forward pre-hook of the model) generates them once,
+        before any layer runs, and every layer of that forward reads them; activation-checkpointing
+        recomputation in the backward pass reads the same tensors, so the recomputed graph matches. A
+        layer called on its own, outside a model forward, generates fresh factors. With autograd off
+        (evaluation, generation) they are cached until a parameter changes (in-place updates bump the
+        tensors' version counters).
         """
         if torch.is_grad_enabled():
-            if self.forward_depth == 0:
-                return self.generate()
-            if self._cache is None or self._cache_key is not None:
-                self._cache, self._cache_key = self.generate(), None
-            return self._cache
+            in_model_pass = self.forward_depth > 0 or torch._C._current_graph_task_id() != -1
+            if self._cache is not None and self._cache_key is None and in_model_pass:
+                return self._cache
+            return self.generate()
         key = self._parameter_key()
         if self._cache is None or self._cache_key != key:
             self._cache, self._cache_key = self.generate(), key
         return self._cache
 
-    def clear_cache(self) -> None:
-        """Forget cached factors (called after every training forward so graphs are not kept alive)."""
-        if self._cache_key is None:
-            self._cache = None
+    def enter_forward(self) -> None:
+        """Start of a model forward: with autograd on, generate this forward's factors up front."""
+        self.forward_depth += 1
+        if self.forward_depth == 1 and torch.is_grad_enabled():
+            self._cache, self._cache_key = self.generate(), None
+
+    def exit_forward(self) -> None:
+        """End of a model forward (the factors stay available to checkpoint recomputation)."""
+        self.forward_depth -= 1
 
     def module_factor(self, plan: ModulePlan, side: str) -> torch.Tensor:
         """The scaled head factor of one module: B (out x r) for side 'out', A (r x in) for side 'in'."""

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
+from peft.tuners.tuners_utils import BaseTunerLayer
 from torch import nn
 from transformers.pytorch_utils import Conv1D
 
@@ -210,6 +211,10 @@ def find_attention_targets(model: nn.Module, projections: Iterable[str] = ("q", 
     wanted = set(projections)
     names = []
     for name, module in model.named_modules():
+        if isinstance(module, BaseTunerLayer):  # already adapted: judge its base layer, skip its insides
+            module = module.get_base_layer()
+        elif name.endswith(".base_layer"):
+            continue
         if not isinstance(module, (nn.Linear, Conv1D)):
             continue
         role = projection_role(name)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from typing import Any
 
-from peft.tuners.tuners_utils import BaseTuner, BaseTunerLayer
+from peft.tuners.tuners_utils import BaseTuner, BaseTunerLayer, check_target_module_exists
 from torch import nn
 from transformers.pytorch_utils import Conv1D
 
@@ -39,17 +40,21 @@ class HoraModel(BaseTuner):
 
     def _enter_forward(self, module: nn.Module, args: Any) -> None:
         for bank in self.hora_bank.values():
-            bank.forward_depth += 1
+            bank.enter_forward()
 
     def _exit_forward(self, module: nn.Module, args: Any, output: Any) -> None:
         for bank in self.hora_bank.values():
-            bank.forward_depth -= 1
-            if bank.forward_depth == 0:
-                bank.clear_cache()
+            bank.exit_forward()
 
     def _prepare_adapter_config(self, peft_config: HoraConfig, model_config: dict) -> HoraConfig:
         if peft_config.target_modules is None:
-            peft_config.target_modules = set(find_attention_targets(self.model, peft_config.projections))
+            names = find_attention_targets(self.model, peft_config.projections)
+            if peft_config.layers_to_transform is not None:
+                # PEFT applies layers_to_transform to suffix matches only, so filter the full names here
+                probe = copy.copy(peft_config)
+                probe.target_modules = {name.rpartition(".")[2] for name in names}
+                names = [name for name in names if check_target_module_exists(probe, name)]
+            peft_config.target_modules = set(names)
         return peft_config
 
     def _create_and_replace(
@@ -158,6 +163,10 @@ class HoraModel(BaseTuner):
     def delete_adapter(self, adapter_name: str) -> None:
         super().delete_adapter(adapter_name)
         del self.hora_bank[adapter_name]
+
+    def _replace_module(self, parent: nn.Module, child_name: str, new_module: nn.Module, child: nn.Module) -> None:
+        """Swap a module in place; HoRA layers are created on their base weight's device already."""
+        setattr(parent, child_name, new_module)
 
     def _unload_and_optionally_merge(self, *args: Any, **kwargs: Any) -> nn.Module:
         model = super()._unload_and_optionally_merge(*args, **kwargs)

@@ -1,0 +1,132 @@
+"""The adapted model for each method: HoRA, and the baselines straight from PEFT.
+
+``hora``  ``hora.HoraConfig`` (this library)
+``lora``  ``peft.LoraConfig``
+``dora``  ``peft.LoraConfig(use_dora=True)``
+``vera``  ``peft.VeraConfig`` (same rank as the others; VeRA's own papers use far larger ranks)
+``full``  full fine-tuning, every weight trainable
+
+Every adapter method targets exactly the same modules, the attention projections found by
+``hora.find_attention_targets`` (default q and v), and trains and saves the classification head
+(``modules_to_save``). Nothing here re-implements a baseline.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from hora.experiments.errors import HoraError
+
+METHODS = ("hora", "lora", "dora", "vera", "full")
+ADAPTER_METHODS = ("hora", "lora", "dora", "vera")
+# Defaults when no --lr is given, chosen for a few hundred steps of Adam on a small encoder.
+# They are reasonable starting points, not tuned per method: pass --lrs to compare to choose on validation.
+DEFAULT_LR = {"hora": 1e-3, "lora": 1e-3, "dora": 1e-3, "vera": 1e-2, "full": 5e-5}
+
+
+def check_method(method: str) -> str:
+    if method not in METHODS:
+        raise HoraError(f"unknown method '{method}'; choose from: {', '.join(METHODS)}")
+    return method
+
+
+def parse_projections(targets: str | None) -> tuple[str, ...]:
+    """'q,v' -> ('q', 'v'); validates against {q, k, v, o}."""
+    if targets is None or targets == "":
+        return ("q", "v")
+    projs = tuple(t.strip().lower() for t in targets.split(",") if t.strip())
+    bad = [p for p in projs if p not in ("q", "k", "v", "o")]
+    if bad or not projs:
+        raise HoraError(f"unknown projection(s) {','.join(bad) or targets!r}: use a comma list of q,k,v,o")
+    return projs
+
+
+def attention_targets(model, projections: tuple[str, ...] = ("q", "v")) -> list[str]:
+    """Full module names of the attention projections, as HoRA itself would adapt them."""
+    import hora
+
+    try:
+        targets = list(hora.find_attention_targets(model, projections=projections))
+    except HoraError:
+        raise
+    except (ValueError, KeyError, TypeError) as exc:
+        raise HoraError(f"cannot find attention projections {projections} in {type(model).__name__}: {exc}") \
+            from None
+    if not targets:
+        raise HoraError(f"no attention projections {projections} found in {type(model).__name__}")
+    return targets
+
+
+def build_adapted_model(method: str, model, *, r: int = 8, alpha: float = 16.0, dropout: float = 0.0,
+                        hidden: int | None = None, projections: tuple[str, ...] = ("q", "v"),
+                        kind: str = "text", head_modules: list[str] | None = None,
+                        hora_options: dict | None = None):
+    """Wrap ``model`` for ``method``; returns (model, info) with info holding the targets.
+
+    ``head_modules``: the classification head's module names, trained fully and saved with the adapter.
+    """
+    check_method(method)
+    if r < 1:
+        raise HoraError(f"rank r must be >= 1, got {r}")
+    info: dict = {"method": method}
+    if method == "full":
+        for p in model.parameters():
+            p.requires_grad_(True)
+        info["targets"] = []
+        return model, info
+
+    from peft import LoraConfig, VeraConfig, get_peft_model
+
+    import hora  # noqa: F401  (registers the HoRA method with PEFT)
+
+    targets = attention_targets(model, projections)
+    info["targets"] = targets
+    task_type = "SEQ_CLS" if kind == "text" else None
+    common = {"target_modules": targets, "modules_to_save": list(head_modules or []) or None,
+              "task_type": task_type}
+    if method == "hora":
+        cfg = hora.HoraConfig(r=r, alpha=alpha, hidden=hidden, dropout=dropout, **common,
+                              **(hora_options or {}))
+    elif method == "lora":
+        cfg = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, **common)
+    elif method == "dora":
+        cfg = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, use_dora=True, **common)
+    else:  # vera
+        cfg = VeraConfig(r=r, vera_dropout=dropout, **common)
+    return get_peft_model(model, cfg), info
+
+
+def count_parameters(model) -> tuple[int, int]:
+    """(trainable, total) parameter counts."""
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    return trainable, total
+
+
+def load_trained(adapter_dir: str | Path):
+    """Rebuild the base model recorded in ``adapter_dir/metrics.json`` and load the adapter onto it.
+
+    Returns (peft_model, metrics).
+    """
+    from hora.experiments import tasks
+
+    adapter_dir = Path(adapter_dir)
+    meta_path = adapter_dir / "metrics.json"
+    if not adapter_dir.is_dir():
+        raise HoraError(f"adapter folder not found: {adapter_dir}")
+    if not meta_path.is_file():
+        raise HoraError(f"{adapter_dir} has no metrics.json: not a folder written by 'hora train'")
+    meta = json.loads(meta_path.read_text())
+    if meta.get("method") not in ADAPTER_METHODS:
+        raise HoraError(f"{adapter_dir} holds a '{meta.get('method')}' run, which has no adapter to load")
+    if not (adapter_dir / "adapter_config.json").is_file():
+        raise HoraError(f"{adapter_dir} has no adapter_config.json (was it trained with --no-save?)")
+    import hora  # noqa: F401
+    from peft import PeftModel
+
+    _, folder = tasks.resolve_model(meta["model"], meta["kind"])
+    base = tasks.load_base_model(folder, meta["kind"], meta["label_names"])
+    model = PeftModel.from_pretrained(base, adapter_dir)
+    model.eval()
+    return model, meta

@@ -1,0 +1,228 @@
+"""Summaries of a comparison: mean ± std per method and fraction, paired differences, a plot.
+
+Input is the table of runs (``results.csv``): one row per run with at least
+``method, fraction, seed, lr, accuracy, val_accuracy``. When several learning rates were run, each
+method's learning rate is chosen per fraction on mean validation accuracy over seeds (never on test
+accuracy); the summary reports test accuracy at that choice.
+
+The paired difference HoRA − LoRA pairs runs by seed at each fraction (same seed: same data subset,
+same split, same head initialisation), and gives a two-sided 95 % Student-t interval of the mean
+difference, ``mean ± t_{0.975, n-1} * sd / sqrt(n)``.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from hora.experiments.errors import HoraError
+
+REQUIRED = ("method", "fraction", "seed", "lr", "accuracy", "val_accuracy")
+
+
+def _t_pdf(x: float, df: float) -> float:
+    c = math.lgamma((df + 1) / 2) - math.lgamma(df / 2) - 0.5 * math.log(df * math.pi)
+    return math.exp(c - (df + 1) / 2 * math.log1p(x * x / df))
+
+
+def _t_cdf_from_zero(x: float, df: float, n: int = 2000) -> float:
+    """P(0 < T < x) by Simpson's rule (x >= 0)."""
+    h = x / n
+    s = _t_pdf(0.0, df) + _t_pdf(x, df)
+    s += 4 * sum(_t_pdf((2 * i - 1) * h, df) for i in range(1, n // 2 + 1))
+    s += 2 * sum(_t_pdf(2 * i * h, df) for i in range(1, n // 2))
+    return s * h / 3
+
+
+def t_quantile(p: float, df: float) -> float:
+    """Quantile of Student's t distribution (0.5 < p < 1), by bisection on the CDF."""
+    if not 0.5 < p < 1 or df <= 0:
+        raise ValueError("t_quantile needs 0.5 < p < 1 and df > 0")
+    target = p - 0.5
+    lo, hi = 0.0, 1.0
+    while _t_cdf_from_zero(hi, df) < target:
+        hi *= 2
+        if hi > 1e6:
+            return float("inf")
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        if _t_cdf_from_zero(mid, df) < target:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2
+
+
+def mean_ci(values, level: float = 0.95) -> tuple[float, float, float, float, int]:
+    """(mean, sample sd, ci_low, ci_high, n) with a Student-t interval; nan where n < 2."""
+    x = np.asarray(list(values), dtype=float)
+    x = x[~np.isnan(x)]
+    n = len(x)
+    if n == 0:
+        return (float("nan"),) * 4 + (0,)
+    mean = float(x.mean())
+    if n < 2:
+        return mean, float("nan"), float("nan"), float("nan"), n
+    sd = float(x.std(ddof=1))
+    half = t_quantile(0.5 + level / 2, n - 1) * sd / math.sqrt(n)
+    return mean, sd, mean - half, mean + half, n
+
+
+def check_results(df: pd.DataFrame) -> pd.DataFrame:
+    missing = [c for c in REQUIRED if c not in df.columns]
+    if missing:
+        raise HoraError(f"results table lacks column(s): {', '.join(missing)}")
+    if len(df) == 0:
+        raise HoraError("results table is empty")
+    return df
+
+
+def select_lr(df: pd.DataFrame) -> pd.DataFrame:
+    """Mark with ``selected`` the runs at each (method, fraction)'s best learning rate on validation.
+
+    The best lr maximises mean ``val_accuracy`` over seeds; ties go to the smaller lr. Test accuracy
+    plays no part.
+    """
+    df = check_results(df).copy()
+    df["selected"] = False
+    for (_, _), group in df.groupby(["method", "fraction"], sort=False):
+        by_lr = group.groupby("lr")["val_accuracy"].mean().sort_index()
+        best = by_lr.idxmax()
+        df.loc[group.index[group["lr"] == best], "selected"] = True
+    return df
+
+
+def summarize(df: pd.DataFrame) -> pd.DataFrame:
+    """Per (method, fraction), over the selected runs: test accuracy mean/sd/CI, validation mean, lr, params."""
+    if "selected" not in df.columns:
+        df = select_lr(df)
+    sel = df[df["selected"].astype(bool)]
+    rows = []
+    for (method, fraction), g in sel.groupby(["method", "fraction"], sort=True):
+        mean, sd, lo, hi, n = mean_ci(g["accuracy"])
+        row = {"method": method, "fraction": fraction, "n": n, "accuracy_mean": mean, "accuracy_std": sd,
+               "accuracy_ci_low": lo, "accuracy_ci_high": hi, "val_accuracy_mean": float(g["val_accuracy"].mean()),
+               "lr": float(g["lr"].iloc[0])}
+        for col in ("trainable_params", "train_seconds"):
+            if col in g:
+                row[col] = float(g[col].mean())
+        for col in sorted(c for c in g.columns if c.startswith("diag_")):
+            row[col] = float(pd.to_numeric(g[col], errors="coerce").mean())
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def paired_difference(df: pd.DataFrame, a: str = "hora", b: str = "lora", level: float = 0.95) -> pd.DataFrame:
+    """Per fraction: mean of (accuracy_a − accuracy_b) over seeds run by both, with a t-interval."""
+    if "selected" not in df.columns:
+        df = select_lr(df)
+    sel = df[df["selected"].astype(bool)]
+    left = sel[sel["method"] == a][["fraction", "seed", "accuracy"]]
+    right = sel[sel["method"] == b][["fraction", "seed", "accuracy"]]
+    pairs = left.merge(right, on=["fraction", "seed"], suffixes=("_a", "_b"))
+    rows = []
+    for fraction, g in pairs.groupby("fraction", sort=True):
+        diff = g["accuracy_a"] - g["accuracy_b"]
+        mean, sd, lo, hi, n = mean_ci(diff, level)
+        rows.append({"fraction": fraction, "n_pairs": n, "diff_mean": mean, "diff_std": sd,
+                     "ci_low": lo, "ci_high": hi, "seeds": ",".join(str(s) for s in sorted(g["seed"]))})
+    return pd.DataFrame(rows, columns=["fraction", "n_pairs", "diff_mean", "diff_std", "ci_low", "ci_high", "seeds"])
+
+
+def _pct(x: float, digits: int = 1) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.{digits}f}"
+
+
+def summary_markdown(df: pd.DataFrame, title: str = "HoRA comparison", context: str = "") -> str:
+    df = select_lr(df) if "selected" not in df.columns else df
+    summ = summarize(df)
+    lines = [f"# {title}", ""]
+    if context:
+        lines += [context, ""]
+    lrs = sorted(df["lr"].unique())
+    lines += [
+        f"{len(df)} runs; methods {', '.join(sorted(df['method'].unique()))}; "
+        f"fractions {', '.join(f'{f:g}' for f in sorted(df['fraction'].unique()))}; "
+        f"seeds {', '.join(str(s) for s in sorted(df['seed'].unique()))}; "
+        f"learning rates {', '.join(f'{x:g}' for x in lrs)}.",
+        "Accuracy is test accuracy in percent (mean ± sample sd over seeds, 95 % t-interval of the mean).",
+    ]
+    if len(lrs) > 1:
+        lines.append("Each method's learning rate is chosen per fraction on mean validation accuracy only; "
+                     "test accuracy is reported at that choice.")
+    lines.append("")
+    diag_cols = [c for c in summ.columns if c.startswith("diag_")]
+    header = ["method", "fraction", "n", "test acc (mean ± sd)", "95% CI", "val acc", "lr", "trainable params",
+              "train s"] + [c.removeprefix("diag_") for c in diag_cols]
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for _, r in summ.sort_values(["fraction", "method"]).iterrows():
+        cells = [str(r["method"]), f"{r['fraction']:g}", str(int(r["n"])),
+                 f"{_pct(r['accuracy_mean'])} ± {_pct(r['accuracy_std'])}",
+                 f"[{_pct(r['accuracy_ci_low'])}, {_pct(r['accuracy_ci_high'])}]",
+                 _pct(r["val_accuracy_mean"]), f"{r['lr']:g}",
+                 f"{int(r['trainable_params']):,}" if "trainable_params" in r and not math.isnan(r["trainable_params"])
+                 else "n/a",
+                 f"{r['train_seconds']:.1f}" if "train_seconds" in r else "n/a"]
+        cells += [f"{r[c]:.3g}" for c in diag_cols]
+        lines.append("| " + " | ".join(cells) + " |")
+    methods = set(df["method"])
+    if {"hora", "lora"} <= methods:
+        pdiff = paired_difference(df, "hora", "lora")
+        lines += ["", "## HoRA − LoRA, paired by seed", "",
+                  "Difference of test accuracy in percentage points; positive favours HoRA. "
+                  "An interval that contains 0 means no detectable difference at these seeds.", "",
+                  "| fraction | pairs | mean diff | sd | 95% t-interval |", "|---|---|---|---|---|"]
+        for _, r in pdiff.iterrows():
+            lines.append(f"| {r['fraction']:g} | {int(r['n_pairs'])} | {100 * r['diff_mean']:+.2f} | "
+                         f"{_pct(r['diff_std'], 2)} | [{_pct(r['ci_low'], 2)}, {_pct(r['ci_high'], 2)}] |")
+        if len(pdiff) == 0:
+            lines.append("| (no seed was run by both methods at the same fraction) | | | | |")
+    lines.append("")
+    return "\n".join(lines)
+
+
+def plot_accuracy_vs_fraction(df: pd.DataFrame, path: str | Path, title: str = "Test accuracy vs data fraction") -> Path:
+    """Mean test accuracy per method against the data fraction, with sd error bars (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    summ = summarize(df)
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    for method, g in summ.groupby("method", sort=True):
+        g = g.sort_values("fraction")
+        err = 100 * g["accuracy_std"].fillna(0.0)
+        ax.errorbar(g["fraction"], 100 * g["accuracy_mean"], yerr=err, marker="o", capsize=3, label=method)
+    fracs = sorted(summ["fraction"].unique())
+    if len(fracs) > 1 and fracs[-1] / fracs[0] >= 10:
+        ax.set_xscale("log")
+    ax.set_xticks(fracs)
+    ax.set_xticklabels([f"{f:g}" for f in fracs])
+    ax.set_xlabel("fraction of the training split")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def write_report(df: pd.DataFrame, output: str | Path, context: str = "") -> dict[str, Path]:
+    """Write summary.md and accuracy_vs_fraction.png into ``output``; returns their paths."""
+    output = Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    df = select_lr(df)
+    md = output / "summary.md"
+    tmp = output / ".summary.md.tmp"
+    tmp.write_text(summary_markdown(df, context=context))
+    tmp.replace(md)
+    png = plot_accuracy_vs_fraction(df, output / "accuracy_vs_fraction.png")
+    return {"summary": md, "plot": png}

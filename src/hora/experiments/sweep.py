@@ -1,0 +1,139 @@
+"""A grid of training runs: methods x data fractions x seeds (x learning rates), then a report.
+
+Every run uses the same fixed split (it depends on ``split_seed`` only), so all runs are scored on
+the same test examples, and runs with the same seed see the same training subset at each fraction.
+Each run writes ``OUTPUT/runs/<method>_f<fraction>_lr<lr>_s<seed>/metrics.json``; a rerun of the same
+command skips runs whose metrics.json exists with the same settings (resumable). ``OUTPUT/results.csv``
+is rewritten after every run, then ``summary.md`` and ``accuracy_vs_fraction.png`` at the end.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+from hora.experiments import methods, report, tasks
+from hora.experiments.errors import HoraError
+from hora.experiments.train import TrainConfig, train, validate
+
+RESULT_COLUMNS = ["method", "fraction", "seed", "lr", "accuracy", "val_accuracy", "trainable_params",
+                  "train_seconds", "steps", "n_train"]
+# settings that must match for a finished run to be reused
+_RESUME_KEYS = ("task", "model", "data", "text_column", "label_column", "method", "fraction", "seed",
+                "split_seed", "r", "alpha", "hidden", "dropout", "targets", "steps", "epochs", "batch_size",
+                "max_length", "warmup_ratio", "weight_decay", "max_eval_samples")
+
+
+def parse_list(text: str, kind: type, name: str) -> list:
+    """'a,b,c' -> [kind(a), kind(b), kind(c)] with a one-line error on bad items or duplicates."""
+    items = [t.strip() for t in str(text).split(",") if t.strip()]
+    if not items:
+        raise HoraError(f"--{name} is empty")
+    try:
+        values = [kind(t) for t in items]
+    except ValueError:
+        raise HoraError(f"--{name}: cannot read '{text}' as a comma-separated list of {kind.__name__}") from None
+    if len(set(values)) != len(values):
+        raise HoraError(f"--{name} lists a value twice: {text}")
+    return values
+
+
+def run_name(method: str, fraction: float, lr: float, seed: int) -> str:
+    return f"{method}_f{fraction:g}_lr{lr:g}_s{seed}"
+
+
+def _finished(run_dir: Path, cfg: TrainConfig) -> dict | None:
+    path = run_dir / "metrics.json"
+    if not path.is_file():
+        return None
+    try:
+        metrics = json.loads(path.read_text())
+    except ValueError:
+        return None
+    old = metrics.get("config", {})
+    new = dataclasses.asdict(cfg)
+    if any(old.get(k) != new.get(k) for k in _RESUME_KEYS) or metrics.get("lr") != cfg.resolved_lr():
+        return None
+    return metrics
+
+
+def _write_csv_atomic(df: pd.DataFrame, path: Path) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        df.to_csv(tmp, index=False)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _row(metrics: dict, run_dir: Path) -> dict:
+    row = {k: metrics.get(k) for k in RESULT_COLUMNS}
+    row.update({k: v for k, v in metrics.items() if k.startswith("diag_")})
+    row["run_dir"] = str(run_dir)
+    return row
+
+
+def run_compare(base: TrainConfig, method_list: list[str], fractions: list[float], seeds: list[int],
+                output: str | Path, lrs: list[float] | None = None, save_adapters: bool = False,
+                progress: bool = True, resume: bool = True) -> pd.DataFrame:
+    """Run the grid and write results.csv, summary.md and accuracy_vs_fraction.png into ``output``."""
+    for m in method_list:
+        methods.check_method(m)
+    for f in fractions:
+        tasks.check_fraction(f)
+    if lrs is not None:
+        for lr in lrs:
+            if not lr > 0:
+                raise HoraError(f"learning rates must be > 0, got {lr:g}")
+    validate(dataclasses.replace(base, method=method_list[0], fraction=fractions[0]))
+    output = Path(output)
+
+    data = tasks.load_task(base.task, base.data, base.text_column, base.label_column)
+    tasks.resolve_model(base.model, data.kind)  # fail fast on a model that does not fit the task
+    splits = tasks.split_indices(data.labels, base.split_seed)
+    for f in fractions:  # fail fast: every fraction must leave every class some training examples
+        for s in seeds:
+            tasks.subsample(splits.train, data.labels, f, s, data.label_names)
+
+    grid = []
+    for fraction in fractions:
+        for method in method_list:
+            for lr in (lrs if lrs is not None else [methods.DEFAULT_LR[method]]):
+                for seed in seeds:
+                    grid.append((method, fraction, lr, seed))
+    output.mkdir(parents=True, exist_ok=True)
+    rows: list[dict] = []
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+    with Progress(*columns, disable=not progress, transient=False) as bar:
+        job = bar.add_task("compare", total=len(grid))
+        for method, fraction, lr, seed in grid:
+            name = run_name(method, fraction, lr, seed)
+            run_dir = output / "runs" / name
+            cfg = dataclasses.replace(base, method=method, fraction=fraction, lr=lr, seed=seed,
+                                      output=str(run_dir), save=save_adapters, progress=False)
+            bar.update(job, description=name)
+            metrics = _finished(run_dir, cfg) if resume else None
+            if metrics is None:
+                metrics = train(cfg, data=data)
+            rows.append(_row(metrics, run_dir))
+            _write_csv_atomic(pd.DataFrame(rows), output / "results.csv")
+            bar.advance(job)
+
+    df = report.select_lr(pd.DataFrame(rows))
+    _write_csv_atomic(df, output / "results.csv")
+    context = (f"Task: {base.data or base.task}; model: {base.model or tasks.DEFAULT_MODEL[data.kind]}; "
+               f"rank {base.r}, alpha {base.alpha:g}; "
+               + (f"{base.epochs:g} epochs" if base.epochs is not None else f"{base.steps} steps")
+               + f" at batch {base.batch_size}; targets {base.targets}; split seed {base.split_seed}.")
+    report.write_report(df, output, context=context)
+    return df

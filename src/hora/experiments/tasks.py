@@ -1,0 +1,340 @@
+"""Tasks: data, fixed seeded splits, data fractions, and the base models they are adapted from.
+
+Built-in tasks
+    ``rotten_tomatoes``  sentiment of Rotten Tomatoes snippets (fresh / rotten), 12,808 texts. Default.
+    ``mnist``            MNIST digits, 5,000 images (500 per class), 28x28 grayscale.
+    ``fashion_mnist``    Fashion-MNIST train set (60,000 images); used to pre-train the small ViT.
+Users' own data
+    ``--data PATH.csv|PATH.jsonl --text-column C --label-column C``: text classification.
+
+Base models (``--model``)
+    ``minilm``   all-MiniLM-L6-v2 encoder (BERT, 6 layers, 12 heads), the default for text tasks.
+    ``smollm2``  SmolLM2-135M-Instruct decoder (Llama, grouped-query attention: 9 query / 3 KV heads).
+                 Classification uses ``AutoModelForSequenceClassification`` (``LlamaForSequenceClassification``):
+                 a new linear ``score`` head reads the hidden state of the last non-padding token. The
+                 tokenizer's pad token is set to its EOS token when it has none, and
+                 ``model.config.pad_token_id`` to match, so padded batches pick the right token. We chose
+                 this over prompting the LM head with label words because it trains the same kind of head
+                 as the encoder task, so methods compare on equal terms.
+    ``vit``      a small ViT (4 layers, 4 heads, hidden 128, 4x4 patches on 28x28 grayscale). No pretrained
+                 ViT ships offline, so ``hora pretrain-vit`` pre-trains it here on Fashion-MNIST and caches
+                 it; the ``mnist`` task then adapts it to digits with a fresh classification head.
+    a folder     any local Hugging Face model folder (config.json + weights + tokenizer for text).
+
+Splits are stratified, seeded with ``split_seed`` only, and computed from the labels alone: test 20 %,
+then validation 10 % of the rest, the remainder is train. They never depend on the method, the run seed
+or the data fraction, so every run of a comparison is scored on the very same test examples. The data
+fraction subsamples the train split only (stratified, seeded by the run seed; for one seed a smaller
+fraction's subset is contained in a larger one's). The test split is never used for any choice; the
+validation split is there for choices such as the learning rate.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from hora.experiments import assets
+from hora.experiments.errors import HoraError
+
+TEXT_TASKS = ("rotten_tomatoes",)
+IMAGE_TASKS = ("mnist", "fashion_mnist")
+TASKS = TEXT_TASKS + IMAGE_TASKS
+TEXT_MODELS = ("minilm", "smollm2")
+IMAGE_MODELS = ("vit",)
+MODELS = TEXT_MODELS + IMAGE_MODELS
+DEFAULT_MODEL = {"text": "minilm", "image": "vit"}
+VIT_CACHE_NAME = "vit-fashion-mnist"
+TEST_SIZE = 0.2
+VAL_SIZE = 0.1
+
+
+@dataclass
+class TaskData:
+    """A classification data set: inputs (texts, or uint8 images N x 28 x 28) and integer labels."""
+
+    name: str
+    kind: str  # "text" or "image"
+    inputs: list[str] | np.ndarray
+    labels: np.ndarray
+    label_names: list[str]
+    source: str = ""
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.label_names)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+@dataclass
+class Splits:
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+    meta: dict = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- data
+
+
+def _encode_labels(raw: list) -> tuple[np.ndarray, list[str]]:
+    names = sorted({str(x) for x in raw})
+    index = {n: i for i, n in enumerate(names)}
+    return np.array([index[str(x)] for x in raw], dtype=np.int64), names
+
+
+def load_user_data(path: str | Path, text_column: str = "text", label_column: str = "label") -> TaskData:
+    """Text classification data from a CSV or JSON Lines file with the given text and label columns."""
+    import pandas as pd
+
+    path = Path(path)
+    if not path.is_file():
+        raise HoraError(f"data file not found: {path}")
+    suffixes = [s.lower() for s in path.suffixes]
+    try:
+        if ".jsonl" in suffixes or ".ndjson" in suffixes:
+            df = pd.read_json(path, lines=True)
+        elif ".csv" in suffixes:
+            df = pd.read_csv(path)
+        elif ".tsv" in suffixes:
+            df = pd.read_csv(path, sep="\t")
+        else:
+            raise HoraError(f"unsupported data file type '{path.suffix}': use .csv, .tsv or .jsonl")
+    except HoraError:
+        raise
+    except Exception as exc:  # pandas raises many kinds; report one line
+        raise HoraError(f"could not read {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+    for kind, col in (("text", text_column), ("label", label_column)):
+        if col not in df.columns:
+            raise HoraError(
+                f"{kind} column '{col}' not in {path.name}; columns are: {', '.join(map(str, df.columns))}"
+            )
+    df = df[df[text_column].notna() & df[label_column].notna()]
+    if len(df) == 0:
+        raise HoraError(f"no rows with both '{text_column}' and '{label_column}' in {path}")
+    labels, names = _encode_labels(df[label_column].tolist())
+    if len(names) < 2:
+        raise HoraError(f"label column '{label_column}' has a single class ({names[0]}); need at least 2")
+    return TaskData(path.stem, "text", df[text_column].astype(str).tolist(), labels, names, source=str(path))
+
+
+def load_task(task: str = "rotten_tomatoes", data: str | Path | None = None,
+              text_column: str = "text", label_column: str = "label") -> TaskData:
+    """The data of a built-in task, or of the user's file when ``data`` is given."""
+    if data is not None:
+        return load_user_data(data, text_column, label_column)
+    if task == "rotten_tomatoes":
+        texts, raw = assets.load_rotten_tomatoes()
+        labels, names = _encode_labels(raw)
+        return TaskData(task, "text", texts, labels, names, source=str(assets.rotten_tomatoes_file()))
+    if task == "mnist":
+        images, labels = assets.load_mnist5k()
+        return TaskData(task, "image", images, labels, [str(i) for i in range(10)],
+                        source=str(assets.mnist5k_file()))
+    if task == "fashion_mnist":
+        images, labels = assets.load_fashion_mnist("train")
+        return TaskData(task, "image", images, labels, list(assets.FASHION_MNIST_CLASSES),
+                        source=str(assets.fashion_mnist_dir()))
+    raise HoraError(f"unknown task '{task}'; choose one of: {', '.join(TASKS)} (or pass --data FILE)")
+
+
+# --------------------------------------------------------------------------- splits
+
+
+def check_fraction(fraction: float) -> float:
+    fraction = float(fraction)
+    if not (0.0 < fraction <= 1.0) or math.isnan(fraction):
+        raise HoraError(f"fraction must be in (0, 1], got {fraction:g}")
+    return fraction
+
+
+def split_indices(labels: np.ndarray, split_seed: int = 0, test_size: float = TEST_SIZE,
+                  val_size: float = VAL_SIZE) -> Splits:
+    """Fixed stratified train / validation / test indices, a function of the labels and ``split_seed`` only.
+
+    Per class: a seeded permutation; the first round(n * test_size) go to test, the next
+    round((n - n_test) * val_size) to validation, the rest to train.
+    """
+    labels = np.asarray(labels)
+    rng = np.random.default_rng([int(split_seed), 20251004])
+    train, val, test = [], [], []
+    for c in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == c))
+        n_test = int(round(len(idx) * test_size))
+        n_val = int(round((len(idx) - n_test) * val_size))
+        test.append(idx[:n_test])
+        val.append(idx[n_test:n_test + n_val])
+        train.append(idx[n_test + n_val:])
+    return Splits(np.sort(np.concatenate(train)), np.sort(np.concatenate(val)), np.sort(np.concatenate(test)),
+                  meta={"split_seed": split_seed, "test_size": test_size, "val_size": val_size})
+
+
+def subsample(train_idx: np.ndarray, labels: np.ndarray, fraction: float, seed: int,
+              label_names: list[str] | None = None) -> np.ndarray:
+    """A stratified, seeded ``fraction`` of the train indices (round(fraction * n_c) per class).
+
+    For one seed the subsets are nested: a smaller fraction's subset lies inside a larger one's.
+    Raises :class:`HoraError` when the fraction leaves some class with no training example.
+    """
+    fraction = check_fraction(fraction)
+    train_idx = np.asarray(train_idx)
+    if fraction == 1.0:
+        return np.sort(train_idx)
+    labels = np.asarray(labels)
+    rng = np.random.default_rng([int(seed), 7])
+    chosen = []
+    for c in np.unique(labels[train_idx]):
+        idx = rng.permutation(train_idx[labels[train_idx] == c])
+        n = int(math.floor(fraction * len(idx) + 0.5))
+        if n == 0:
+            name = label_names[c] if label_names is not None and c < len(label_names) else str(c)
+            raise HoraError(
+                f"fraction {fraction:g} leaves class '{name}' with no training examples "
+                f"({len(idx)} in the train split); use a fraction of at least {0.5 / len(idx):.3g}"
+            )
+        chosen.append(idx[:n])
+    return np.sort(np.concatenate(chosen))
+
+
+# --------------------------------------------------------------------------- torch data sets
+
+
+class EncodedDataset:
+    """A list of feature dicts, as ``torch.utils.data.Dataset`` (map style) for the Trainer."""
+
+    def __init__(self, items: list[dict]):
+        self.items = items
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> dict:
+        return self.items[i]
+
+
+def image_tensor(images: np.ndarray):
+    """uint8 (N, 28, 28) -> float32 (N, 1, 28, 28) scaled to [-1, 1]."""
+    import torch
+
+    x = torch.from_numpy(np.ascontiguousarray(images)).float().div_(255.0).sub_(0.5).div_(0.5)
+    return x.unsqueeze(1)
+
+
+def encode(data: TaskData, indices: np.ndarray, tokenizer=None, max_length: int = 64) -> EncodedDataset:
+    """Features for the Trainer: tokenised text (padding left to the collator) or pixel tensors."""
+    import torch
+
+    indices = np.asarray(indices)
+    labels = data.labels[indices]
+    if data.kind == "text":
+        texts = [data.inputs[i] for i in indices]
+        enc = tokenizer(texts, truncation=True, max_length=max_length)
+        keys = list(enc.keys())
+        items = [{**{k: enc[k][j] for k in keys}, "labels": int(labels[j])} for j in range(len(texts))]
+        return EncodedDataset(items)
+    pixels = image_tensor(data.inputs[indices])
+    return EncodedDataset([{"pixel_values": pixels[j], "labels": torch.tensor(int(labels[j]))}
+                           for j in range(len(indices))])
+
+
+# --------------------------------------------------------------------------- base models
+
+
+def vit_dir(must_exist: bool = True) -> Path:
+    """Folder of the small ViT pre-trained here on Fashion-MNIST (``hora pretrain-vit``)."""
+    path = assets.cache_dir() / VIT_CACHE_NAME
+    if must_exist and not (path / "config.json").exists():
+        raise HoraError(
+            f"no pre-trained ViT at {path} (none ships offline); create it with: hora pretrain-vit"
+        )
+    return path
+
+
+def _config_kind(folder: Path) -> str:
+    try:
+        cfg = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise HoraError(f"cannot read {folder / 'config.json'}: {exc}") from None
+    archs = " ".join(cfg.get("architectures") or [])
+    if cfg.get("model_type") in ("vit", "deit", "beit", "dinov2", "swin") or "ImageClassification" in archs:
+        return "image"
+    return "text"
+
+
+def resolve_model(model: str | None, kind: str) -> tuple[str, Path]:
+    """(model name, local folder) for ``--model`` given the task kind; checks they fit."""
+    if model is None:
+        model = DEFAULT_MODEL[kind]
+    if model in TEXT_MODELS + IMAGE_MODELS:
+        model_kind = "text" if model in TEXT_MODELS else "image"
+        if model_kind != kind:
+            raise HoraError(f"model '{model}' is for {model_kind} tasks, but this task is {kind}")
+        folder = {"minilm": assets.minilm_dir, "smollm2": assets.smollm2_dir, "vit": vit_dir}[model]()
+        return model, folder
+    folder = Path(model).expanduser()
+    if not (folder / "config.json").is_file():
+        raise HoraError(
+            f"unknown model '{model}': use one of {', '.join(MODELS)} or a local model folder with config.json"
+        )
+    if _config_kind(folder) != kind:
+        raise HoraError(f"model folder {folder} is for {_config_kind(folder)} tasks, but this task is {kind}")
+    return str(folder), folder
+
+
+def load_tokenizer(folder: Path):
+    from transformers import AutoTokenizer
+
+    assets.set_offline()
+    tok = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    if tok.pad_token is None:  # decoders (SmolLM2, Llama): pad with EOS, see the module docstring
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_base_model(folder: Path, kind: str, label_names: list[str]):
+    """A classification model from ``folder`` with a new head of ``len(label_names)`` outputs.
+
+    The head is always freshly initialised (from the current torch RNG, so seed first): for the ViT
+    this replaces the Fashion-MNIST head even when the class counts match.
+    """
+    import torch
+    from transformers import AutoModelForImageClassification, AutoModelForSequenceClassification
+    from transformers.utils import logging as hf_logging
+
+    assets.set_offline()
+    num_labels = len(label_names)
+    id2label = dict(enumerate(label_names))
+    label2id = {n: i for i, n in id2label.items()}
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # "newly initialized head" warnings are expected here
+    try:
+        if kind == "image":
+            model = AutoModelForImageClassification.from_pretrained(
+                folder, local_files_only=True, dtype=torch.float32, num_labels=num_labels,
+                id2label=id2label, label2id=label2id, ignore_mismatched_sizes=True)
+            head = model.classifier
+            model.classifier = torch.nn.Linear(head.in_features, num_labels)
+        else:
+            model = AutoModelForSequenceClassification.from_pretrained(
+                folder, local_files_only=True, dtype=torch.float32, num_labels=num_labels,
+                id2label=id2label, label2id=label2id)
+            if model.config.pad_token_id is None:
+                tok = load_tokenizer(folder)
+                model.config.pad_token_id = tok.pad_token_id
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    return model
+
+
+def head_module_names(model) -> list[str]:
+    """Top-level names of the classification head (trained and saved with every method)."""
+    names = [n for n in ("classifier", "score") if hasattr(model, n)]
+    if not names:
+        raise HoraError(f"cannot find the classification head of {type(model).__name__} (no classifier/score)")
+    return names

@@ -1,0 +1,325 @@
+"""One training run on transformers' ``Trainer``: data, split, method, train, evaluate, save.
+
+The run is deterministic given its seed (on one device): the seed fixes the head and adapter
+initialisation, the data order, dropout and the data-fraction subsample. The split into train /
+validation / test depends on ``split_seed`` only (see :mod:`hora.experiments.tasks`).
+
+Outputs in ``output``:
+    adapter_config.json, adapter_model.safetensors   the adapter (``save_pretrained``); full model for ``full``
+    metrics.json                                      accuracy (test), val_accuracy, trainable_params, ...,
+                                                      plus what ``hora export`` needs to rebuild the base model
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from hora.experiments import methods, tasks
+from hora.experiments.errors import HoraError
+
+
+@dataclass
+class TrainConfig:
+    task: str = "rotten_tomatoes"
+    model: str | None = None  # minilm | smollm2 | vit | local folder; None: the task's default
+    data: str | None = None  # users' own CSV / JSONL (text classification)
+    text_column: str = "text"
+    label_column: str = "label"
+    method: str = "hora"
+    fraction: float = 1.0
+    seed: int = 0
+    split_seed: int = 0
+    lr: float | None = None  # None: methods.DEFAULT_LR[method]
+    r: int = 8
+    alpha: float = 16.0
+    hidden: int | None = None  # HoRA generator width (None: the library default)
+    dropout: float = 0.0
+    targets: str = "q,v"
+    steps: int | None = 300  # optimiser steps; ignored when epochs is set
+    epochs: float | None = None
+    batch_size: int = 32
+    eval_batch_size: int = 128
+    max_length: int = 64
+    warmup_ratio: float = 0.06
+    weight_decay: float = 0.0
+    max_eval_samples: int | None = None  # evaluate on the first N of validation / test (quick checks only)
+    output: str = "runs/train"
+    save: bool = True
+    progress: bool = True
+
+    def resolved_lr(self) -> float:
+        return float(self.lr) if self.lr is not None else methods.DEFAULT_LR[self.method]
+
+
+def write_json_atomic(path: Path, obj) -> None:
+    """Write JSON to ``path`` through a temporary file in the same folder and ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(obj, fh, indent=2, sort_keys=True, default=_json_default)
+            fh.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _json_default(o):
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def validate(cfg: TrainConfig) -> None:
+    """Check the options before any heavy work, so bad input fails fast with one line."""
+    methods.check_method(cfg.method)
+    tasks.check_fraction(cfg.fraction)
+    methods.parse_projections(cfg.targets)
+    if cfg.data is None and cfg.task not in tasks.TASKS:
+        raise HoraError(f"unknown task '{cfg.task}'; choose one of: {', '.join(tasks.TASKS)} (or pass --data FILE)")
+    if cfg.model is not None and cfg.model not in tasks.MODELS and not Path(cfg.model).expanduser().is_dir():
+        raise HoraError(
+            f"unknown model '{cfg.model}': use one of {', '.join(tasks.MODELS)} or a local model folder"
+        )
+    if cfg.steps is not None and cfg.epochs is None and cfg.steps < 1:
+        raise HoraError(f"steps must be >= 1, got {cfg.steps}")
+    if cfg.epochs is not None and cfg.epochs <= 0:
+        raise HoraError(f"epochs must be > 0, got {cfg.epochs}")
+    if cfg.batch_size < 1 or cfg.eval_batch_size < 1:
+        raise HoraError("batch sizes must be >= 1")
+    if cfg.lr is not None and not (cfg.lr > 0 and math.isfinite(cfg.lr)):
+        raise HoraError(f"learning rate must be > 0, got {cfg.lr}")
+    if cfg.r < 1:
+        raise HoraError(f"rank r must be >= 1, got {cfg.r}")
+
+
+def _accuracy(trainer, dataset) -> float:
+    if len(dataset) == 0:
+        return float("nan")
+    out = trainer.predict(dataset)
+    logits = out.predictions[0] if isinstance(out.predictions, tuple) else out.predictions
+    return float((np.asarray(logits).argmax(-1) == np.asarray(out.label_ids)).mean())
+
+
+def _adapter_diagnostics(model) -> dict:
+    """Stable rank / cross-head shared energy of the update, when the core library provides them."""
+    try:
+        from hora import diagnostics
+    except ImportError:
+        return {}
+    fn = getattr(diagnostics, "summarize", None) or getattr(diagnostics, "adapter_diagnostics", None)
+    if fn is None:
+        return {}
+    try:
+        out = fn(model)
+    except Exception:  # diagnostics must never fail a run
+        return {}
+    return {f"diag_{k}": v for k, v in out.items() if isinstance(v, int | float)} if isinstance(out, dict) else {}
+
+
+def train(cfg: TrainConfig, data: tasks.TaskData | None = None) -> dict:
+    """Run one training job; returns the metrics dict (also written to ``cfg.output``/metrics.json).
+
+    ``data`` may be passed to reuse loaded data across the runs of a sweep.
+    """
+    validate(cfg)
+    from hora.experiments import assets
+
+    assets.set_offline()
+    import torch
+    from transformers import DataCollatorWithPadding, Trainer, TrainingArguments, set_seed
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    t_start = time.perf_counter()
+    if data is None:
+        data = tasks.load_task(cfg.task, cfg.data, cfg.text_column, cfg.label_column)
+    model_name, folder = tasks.resolve_model(cfg.model, data.kind)
+    splits = tasks.split_indices(data.labels, cfg.split_seed)
+    train_idx = tasks.subsample(splits.train, data.labels, cfg.fraction, cfg.seed, data.label_names)
+    val_idx, test_idx = splits.val, splits.test
+    if cfg.max_eval_samples is not None:
+        val_idx, test_idx = val_idx[: cfg.max_eval_samples], test_idx[: cfg.max_eval_samples]
+
+    tokenizer = tasks.load_tokenizer(folder) if data.kind == "text" else None
+    train_ds = tasks.encode(data, train_idx, tokenizer, cfg.max_length)
+    val_ds = tasks.encode(data, val_idx, tokenizer, cfg.max_length)
+    test_ds = tasks.encode(data, test_idx, tokenizer, cfg.max_length)
+
+    set_seed(cfg.seed)
+    base = tasks.load_base_model(folder, data.kind, data.label_names)
+    heads = tasks.head_module_names(base)
+    model, info = methods.build_adapted_model(
+        cfg.method, base, r=cfg.r, alpha=cfg.alpha, dropout=cfg.dropout, hidden=cfg.hidden,
+        projections=methods.parse_projections(cfg.targets), kind=data.kind, head_modules=heads)
+    trainable, total = methods.count_parameters(model)
+
+    lr = cfg.resolved_lr()
+    steps_per_epoch = math.ceil(len(train_ds) / cfg.batch_size)
+    max_steps = -1 if cfg.epochs is not None else int(cfg.steps)
+    planned = max_steps if max_steps > 0 else math.ceil(steps_per_epoch * cfg.epochs)
+    scratch = Path(tempfile.mkdtemp(prefix="hora-trainer-"))
+    try:
+        args = TrainingArguments(
+            output_dir=str(scratch),
+            max_steps=max_steps,
+            num_train_epochs=cfg.epochs if cfg.epochs is not None else 1.0,
+            per_device_train_batch_size=cfg.batch_size,
+            per_device_eval_batch_size=cfg.eval_batch_size,
+            learning_rate=lr,
+            weight_decay=cfg.weight_decay,
+            warmup_steps=int(cfg.warmup_ratio * planned),
+            lr_scheduler_type="linear",
+            logging_steps=max(1, planned // 10),
+            save_strategy="no",
+            eval_strategy="no",
+            report_to="none",
+            seed=cfg.seed,
+            data_seed=cfg.seed,
+            disable_tqdm=not cfg.progress,
+            dataloader_num_workers=0,
+            remove_unused_columns=False,
+            label_names=["labels"],
+        )
+        collator = DataCollatorWithPadding(tokenizer) if tokenizer is not None else None
+        trainer = Trainer(model=model, args=args, train_dataset=train_ds, data_collator=collator)
+        t0 = time.perf_counter()
+        result = trainer.train()
+        train_seconds = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        val_acc = _accuracy(trainer, val_ds)
+        test_acc = _accuracy(trainer, test_ds)
+        eval_seconds = time.perf_counter() - t1
+        steps_done = int(trainer.state.global_step)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+    metrics = {
+        "accuracy": test_acc,
+        "val_accuracy": val_acc,
+        "trainable_params": int(trainable),
+        "total_params": int(total),
+        "train_seconds": round(train_seconds, 3),
+        "eval_seconds": round(eval_seconds, 3),
+        "total_seconds": round(time.perf_counter() - t_start, 3),
+        "train_loss": float(result.training_loss),
+        "method": cfg.method,
+        "fraction": float(cfg.fraction),
+        "seed": int(cfg.seed),
+        "split_seed": int(cfg.split_seed),
+        "model": model_name,
+        "model_path": str(folder),
+        "task": data.name if cfg.data is not None else cfg.task,
+        "data": cfg.data,
+        "kind": data.kind,
+        "label_names": list(data.label_names),
+        "lr": lr,
+        "r": int(cfg.r),
+        "alpha": float(cfg.alpha),
+        "hidden": cfg.hidden,
+        "steps": steps_done,
+        "epochs": cfg.epochs,
+        "batch_size": int(cfg.batch_size),
+        "max_length": int(cfg.max_length),
+        "n_train": len(train_ds),
+        "n_val": len(val_ds),
+        "n_test": len(test_ds),
+        "targets": info["targets"],
+        "device": str(next(model.parameters()).device),
+        "torch_threads": torch.get_num_threads(),
+    }
+    if cfg.method == "hora":
+        try:
+            import hora
+
+            rep = hora.parameter_report(model)
+            if "lora_equivalent" in rep:
+                metrics["lora_equivalent_params"] = int(rep["lora_equivalent"])
+        except Exception:
+            pass
+    if cfg.method in methods.ADAPTER_METHODS:
+        metrics.update(_adapter_diagnostics(model))
+
+    out = Path(cfg.output)
+    out.mkdir(parents=True, exist_ok=True)
+    if cfg.save:
+        model.save_pretrained(out)
+    write_json_atomic(out / "metrics.json", {**metrics, "config": asdict(cfg)})
+    return metrics
+
+
+def pretrain_vit(epochs: float = 1.0, batch_size: int = 128, lr: float = 1e-3, seed: int = 0,
+                 force: bool = False, progress: bool = True, max_train: int | None = None) -> dict:
+    """Pre-train the small ViT on Fashion-MNIST (train set) and cache it for the ``mnist`` task.
+
+    No pretrained ViT ships in any offline package, so the vision study starts from this one.
+    Returns metrics (Fashion-MNIST test accuracy, wall time, folder).
+    """
+    from hora.experiments import assets
+
+    assets.set_offline()
+    from transformers import Trainer, TrainingArguments, ViTConfig, ViTForImageClassification, set_seed
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    target = tasks.vit_dir(must_exist=False)
+    if force and target.exists():
+        shutil.rmtree(target)
+    if (target / "config.json").exists():
+        meta = target / "pretrain_metrics.json"
+        return json.loads(meta.read_text()) if meta.exists() else {"folder": str(target)}
+    x_train, y_train = assets.load_fashion_mnist("train")
+    x_test, y_test = assets.load_fashion_mnist("test")
+    if max_train is not None:
+        x_train, y_train = x_train[:max_train], y_train[:max_train]
+    names = list(assets.FASHION_MNIST_CLASSES)
+    fm = tasks.TaskData("fashion_mnist", "image", x_train, y_train, names)
+    fm_test = tasks.TaskData("fashion_mnist_test", "image", x_test, y_test, names)
+    train_ds = tasks.encode(fm, np.arange(len(y_train)))
+    test_ds = tasks.encode(fm_test, np.arange(len(y_test)))
+
+    set_seed(seed)
+    config = ViTConfig(image_size=28, patch_size=4, num_channels=1, hidden_size=128, num_hidden_layers=4,
+                       num_attention_heads=4, intermediate_size=256, num_labels=10,
+                       id2label=dict(enumerate(names)), label2id={n: i for i, n in enumerate(names)},
+                       hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    model = ViTForImageClassification(config)
+    scratch = Path(tempfile.mkdtemp(prefix="hora-vit-"))
+    metrics: dict = {}
+
+    def build(tmp: Path) -> None:
+        args = TrainingArguments(
+            output_dir=str(scratch), num_train_epochs=epochs, per_device_train_batch_size=batch_size,
+            per_device_eval_batch_size=512, learning_rate=lr, weight_decay=0.05, warmup_steps=100,
+            lr_scheduler_type="cosine", logging_steps=50, save_strategy="no", eval_strategy="no",
+            report_to="none", seed=seed, data_seed=seed, disable_tqdm=not progress,
+            remove_unused_columns=False, label_names=["labels"])
+        trainer = Trainer(model=model, args=args, train_dataset=train_ds)
+        t0 = time.perf_counter()
+        trainer.train()
+        metrics["train_seconds"] = round(time.perf_counter() - t0, 3)
+        metrics["fashion_mnist_test_accuracy"] = _accuracy(trainer, test_ds)
+        metrics.update(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, n_train=len(train_ds),
+                       params=sum(p.numel() for p in model.parameters()), folder=str(target))
+        model.save_pretrained(tmp)
+        write_json_atomic(tmp / "pretrain_metrics.json", metrics)
+
+    try:
+        assets.atomic_dir(target, build)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return metrics

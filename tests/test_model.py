@@ -1,0 +1,266 @@
+"""PEFT's tuner checklist for HoRA on every supported head layout (tiny random models)."""
+
+from __future__ import annotations
+
+import copy
+
+import peft
+import pytest
+import torch
+from conftest import ARCHITECTURES, logits, make_inputs, make_model, task_type
+
+from hora import HoraConfig, HoraLayer
+
+ALL_PROJECTIONS = ["q", "k", "v", "o"]
+
+
+def hora_model(kind: str, adapter_seed: int = 0, **overrides) -> peft.PeftModel:
+    settings = dict(r=2, alpha=4, projections=ALL_PROJECTIONS, init_weights=False, task_type=task_type(kind))
+    settings.update(overrides)
+    torch.manual_seed(adapter_seed)
+    return peft.get_peft_model(make_model(kind), HoraConfig(**settings))
+
+
+def close(a: torch.Tensor, b: torch.Tensor, tol: float = 1e-5) -> bool:
+    return torch.allclose(a, b, atol=tol, rtol=tol)
+
+
+@pytest.mark.parametrize("kind", ARCHITECTURES)
+def test_output_equals_base_at_init(kind):
+    inputs = make_inputs(kind)
+    base = logits(make_model(kind), inputs)
+    model = hora_model(kind, init_weights=True)
+    if task_type(kind):  # the classifier head is trainable but unchanged
+        assert close(logits(model, inputs), base)
+    else:
+        assert torch.equal(logits(model, inputs), base)
+
+
+@pytest.mark.parametrize("kind", ARCHITECTURES)
+def test_random_init_changes_output(kind):
+    inputs = make_inputs(kind)
+    assert not close(logits(hora_model(kind), inputs), logits(make_model(kind), inputs), 1e-3)
+
+
+@pytest.mark.parametrize("kind", ARCHITECTURES)
+def test_merge_unmerge_and_merge_and_unload(kind):
+    inputs = make_inputs(kind)
+    model = hora_model(kind)
+    unmerged = logits(model, inputs)
+    model.merge_adapter()
+    assert close(logits(model, inputs), unmerged, 1e-4)
+    model.merge_adapter()  # idempotent: merging again changes nothing
+    assert close(logits(model, inputs), unmerged, 1e-4)
+    model.unmerge_adapter()
+    assert close(logits(model, inputs), unmerged, 1e-4)
+    base = logits(make_model(kind), inputs)
+    with model.disable_adapter():
+        assert close(logits(model, inputs), base, 1e-4)
+    merged = model.merge_and_unload()
+    assert not any(isinstance(m, HoraLayer) for m in merged.modules())
+    assert close(logits(merged, inputs), unmerged, 1e-4)
+
+
+def test_unmerge_restores_base_weights():
+    model = hora_model("llama_gqa")
+    before = {k: v.clone() for k, v in model.state_dict().items() if "base_layer" in k}
+    model.merge_adapter()
+    model.unmerge_adapter()
+    after = model.state_dict()
+    assert all(torch.allclose(after[k], v, atol=1e-6) for k, v in before.items())
+
+
+def test_unload_returns_the_base_model():
+    inputs = make_inputs("bert")
+    model = hora_model("bert")
+    plain = model.unload()
+    assert not any(isinstance(m, HoraLayer) for m in plain.modules())
+    reference = make_model("bert")
+    reference.classifier = plain.classifier
+    assert close(logits(plain, inputs), logits(reference, inputs))
+
+
+def test_safe_merge_refuses_nan():
+    model = hora_model("bert")
+    bank = model.base_model.hora_bank["default"]
+    with torch.no_grad():
+        bank.seeds["q"].fill_(float("nan"))
+    before = {k: v.clone() for k, v in model.state_dict().items() if "base_layer" in k}
+    with pytest.raises(ValueError, match="NaN"):
+        model.base_model.merge_adapter(safe_merge=True)
+    after = model.state_dict()
+    assert all(torch.equal(after[k], v) for k, v in before.items() if ".query." in k)
+
+
+@pytest.mark.parametrize("kind", ["bert", "llama_gqa", "gpt2_conv1d"])
+def test_only_adapter_parameters_train(kind):
+    inputs = make_inputs(kind)
+    model = hora_model(kind, init_weights=True)
+    model.train()
+    frozen = {n: p.clone() for n, p in model.named_parameters() if not p.requires_grad}
+    trainable = {n: p.clone() for n, p in model.named_parameters() if p.requires_grad}
+    assert any("hora_bank" in n for n in trainable) and any("hora_A" in n for n in trainable)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    for _ in range(3):
+        out = model(**inputs).logits
+        out.float().pow(2).mean().backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    params = dict(model.named_parameters())
+    assert all(torch.equal(params[n], p) for n, p in frozen.items())
+    changed = [n for n, p in trainable.items() if not torch.equal(params[n], p)]
+    assert any("seeds" in n for n in changed) and any("output_heads" in n for n in changed)
+    assert not close(logits(model, inputs), logits(make_model(kind), inputs), 1e-4)
+
+
+@pytest.mark.parametrize("kind", ARCHITECTURES)
+def test_save_load_round_trip(kind, tmp_path):
+    inputs = make_inputs(kind)
+    model = hora_model(kind)
+    expected = logits(model, inputs)
+    model.save_pretrained(tmp_path)
+    assert (tmp_path / "adapter_model.safetensors").exists()
+    loaded = peft.PeftModel.from_pretrained(make_model(kind), tmp_path)
+    assert torch.equal(logits(loaded, inputs), expected)
+    assert not any(p.requires_grad for p in loaded.parameters())
+
+
+def test_round_trip_after_training_and_under_another_name(tmp_path):
+    inputs = make_inputs("bert")
+    model = hora_model("bert", init_weights=True)
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.5)
+    model.train()
+    for _ in range(3):
+        model(**inputs).logits.pow(2).mean().backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    model.eval()
+    expected = logits(model, inputs)
+    model.save_pretrained(tmp_path)
+    loaded = peft.PeftModel.from_pretrained(make_model("bert"), tmp_path, adapter_name="other", is_trainable=True)
+    assert torch.equal(logits(loaded, inputs), expected)
+    assert any(p.requires_grad for n, p in loaded.named_parameters() if "hora_bank.other" in n)
+
+
+def test_several_adapters_switch_add_delete(tmp_path):
+    inputs = make_inputs("llama_gqa")
+    first = hora_model("llama_gqa", adapter_seed=1)
+    out_first = logits(first, inputs)
+    second = hora_model("llama_gqa", adapter_seed=2)
+    out_second = logits(second, inputs)
+    second.save_pretrained(tmp_path)
+    first.load_adapter(tmp_path, adapter_name="second")
+    assert torch.equal(logits(first, inputs), out_first)
+    first.set_adapter("second")
+    assert torch.equal(logits(first, inputs), out_second)
+    banks = first.base_model.hora_bank
+    assert all(p.requires_grad for p in banks["second"].parameters())
+    assert not any(p.requires_grad for p in banks["default"].parameters())
+    first.set_adapter("default")
+    assert torch.equal(logits(first, inputs), out_first)
+    first.delete_adapter("second")
+    assert "second" not in first.base_model.hora_bank
+    assert torch.equal(logits(first, inputs), out_first)
+
+
+def test_add_adapter_builds_its_own_bank():
+    model = hora_model("bert")
+    model.add_adapter("extra", HoraConfig(r=3, projections=["q", "v"], task_type="SEQ_CLS"))
+    bank = model.base_model.hora_bank["extra"]
+    assert bank.seeds["q"].shape == (2, 4, 8, 3)
+    assert set(bank.seeds) == {"q", "v"}
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_forward_is_finite(dtype):
+    inputs = make_inputs("llama_gqa")
+    model = hora_model("llama_gqa")
+    model.to(dtype)
+    out = logits(model, inputs)
+    assert out.dtype == dtype and torch.isfinite(out).all()
+
+
+def test_fp32_adapters_under_bf16_base_and_autocast():
+    inputs = make_inputs("llama_gqa")
+    base = make_model("llama_gqa").to(torch.bfloat16)
+    model = peft.get_peft_model(base, HoraConfig(r=2, init_weights=False))
+    bank = model.base_model.hora_bank["default"]
+    assert all(p.dtype == torch.float32 for p in bank.parameters())
+    out = logits(model, inputs)
+    assert out.dtype == torch.bfloat16 and torch.isfinite(out).all()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = model(**inputs).logits.float().pow(2).mean()
+    loss.backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in bank.parameters())
+
+
+def test_eval_factors_are_cached_until_parameters_change():
+    inputs = make_inputs("bert")
+    model = hora_model("bert")
+    bank = model.base_model.hora_bank["default"]
+    calls = []
+    original = bank.generate
+    bank.generate = lambda: calls.append(1) or original()
+    logits(model, inputs)
+    logits(model, inputs)
+    assert len(calls) == 1
+    with torch.no_grad():
+        bank.seeds["q"].add_(1.0)
+    logits(model, inputs)
+    assert len(calls) == 2
+
+
+def test_training_generates_once_per_forward_and_supports_accumulation():
+    inputs = make_inputs("bert")
+    model = hora_model("bert")
+    model.train()
+    bank = model.base_model.hora_bank["default"]
+    calls = []
+    original = bank.generate
+    bank.generate = lambda: calls.append(1) or original()
+    for _ in range(2):  # gradient accumulation: two backward passes before any step
+        model(**inputs).logits.pow(2).mean().backward()
+    assert len(calls) == 2
+
+
+def test_copied_model_is_independent():
+    inputs = make_inputs("bert")
+    model = hora_model("bert")
+    clone = copy.deepcopy(model)
+    with torch.no_grad():
+        clone.base_model.hora_bank["default"].seeds["q"].add_(1.0)
+    assert not close(logits(clone, inputs), logits(model, inputs), 1e-4)
+
+
+def test_modules_to_save_are_trained_and_saved(tmp_path):
+    inputs = make_inputs("llama_gqa")
+    model = hora_model("llama_gqa", modules_to_save=["lm_head"])
+    with torch.no_grad():
+        model.base_model.model.lm_head.modules_to_save["default"].weight.mul_(2.0)
+    expected = logits(model, inputs)
+    model.save_pretrained(tmp_path)
+    loaded = peft.PeftModel.from_pretrained(make_model("llama_gqa"), tmp_path)
+    assert torch.equal(logits(loaded, inputs), expected)
+
+
+def test_layers_to_transform_limits_adaptation():
+    model = hora_model("llama_gqa", layers_to_transform=[1])
+    names = [n for n, m in model.named_modules() if isinstance(m, HoraLayer)]
+    assert names and all(".layers.1." in n for n in names)
+
+
+@pytest.mark.parametrize("reentrant", [False, True])
+def test_gradient_checkpointing_gives_the_same_gradients(reentrant):
+    inputs = make_inputs("llama_gqa")
+    grads = []
+    for checkpointing in (False, True):
+        model = hora_model("llama_gqa")
+        if checkpointing:
+            model.base_model.model.gradient_checkpointing_enable(
+                gradient_checkpointing_kwargs={"use_reentrant": reentrant})
+            model.enable_input_require_grads()
+        model.train()
+        model(**inputs).logits.pow(2).mean().backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad})
+    assert grads[0].keys() == grads[1].keys()
+    assert all(torch.allclose(grads[0][n], grads[1][n], atol=1e-6) for n in grads[0])
