@@ -1,0 +1,128 @@
+"""The bank's batched generation: the formula, per-head structure, initialisation, scope."""
+
+from __future__ import annotations
+
+import peft
+import pytest
+import torch
+from conftest import make_model
+from torch.nn import functional as F
+
+from hora import HoraConfig, HoraLayer
+
+
+def build(kind: str = "llama_gqa", **overrides) -> peft.PeftModel:
+    settings = dict(r=3, projections=["q", "k", "v", "o"], init_weights=False, hidden=5)
+    settings.update(overrides)
+    torch.manual_seed(0)
+    return peft.get_peft_model(make_model(kind), HoraConfig(**settings))
+
+
+def layers(model):
+    return [(n, m) for n, m in model.base_model.model.named_modules() if isinstance(m, HoraLayer)]
+
+
+@pytest.mark.parametrize("residual", [True, False])
+def test_batched_generation_matches_per_head_formula(residual):
+    """G[h][:, c] = s * (S^h[:, c] (residual) + W2_{l,P} gelu(W1_l S^h[:, c])), head by head."""
+    model = build(residual=residual)
+    bank = model.base_model.hora_bank["default"]
+    with torch.no_grad():
+        generated = bank.generate()
+        for name, layer in layers(model):
+            plan = layer.hora_plans["default"]
+            for slot in plan.slots:
+                seeds = bank.seeds[slot.projection][slot.index]
+                w1 = bank.body[plan.body]
+                w2 = bank.output_heads[slot.projection][slot.index]
+                for head in range(slot.num_heads):
+                    for column in range(bank.r):
+                        s = seeds[head, :, column]
+                        expected = w2 @ F.gelu(w1 @ s) + (s if residual else 0)
+                        got = generated[slot.projection][slot.index][head, :, column]
+                        assert torch.allclose(got, expected * bank.scaling, atol=1e-6), name
+
+
+def test_scope_layer_shares_one_body_per_layer_and_module_scope_one_per_module():
+    layer_scoped = build(scope="layer")
+    plans = {n: m.hora_plans["default"] for n, m in layers(layer_scoped)}
+    assert layer_scoped.base_model.hora_bank["default"].body.shape[0] == 2  # two decoder layers
+    assert plans["model.layers.0.self_attn.q_proj"].body == plans["model.layers.0.self_attn.o_proj"].body
+    assert plans["model.layers.0.self_attn.q_proj"].body != plans["model.layers.1.self_attn.q_proj"].body
+    module_scoped = build(scope="module")
+    assert module_scoped.base_model.hora_bank["default"].body.shape[0] == 8
+
+
+def head_rows(layer: HoraLayer, delta: torch.Tensor, head: int) -> torch.Tensor:
+    d_h = layer.layout.head_dim
+    block = slice(head * d_h, (head + 1) * d_h)
+    return delta[block, :] if layer.layout.side == "out" else delta[:, block]
+
+
+@pytest.mark.parametrize("projection", ["q", "o"])
+def test_identity_generator_seed_of_one_head_changes_only_that_head(projection):
+    model = build(generator="identity")
+    bank = model.base_model.hora_bank["default"]
+    name = f"model.layers.0.self_attn.{projection}_proj"
+    layer = dict(layers(model))[name]
+    (slot,) = layer.hora_plans["default"].slots
+    before = layer.get_delta_weight("default").detach().clone()
+    with torch.no_grad():
+        bank.seeds[slot.projection][slot.index, 2].add_(1.0)
+    after = layer.get_delta_weight("default").detach()
+    for head in range(slot.num_heads):
+        changed = not torch.allclose(head_rows(layer, after, head), head_rows(layer, before, head))
+        assert changed == (head == 2)
+
+
+def test_mlp_generator_shared_body_changes_every_head_of_every_projection():
+    model = build()
+    bank = model.base_model.hora_bank["default"]
+    named = dict(layers(model))
+    names = [f"model.layers.0.self_attn.{p}_proj" for p in "qkvo"]
+    before = {n: named[n].get_delta_weight("default").detach().clone() for n in names}
+    with torch.no_grad():
+        bank.body[0].add_(0.5 * torch.randn_like(bank.body[0]))
+    for n in names:
+        after = named[n].get_delta_weight("default").detach()
+        layer = named[n]
+        for head in range(layer.layout.num_heads):
+            assert not torch.allclose(head_rows(layer, after, head), head_rows(layer, before[n], head)), (n, head)
+    untouched = named["model.layers.1.self_attn.q_proj"]
+    assert untouched.hora_plans["default"].body == 1
+
+
+@pytest.mark.parametrize("residual,w2_init", [(True, "zero"), (True, "small"), (False, "zero")])
+def test_initialisation_keeps_the_update_zero(residual, w2_init):
+    model = build(residual=residual, w2_init=w2_init, init_weights=True)
+    bank = model.base_model.hora_bank["default"]
+    for _, layer in layers(model):
+        assert torch.count_nonzero(layer.get_delta_weight("default")) == 0
+    seeds_zero = all(torch.count_nonzero(s) == 0 for s in bank.seeds.values())
+    assert seeds_zero == residual
+    heads_zero = all(torch.count_nonzero(w) == 0 for w in bank.output_heads.values())
+    assert heads_zero == (w2_init == "zero")
+
+
+@pytest.mark.parametrize("activation", ["gelu", "relu", "tanh", "silu", "identity"])
+def test_every_activation_generates_finite_head_factors(activation):
+    bank = build(activation=activation).base_model.hora_bank["default"]
+    assert all(torch.isfinite(g).all() for g in bank.generate().values())
+
+
+def test_width_default_and_override():
+    assert build(hidden=None).base_model.hora_bank["default"].hidden == 4  # max(4, d_h // 4) with d_h 8
+    assert build(hidden=7).base_model.hora_bank["default"].body.shape[1:] == (7, 8)
+
+
+def test_joint_free_factor_shares_one_seed_per_layer():
+    model = build(joint_free_factor=True)
+    bank = model.base_model.hora_bank["default"]
+    assert bank.shared_free.shape == (2, 3, 32)
+    named = dict(layers(model))
+    q, v = named["model.layers.0.self_attn.q_proj"], named["model.layers.0.self_attn.v_proj"]
+    assert "default" in q.hora_mix and "default" not in q.hora_A
+    assert q.hora_plans["default"].shared_free == v.hora_plans["default"].shared_free
+    fresh = build(joint_free_factor=True, init_weights=True)
+    mix = dict(layers(fresh))["model.layers.0.self_attn.q_proj"].hora_mix["default"]
+    assert torch.equal(mix, torch.eye(3))
