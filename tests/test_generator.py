@@ -5,9 +5,9 @@ from __future__ import annotations
 import peft
 import pytest
 import torch
-from conftest import make_model
 from torch.nn import functional as F
 
+from conftest import make_model
 from hora import HoraConfig, HoraLayer
 
 

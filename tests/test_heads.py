@@ -5,10 +5,10 @@ from __future__ import annotations
 import peft
 import pytest
 import torch
-from conftest import logits, make_inputs, make_model
 from torch import nn
-from transformers import BertConfig, BertModel, LlamaConfig, LlamaForCausalLM
+from transformers import BertConfig, BertModel, LlamaConfig
 
+from conftest import logits, make_inputs, make_model
 from hora import HeadLayoutError, HoraConfig, HoraLayer, find_attention_targets
 from hora.heads import AttentionShape, HeadLayout, Section, discover_layout, layer_key, projection_role
 

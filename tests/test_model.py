@@ -7,8 +7,8 @@ import copy
 import peft
 import pytest
 import torch
-from conftest import ARCHITECTURES, logits, make_inputs, make_model, task_type
 
+from conftest import ARCHITECTURES, logits, make_inputs, make_model, task_type
 from hora import HoraConfig, HoraLayer
 
 ALL_PROJECTIONS = ["q", "k", "v", "o"]

@@ -140,7 +140,7 @@ class HoraModel(BaseTuner):
         if adapter_name not in self.active_adapters or config.inference_mode:
             bank.requires_grad_(False)
         self.hora_bank[adapter_name] = bank
-        for plan, (_, module) in zip(plans, layers):
+        for plan, (_, module) in zip(plans, layers, strict=True):
             module.attach(adapter_name, bank, plan)
 
     def _mark_only_adapters_as_trainable(self, model: nn.Module) -> None:

@@ -8,7 +8,7 @@ Notation and shapes (P = 2 adapted projections, index 0 = q, 1 = v):
     X         (reps, n, L, d)      tokens; the query is token 0
     W_Q, W_K, W_V  (H, d_h, d)      frozen base weights, one block of rows per head
     dW        (R, P, H, d_h, d)    per-head blocks of the updates dW_P = B_P A_P
-    y         (reps, k, n, H*d_h)  outputs for k parameter sets per replication (R = reps * k)
+    y         (reps, n, k, H*d_h)  outputs for k parameter sets per replication (R = reps * k)
 The output projection is the identity (heads are concatenated); it would only rotate the target.
 
 Two parametrisations of the updates (DESIGN.md section 1), both with A_P (r x d) shared by the heads:
@@ -53,7 +53,7 @@ class Base:
 
 @dataclass(frozen=True)
 class Data:
-    """A batch of data sets: tokens X (reps, n, L, d) and precomputed keys K (reps, n, H, L, d_h)."""
+    """A batch of data sets: tokens X (reps, n, L, d) and precomputed keys K (reps, n, L, H, d_h)."""
 
     x: torch.Tensor
     keys: torch.Tensor
@@ -122,20 +122,26 @@ def make_base(dims: Dims, gen: torch.Generator, dtype: torch.dtype) -> Base:
 def make_data(base: Base, reps: int, n: int, dims: Dims, gen: torch.Generator) -> Data:
     """Draw X with i.i.d. N(0, 1) tokens, shape (reps, n, L, d), and precompute the frozen keys."""
     x = torch.randn(reps, n, dims.L, dims.d, generator=gen, dtype=base.wq.dtype)
-    return Data(x, torch.einsum("hed,rnld->rnhle", base.wk, x))
+    return Data(x, torch.einsum("hed,rnld->rnlhe", base.wk, x))
 
 
 def attention(dw: torch.Tensor, base: Base, data: Data) -> torch.Tensor:
     """Multi-head attention output of the query token 0 with updates dW (R, P, H, d_h, d), R = reps * k.
 
     f(X)^h = sum_j softmax_j(<q^h, k_j^h> / sqrt(d_h)) (W_V^h + dW_V^h) x_j,
-    q^h = (W_Q^h + dW_Q^h) x_0,  k_j^h = W_K^h x_j.  Returns (reps, k, n, H * d_h).
+    q^h = (W_Q^h + dW_Q^h) x_0,  k_j^h = W_K^h x_j.  Returns (reps, n, k, H * d_h).
+    Written as two large batched matmuls plus elementwise work over (reps, n, L, k, H, d_h), which is
+    far faster on CPU than einsum's tiny per-sample products.
     """
-    reps, n = data.x.shape[:2]
+    reps, n, length, d = data.x.shape
+    heads, d_h = base.wq.shape[:2]
     dw = dw.reshape(reps, -1, *dw.shape[1:])
-    x0 = data.x[:, :, 0]
-    q = torch.einsum("hed,rnd->rnhe", base.wq, x0)[:, None] + torch.einsum("rkhed,rnd->rknhe", dw[:, :, 0], x0)
-    scores = torch.einsum("rknhe,rnhle->rknhl", q, data.keys) / math.sqrt(base.wq.shape[1])
-    mixed = torch.einsum("rknhl,rnld->rknhd", scores.softmax(dim=-1), data.x)
-    out = torch.einsum("rkhed,rknhd->rknhe", base.wv + dw[:, :, 1], mixed)
-    return out.reshape(reps, -1, n, out.shape[-2] * out.shape[-1])
+    k = dw.shape[1]
+    wq = (base.wq + dw[:, :, 0]).reshape(reps, k * heads * d_h, d)
+    wv = (base.wv + dw[:, :, 1]).reshape(reps, k * heads * d_h, d)
+    q = (data.x[:, :, 0] @ wq.transpose(1, 2)).reshape(reps, n, 1, k, heads, d_h)
+    scores = (q * data.keys[:, :, :, None]).sum(-1) / math.sqrt(d_h)
+    weights = torch.exp(scores - scores.amax(dim=2, keepdim=True))
+    weights = weights / weights.sum(dim=2, keepdim=True)
+    values = (data.x.reshape(reps, n * length, d) @ wv.transpose(1, 2)).reshape(reps, n, length, k, heads, d_h)
+    return (weights[..., None] * values).sum(dim=2).reshape(reps, n, k, heads * d_h)

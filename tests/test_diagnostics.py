@@ -1,0 +1,60 @@
+"""Exact parameter accounting and the collapse diagnostics."""
+
+from __future__ import annotations
+
+import peft
+import pytest
+import torch
+
+from conftest import make_model
+from hora import HoraConfig, parameter_report
+from hora.diagnostics import adapter_diagnostics, head_shared_energy, stable_rank
+
+
+def test_parameter_report_matches_the_formula_on_gqa():
+    # llama_gqa: 2 layers, hidden 32, H_q 4, H_kv 2, d_h 8; q: 32->32, v: 32->16
+    r, p = 4, 6
+    model = peft.get_peft_model(make_model("llama_gqa"), HoraConfig(r=r, hidden=p))
+    report = parameter_report(model)
+    layers, d_h = 2, 8
+    assert report["seeds"] == layers * (4 + 2) * d_h * r
+    assert report["free_factors"] == layers * 2 * r * 32
+    assert report["generator"] == layers * p * d_h * (1 + 2)  # W1 + one W2 per projection
+    assert report["lora_equivalent"] == layers * r * ((32 + 32) + (32 + 16))
+    assert report["hora"] == report["seeds"] + report["free_factors"] + report["generator"]
+    assert report["hora"] - report["generator"] == report["lora_equivalent"]
+    assert report["trainable"] == sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert report["trainable"] == report["hora"] + report["other_trainable"]
+
+
+def test_identity_generator_has_exactly_lora_parameters():
+    model = peft.get_peft_model(make_model("bert"), HoraConfig(generator="identity", task_type="SEQ_CLS"))
+    lora = peft.get_peft_model(make_model("bert"), peft.LoraConfig(r=8, target_modules=["query", "value"],
+                                                                   task_type="SEQ_CLS"))
+    report = parameter_report(model)
+    assert report["hora"] == report["lora_equivalent"]
+    assert report["trainable"] == sum(p.numel() for p in lora.parameters() if p.requires_grad)
+
+
+def test_stable_rank_and_head_shared_energy_on_known_matrices():
+    assert stable_rank(torch.outer(torch.randn(5), torch.randn(7))) == pytest.approx(1.0)
+    assert stable_rank(torch.eye(4)) == pytest.approx(4.0)
+    same = torch.randn(1, 8, 2).repeat(6, 1, 1)
+    assert head_shared_energy(same) == pytest.approx(1.0)
+    opposite = torch.cat([same[:3], -same[:3]])
+    assert head_shared_energy(opposite) == pytest.approx(0.0)
+    torch.manual_seed(0)
+    unrelated = torch.randn(12, 256, 4)
+    assert abs(head_shared_energy(unrelated) - 1 / 12) < 0.02
+
+
+def test_adapter_diagnostics_report_every_module():
+    model = peft.get_peft_model(make_model("llama_gqa"), HoraConfig(r=4, init_weights=False))
+    diagnostics = adapter_diagnostics(model)
+    assert len(diagnostics["modules"]) == 4
+    assert 1.0 <= diagnostics["stable_rank"] <= 4.0
+    assert 0.0 < diagnostics["head_shared_energy"] < 1.0
+    assert 0.0 < diagnostics["generator_share"]
+    identity = peft.get_peft_model(make_model("llama_gqa"), HoraConfig(r=4, generator="identity",
+                                                                       init_weights=False))
+    assert adapter_diagnostics(identity)["generator_share"] == 0.0
