@@ -1,0 +1,88 @@
+"""Hostile adapter folders: each a clear AdapterLoadError."""
+
+from __future__ import annotations
+
+import json
+
+import peft
+import pytest
+import torch
+from conftest import logits, make_inputs, make_model
+
+from hora import HoraConfig
+from hora.loading import AdapterLoadError, load_adapter
+
+
+@pytest.fixture
+def saved(tmp_path):
+    model = peft.get_peft_model(make_model("llama_gqa"), HoraConfig(r=2, init_weights=False))
+    model.save_pretrained(tmp_path)
+    return tmp_path, logits(model, make_inputs("llama_gqa"))
+
+
+def edit_config(folder, **changes):
+    path = folder / "adapter_config.json"
+    data = json.loads(path.read_text())
+    data.update(changes)
+    path.write_text(json.dumps(data))
+
+
+def test_a_valid_adapter_loads_identically(saved):
+    folder, expected = saved
+    loaded = load_adapter(make_model("llama_gqa"), folder)
+    assert torch.equal(logits(loaded, make_inputs("llama_gqa")), expected)
+
+
+def test_truncated_weights(saved):
+    folder, _ = saved
+    weights = folder / "adapter_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    with pytest.raises(AdapterLoadError, match="truncated or corrupt"):
+        load_adapter(make_model("llama_gqa"), folder)
+
+
+def test_corrupt_header(saved):
+    folder, _ = saved
+    (folder / "adapter_model.safetensors").write_bytes(b"\xff" * 64)
+    with pytest.raises(AdapterLoadError, match="truncated or corrupt"):
+        load_adapter(make_model("llama_gqa"), folder)
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"r": "8"}, "field 'r' has the wrong type"),
+    ({"residual": "yes"}, "field 'residual' has the wrong type"),
+    ({"r": True}, "field 'r' has the wrong type"),
+    ({"surprise": 1}, r"unknown fields \['surprise'\]"),
+    ({"peft_type": "LORA"}, "not HoRA"),
+    ({"activation": "softmax"}, "activation must be one of"),
+])
+def test_bad_config(saved, changes, message):
+    folder, _ = saved
+    edit_config(folder, **changes)
+    with pytest.raises(AdapterLoadError, match=message):
+        load_adapter(make_model("llama_gqa"), folder)
+
+
+def test_config_that_is_not_json(saved):
+    folder, _ = saved
+    (folder / "adapter_config.json").write_bytes(b"\x80not json")
+    with pytest.raises(AdapterLoadError, match="not valid UTF-8 JSON"):
+        load_adapter(make_model("llama_gqa"), folder)
+
+
+def test_missing_files(tmp_path):
+    with pytest.raises(AdapterLoadError, match="does not exist"):
+        load_adapter(make_model("llama_gqa"), tmp_path)
+
+
+def test_adapter_for_a_base_model_of_another_shape(saved):
+    folder, _ = saved
+    with pytest.raises(AdapterLoadError, match="another shape"):
+        load_adapter(make_model("llama_mqa_headdim"), folder)
+
+
+def test_adapter_for_another_architecture(saved):
+    folder, _ = saved
+    edit_config(folder, target_modules=None)
+    with pytest.raises(AdapterLoadError, match="does not fit this base model"):
+        load_adapter(make_model("phi3_fused"), folder)
