@@ -7,8 +7,8 @@ import json
 import peft
 import pytest
 import torch
-from conftest import logits, make_inputs, make_model
 
+from conftest import logits, make_inputs, make_model
 from hora import HoraConfig
 from hora.loading import AdapterLoadError, load_adapter
 
