@@ -30,3 +30,19 @@ def test_failure_during_write_keeps_the_previous_file(tmp_path):
         io.atomic_write(target, explode)
     assert json.loads(target.read_text()) == {"version": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
+
+
+def test_atomic_save_dir_replaces_or_keeps_the_previous_folder(tmp_path):
+    target = tmp_path / "adapter"
+    io.atomic_save_dir(target, lambda d: (d / "weights.bin").write_text("one"))
+    io.atomic_save_dir(target, lambda d: (d / "weights.bin").write_text("two"))
+    assert (target / "weights.bin").read_text() == "two"
+
+    def half_written(folder):
+        (folder / "weights.bin").write_text("thr")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        io.atomic_save_dir(target, half_written)
+    assert (target / "weights.bin").read_text() == "two"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["adapter"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -47,3 +48,29 @@ def atomic_save_safetensors(path: str | Path, tensors: dict[str, torch.Tensor],
     """Save tensors (made contiguous, unshared) as safetensors atomically."""
     prepared = {k: v.detach().contiguous().clone() for k, v in tensors.items()}
     return atomic_write(path, lambda tmp: save_file(prepared, str(tmp), metadata=metadata or {"format": "pt"}))
+
+
+def atomic_save_dir(folder: str | Path, write: Callable[[Path], None]) -> Path:
+    """Fill a temporary sibling folder with ``write(tmp_folder)``, then swap it into ``folder``.
+
+    The previous folder is kept as a backup until the new one is in place, so a failure while writing
+    leaves the previous content intact (e.g. ``atomic_save_dir(out, model.save_pretrained)``).
+    """
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
+    backup = folder.with_name(f".{folder.name}.old")
+    try:
+        write(tmp)
+        if backup.exists():
+            shutil.rmtree(backup)
+        if folder.exists():
+            os.replace(folder, backup)
+        os.replace(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if backup.exists() and not folder.exists():
+            os.replace(backup, folder)
+        raise
+    shutil.rmtree(backup, ignore_errors=True)
+    return folder
