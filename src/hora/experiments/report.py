@@ -184,7 +184,8 @@ def summary_markdown(df: pd.DataFrame, title: str = "HoRA comparison", context: 
     return "\n".join(lines)
 
 
-def plot_accuracy_vs_fraction(df: pd.DataFrame, path: str | Path, title: str = "Test accuracy vs data fraction") -> Path:
+def plot_accuracy_vs_fraction(df: pd.DataFrame, path: str | Path,
+                              title: str = "Test accuracy vs data fraction") -> Path:
     """Mean test accuracy per method against the data fraction, with sd error bars (PNG)."""
     import matplotlib
 

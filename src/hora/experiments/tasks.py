@@ -109,7 +109,8 @@ def load_user_data(path: str | Path, text_column: str = "text", label_column: st
     except HoraError:
         raise
     except Exception as exc:  # pandas raises many kinds; report one line
-        raise HoraError(f"could not read {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise HoraError(f"could not read {path}: {first}") from None
     for kind, col in (("text", text_column), ("label", label_column)):
         if col not in df.columns:
             raise HoraError(

@@ -115,20 +115,52 @@ def _accuracy(trainer, dataset) -> float:
     return float((np.asarray(logits).argmax(-1) == np.asarray(out.label_ids)).mean())
 
 
-def _adapter_diagnostics(model) -> dict:
-    """Stable rank / cross-head shared energy of the update, when the core library provides them."""
+def _lora_diagnostics(model) -> dict:
+    """Stable rank of each LoRA/DoRA update and the head-shared energy of its head-split factor."""
+    import torch
+    from peft.tuners.lora import LoraLayer
+
+    from hora.diagnostics import head_shared_energy, stable_rank
+    from hora.heads import discover_layout
+
+    inner = model.get_base_model()
+    ranks, shared = [], []
+    for name, module in inner.named_modules():
+        if not isinstance(module, LoraLayer) or "default" not in module.lora_A:
+            continue
+        with torch.no_grad():
+            ranks.append(stable_rank(module.get_delta_weight("default")))
+            layout = discover_layout(name, module.get_base_layer(), inner.config)
+            factor = (module.lora_B["default"].weight if layout.side == "out"
+                      else module.lora_A["default"].weight.T)  # (heads x d_h, r)
+            start, values = 0, []
+            for section in layout.sections:
+                rows = section.num_heads * layout.head_dim
+                block = factor[start:start + rows].reshape(section.num_heads, layout.head_dim, -1)
+                values.append(head_shared_energy(block))
+                start += rows
+            shared.append(sum(values) / len(values))
+    if not ranks:
+        return {}
+    return {"stable_rank": sum(ranks) / len(ranks), "head_shared_energy": sum(shared) / len(shared)}
+
+
+def _adapter_diagnostics(model, method: str) -> dict:
+    """Mean stable rank of the updates and cross-head shared energy of the head factors (DESIGN: report
+    both beside accuracy). HoRA's come from ``hora.diagnostics``; LoRA/DoRA's are computed the same way.
+    Diagnostics never fail a run: on any error they are left out."""
     try:
-        from hora import diagnostics
-    except ImportError:
+        if method == "hora":
+            from hora.diagnostics import adapter_diagnostics
+
+            out = adapter_diagnostics(model)
+        elif method in ("lora", "dora"):
+            out = _lora_diagnostics(model)
+        else:
+            return {}
+    except Exception:
         return {}
-    fn = getattr(diagnostics, "summarize", None) or getattr(diagnostics, "adapter_diagnostics", None)
-    if fn is None:
-        return {}
-    try:
-        out = fn(model)
-    except Exception:  # diagnostics must never fail a run
-        return {}
-    return {f"diag_{k}": v for k, v in out.items() if isinstance(v, int | float)} if isinstance(out, dict) else {}
+    return {f"diag_{k}": float(v) for k, v in out.items() if isinstance(v, int | float)}
 
 
 def train(cfg: TrainConfig, data: tasks.TaskData | None = None) -> dict:
@@ -251,8 +283,7 @@ def train(cfg: TrainConfig, data: tasks.TaskData | None = None) -> dict:
                 metrics["lora_equivalent_params"] = int(rep["lora_equivalent"])
         except Exception:
             pass
-    if cfg.method in methods.ADAPTER_METHODS:
-        metrics.update(_adapter_diagnostics(model))
+    metrics.update(_adapter_diagnostics(model, cfg.method))
 
     out = Path(cfg.output)
     out.mkdir(parents=True, exist_ok=True)

