@@ -126,3 +126,56 @@ def test_joint_free_factor_shares_one_seed_per_layer():
     fresh = build(joint_free_factor=True, init_weights=True)
     mix = dict(layers(fresh))["model.layers.0.self_attn.q_proj"].hora_mix["default"]
     assert torch.equal(mix, torch.eye(3))
+
+
+def test_embedding_generator_formula_parameters_and_zero_init():
+    model = build(generator="embedding", embedding_dim=2, hidden=5)
+    bank = model.base_model.hora_bank["default"]
+    assert bank.seeds["q"].shape == (2, 4, 2, 3) and bank.body.shape == (2, 5, 2)
+    with torch.no_grad():
+        generated = bank.generate()
+        z = bank.seeds["q"][1, 3, :, 0]
+        expected = bank.output_heads["q"][1] @ F.gelu(bank.body[1] @ z)
+        assert torch.allclose(generated["q"][1, 3, :, 0], expected * bank.scaling, atol=1e-6)
+    fresh = build(generator="embedding", init_weights=True)
+    assert all(torch.count_nonzero(m.get_delta_weight("default")) == 0 for _, m in layers(fresh))
+    seeds = fresh.base_model.hora_bank["default"].seeds["q"]
+    assert torch.count_nonzero(seeds) == seeds.numel()  # random embeddings, zero W2
+
+
+def test_head_mixing_starts_as_identity_and_couples_heads():
+    plain, mixed = build(), build(head_mixing=True, init_weights=True)
+    bank = mixed.base_model.hora_bank["default"]
+    assert torch.equal(bank.mixing["q"][0], torch.eye(4))
+    with torch.no_grad():
+        reference = plain.base_model.hora_bank["default"]
+        for name in ("seeds", "output_heads"):
+            for p, value in getattr(reference, name).items():
+                getattr(bank, name)[p].copy_(value)
+        bank.body.copy_(reference.body)
+        assert all(torch.allclose(bank.generate()[p], g) for p, g in reference.generate().items())
+        bank.mixing["q"][0, 1, 2] = 1.0  # head 1 now reads head 2's seed as well
+        before = bank.generate()["q"][0].clone()
+        bank.seeds["q"][0, 2].add_(1.0)
+        after = bank.generate()["q"][0]
+    assert not torch.allclose(after[1], before[1]) and torch.allclose(after[0], before[0])
+
+
+def test_gain_scales_the_pre_activation():
+    model = build(generator_gain=3.0, activation="tanh")
+    bank = model.base_model.hora_bank["default"]
+    with torch.no_grad():
+        s = bank.seeds["v"][0, 1, :, 2]
+        expected = s + bank.output_heads["v"][0] @ torch.tanh(3.0 * (bank.body[0] @ s))
+        assert torch.allclose(bank.generate()["v"][0, 1, :, 2], expected * bank.scaling, atol=1e-6)
+
+
+def test_param_groups_boost_only_the_generator():
+    from hora import param_groups
+
+    model = build(generator_lr_ratio=8.0, head_mixing=True)
+    groups = param_groups(model, lr=1e-3)
+    bank = model.base_model.hora_bank["default"]
+    boosted = next(g for g in groups if g["lr"] == 8e-3)
+    assert {id(p) for p in boosted["params"]} == {id(p) for p in bank.generator_parameters()}
+    assert sum(len(g["params"]) for g in groups) == sum(1 for p in model.parameters() if p.requires_grad)

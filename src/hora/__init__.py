@@ -10,6 +10,7 @@ from .export import export_lora
 from .heads import HeadLayoutError, find_attention_targets
 from .layer import HoraLayer
 from .model import HoraModel
+from .optim import param_groups
 from .registration import register
 
 register()
@@ -21,6 +22,7 @@ __all__ = [
     "HoraModel",
     "export_lora",
     "find_attention_targets",
+    "param_groups",
     "parameter_report",
 ]
 __version__ = "0.1.0"

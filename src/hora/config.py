@@ -35,9 +35,17 @@ class HoraConfig(PeftConfig):
         activation: phi, one of gelu, relu, tanh, silu, identity (all satisfy phi(0) = 0).
         scope: "layer" (one generator per attention layer, shared by all heads and projections) or
             "module" (one generator per adapted projection).
-        generator: "mlp" (the hypernetwork) or "identity" (head factor = seed; exactly LoRA when
-            ``joint_free_factor`` is off).
-        residual: head factor column = s + g(s) (True) or g(s) (False).
+        generator: "mlp" (the hypernetwork on d_h-dimensional seeds), "embedding" (the hypernetwork on
+            small per-head embeddings z of size ``embedding_dim``: column = W2 phi(W1 z), always
+            non-residual, fewer parameters than LoRA's B) or "identity" (head factor = seed; exactly LoRA
+            when ``joint_free_factor`` and ``head_mixing`` are off).
+        embedding_dim: k, the size of the per-head embeddings of generator="embedding" (None: max(2, d_h // 8)).
+        residual: head factor column = s + g(s) (True) or g(s) (False); for generator="mlp".
+        head_mixing: the generator sees all heads of a projection at once: seeds are first mixed across
+            heads, S~^h = sum_h' M_{hh'} S^h', by a learned H x H matrix per module initialised to I.
+        generator_gain: gamma in phi(gamma W1 s), so the activation is not linear where small seeds live.
+        generator_lr_ratio: learning-rate multiplier of the shared generator (W1, W2, mixing) relative to
+            seeds and free factors, applied by :func:`hora.param_groups` (LoRA+-style).
         w2_init: "zero" or "small" (N(0, 0.01^2)) initial output weight W2 of the generator.
         joint_free_factor: q/k/v of a layer take their free factor A_P = M_{l,P} A_l from one shared A_l
             through r x r maps M_{l,P} initialised to the identity.
@@ -63,8 +71,13 @@ class HoraConfig(PeftConfig):
     hidden: int | None = field(default=None, metadata={"help": "Generator width p (None: max(4, d_h // 4))."})
     activation: str = field(default="gelu", metadata={"help": f"Generator activation, one of {ACTIVATIONS}."})
     scope: Literal["layer", "module"] = field(default="layer", metadata={"help": "Generator per layer or module."})
-    generator: Literal["mlp", "identity"] = field(default="mlp", metadata={"help": "mlp or identity (LoRA)."})
+    generator: Literal["mlp", "embedding", "identity"] = field(
+        default="mlp", metadata={"help": "mlp, embedding or identity (LoRA)."})
+    embedding_dim: int | None = field(default=None, metadata={"help": "k for generator='embedding'."})
     residual: bool = field(default=True, metadata={"help": "Head factor = seed + g(seed) when True."})
+    head_mixing: bool = field(default=False, metadata={"help": "Mix seeds across heads (H x H, init I)."})
+    generator_gain: float = field(default=1.0, metadata={"help": "gamma in phi(gamma W1 s)."})
+    generator_lr_ratio: float = field(default=1.0, metadata={"help": "LR multiplier of the generator."})
     w2_init: Literal["zero", "small"] = field(default="zero", metadata={"help": "Initial W2: zero or small."})
     joint_free_factor: bool = field(default=False, metadata={"help": "Share A across q/k/v of a layer."})
     init_weights: bool = field(default=True, metadata={"help": "True: dW = 0 at init. False: random."})
@@ -98,8 +111,14 @@ class HoraConfig(PeftConfig):
             fail(f"activation must be one of {ACTIVATIONS}, got {self.activation!r}.")
         if self.scope not in ("layer", "module"):
             fail(f"scope must be 'layer' or 'module', got {self.scope!r}.")
-        if self.generator not in ("mlp", "identity"):
-            fail(f"generator must be 'mlp' or 'identity', got {self.generator!r}.")
+        if self.generator not in ("mlp", "embedding", "identity"):
+            fail(f"generator must be 'mlp', 'embedding' or 'identity', got {self.generator!r}.")
+        if self.embedding_dim is not None and (not isinstance(self.embedding_dim, int) or self.embedding_dim <= 0):
+            fail(f"embedding_dim must be a positive integer or None, got {self.embedding_dim!r}.")
+        for name in ("generator_gain", "generator_lr_ratio"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                fail(f"{name} must be a positive number, got {value!r}.")
         if self.w2_init not in ("zero", "small"):
             fail(f"w2_init must be 'zero' or 'small', got {self.w2_init!r}.")
         unknown = set(self.projections) - set(PROJECTIONS)

@@ -7,7 +7,8 @@ accuracy, per adapted module:
 * head-shared energy:         H ||mean_h F^h||_F^2 / sum_h ||F^h||_F^2 over the head blocks F^h (d_h x r)
                               of the head factor: 1 when all heads are identical, about 1/H when unrelated
 * generator share:            ||F - S||_F^2 / ||F||_F^2, the part of the head factor the generator adds to
-                              the seeds (residual form; 1 for the non-residual form)
+                              the (head-mixed) seeds (residual form; 1 for non-residual and embedding
+                              forms, 0 for identity)
 """
 
 from __future__ import annotations
@@ -89,6 +90,23 @@ def head_shared_energy(blocks: torch.Tensor) -> float:
     return float(blocks.shape[0] * blocks.mean(dim=0).pow(2).sum() / total)
 
 
+def _residual_seeds(bank, projection: str, index: int) -> torch.Tensor:
+    """The seeds the residual path carries: S, or the head-mixed M S."""
+    seeds = bank.seeds[projection][index]
+    if projection in bank.mixing:
+        return torch.einsum("hk,kdr->hdr", bank.mixing[projection][index], seeds)
+    return seeds
+
+
+def generator_share(factor: torch.Tensor, seeds: torch.Tensor, bank) -> float:
+    """||F - S||^2 / ||F||^2 (residual forms), 1 when the factor is all generated, 0 for identity."""
+    if not bank.uses_generator:
+        return 0.0
+    if not bank.residual:
+        return 1.0
+    return float((factor - seeds).pow(2).sum() / factor.pow(2).sum())
+
+
 @torch.no_grad()
 def adapter_diagnostics(model: nn.Module, adapter_name: str = "default") -> dict[str, float]:
     """Means over adapted modules of stable rank, head-shared energy (per head-split section) and
@@ -102,14 +120,14 @@ def adapter_diagnostics(model: nn.Module, adapter_name: str = "default") -> dict
         if plan is None:
             continue
         factor = torch.cat([generated[s.projection][s.index] for s in plan.slots]) / bank.scaling
-        seeds = torch.cat([bank.seeds[s.projection][s.index] for s in plan.slots])
+        seeds = torch.cat([_residual_seeds(bank, s.projection, s.index) for s in plan.slots])
         energy = factor.pow(2).sum()
         modules[name] = {
             "stable_rank": stable_rank(layer.get_delta_weight(adapter_name)),
             "head_shared_energy": sum(
                 head_shared_energy(generated[s.projection][s.index]) for s in plan.slots
             ) / len(plan.slots),
-            "generator_share": float((factor - seeds).pow(2).sum() / energy) if energy > 0 else 0.0,
+            "generator_share": generator_share(factor, seeds, bank) if energy > 0 else 0.0,
         }
     keys = ("stable_rank", "head_shared_energy", "generator_share")
     summary = {k: sum(m[k] for m in modules.values()) / len(modules) for k in keys}

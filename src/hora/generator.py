@@ -63,6 +63,11 @@ def default_hidden(head_dim: int) -> int:
     return max(4, head_dim // 4)
 
 
+def default_embedding_dim(head_dim: int) -> int:
+    """Per-head embedding size k of generator="embedding" when left open: max(2, d_h // 8)."""
+    return max(2, head_dim // 8)
+
+
 class HoraBank(nn.Module):
     """Seeds and generators of one adapter, with batched generation of all head factors.
 
@@ -89,24 +94,32 @@ class HoraBank(nn.Module):
         self.head_dim = head_dim
         self.hidden = config.hidden or default_hidden(head_dim)
         self.scaling = config.scaling
-        self.uses_generator = config.generator == "mlp"
-        self.residual = config.residual
+        self.uses_generator = config.generator != "identity"
+        self.embedding = config.generator == "embedding"
+        self.seed_dim = (config.embedding_dim or default_embedding_dim(head_dim)) if self.embedding else head_dim
+        self.residual = config.residual and not self.embedding
+        self.gain = float(config.generator_gain)
         self.activation = _ACTIVATIONS[config.activation]
         self.seeds = nn.ParameterDict(
             {
-                p: nn.Parameter(torch.empty(counts[p], heads_per_projection[p], head_dim, config.r))
+                p: nn.Parameter(torch.empty(counts[p], heads_per_projection[p], self.seed_dim, config.r))
                 for p in sorted(counts)
             }
         )
+        self.mixing = nn.ParameterDict()
+        if config.head_mixing:
+            for p in sorted(counts):
+                self.mixing[p] = nn.Parameter(torch.empty(counts[p], heads_per_projection[p], heads_per_projection[p]))
         self.output_heads = nn.ParameterDict()
         if self.uses_generator:
-            self.body = nn.Parameter(torch.empty(num_bodies, self.hidden, head_dim))
+            self.body = nn.Parameter(torch.empty(num_bodies, self.hidden, self.seed_dim))
             for p in sorted(counts):
                 self.output_heads[p] = nn.Parameter(torch.empty(counts[p], head_dim, self.hidden))
         self.shared_free = (
             nn.Parameter(torch.empty(*shared_free_shape)) if shared_free_shape is not None else None
         )
-        self._cache: dict[str, torch.Tensor] | None = None
+        self._cache: dict[str, tuple[torch.Tensor, ...]] | None = None
+        self._body_is_identity: dict[str, bool] = {}
         self._cache_key: tuple | None = None
         self.forward_depth = 0
         self.reset_parameters(config)
@@ -117,31 +130,39 @@ class HoraBank(nn.Module):
         for plan in plans:
             for slot in plan.slots:
                 bodies[slot.projection][slot.index] = plan.body
+        self._body_is_identity = {}
         for projection, indices in bodies.items():
             device = self.seeds[projection].device
             self.register_buffer(
                 f"body_index_{projection}", torch.tensor(indices, dtype=torch.long, device=device), persistent=False
             )
+            # the common case (one block of P per layer, in layer order) needs no gather, and no scatter back
+            self._body_is_identity[projection] = self.uses_generator and indices == list(range(self.body.shape[0]))
 
     @torch.no_grad()
     def reset_parameters(self, config: HoraConfig) -> None:
         """Initialise so that dW = 0 (``init_weights=True``) or randomly (``init_weights=False``).
 
-        Residual: seeds 0, W2 0 or small. Non-residual: seeds random, W2 0. Identity: seeds 0 (LoRA's B).
-        W1 ~ Kaiming uniform. Shared free seeds A_l ~ Kaiming uniform (LoRA's A).
+        Residual: seeds 0, W2 0 or small. Non-residual and embedding: seeds random N(0, 1/seed_dim), W2 0.
+        Identity: seeds 0 (LoRA's B). W1 ~ Kaiming uniform. Head mixing M = I. Shared free seeds
+        A_l ~ Kaiming uniform (LoRA's A).
         """
-        seed_random = (self.uses_generator and not config.residual) or not config.init_weights
+        seed_random = (self.uses_generator and not self.residual) or not config.init_weights
         for seeds in self.seeds.values():
             if seed_random:
-                nn.init.normal_(seeds, std=1.0 / math.sqrt(self.head_dim))
+                nn.init.normal_(seeds, std=1.0 / math.sqrt(self.seed_dim))
             else:
                 nn.init.zeros_(seeds)
+        for mixing in self.mixing.values():
+            mixing.copy_(torch.eye(mixing.shape[-1]).expand_as(mixing))
+            if not config.init_weights:
+                mixing.add_(0.1 * torch.randn_like(mixing))
         if self.uses_generator:
             nn.init.kaiming_uniform_(self.body, a=math.sqrt(5))
             for head in self.output_heads.values():
                 if not config.init_weights:
                     nn.init.normal_(head, std=1.0 / math.sqrt(self.hidden))
-                elif config.w2_init == "small":
+                elif config.w2_init == "small" and self.residual:  # non-residual needs W2 = 0 for dW = 0
                     nn.init.normal_(head, std=0.01)
                 else:
                     nn.init.zeros_(head)
@@ -152,10 +173,15 @@ class HoraBank(nn.Module):
         """Scaled head factors of every module: projection -> s * G_P, shape (n_P, H_P, d_h, r)."""
         factors = {}
         for projection, seeds in self.seeds.items():
+            if projection in self.mixing:
+                seeds = torch.einsum("nhk,nkdr->nhdr", self.mixing[projection], seeds)
             generated = seeds
             if self.uses_generator:
-                body = self.body.index_select(0, getattr(self, f"body_index_{projection}"))
-                hidden = self.activation(torch.einsum("npd,nhdr->nhpr", body, seeds))
+                body = self.body
+                if not self._body_is_identity.get(projection, False):
+                    body = body.index_select(0, getattr(self, f"body_index_{projection}"))
+                pre_activation = torch.einsum("npd,nhdr->nhpr", body, seeds)
+                hidden = self.activation(pre_activation * self.gain if self.gain != 1.0 else pre_activation)
                 generated = torch.einsum("ndp,nhpr->nhdr", self.output_heads[projection], hidden)
                 if self.residual:
                     generated = generated + seeds
@@ -165,8 +191,17 @@ class HoraBank(nn.Module):
     def _parameter_key(self) -> tuple:
         return tuple((p.data_ptr(), p._version, p.dtype, p.device) for p in self.parameters())
 
-    def head_factors(self) -> dict[str, torch.Tensor]:
-        """The generated factors: once per training forward, cached in evaluation.
+    def _generate_blocks(self) -> dict[str, tuple[torch.Tensor, ...]]:
+        """:meth:`generate`, split per module (projection -> n_P tensors (H_P, d_h, r)).
+
+        One ``unbind`` per projection: its backward is one ``stack``, where indexing every module's block
+        separately would cost a zero-filled full-size gradient per module in the backward pass.
+        """
+        return {projection: factor.unbind(0) for projection, factor in self.generate().items()}
+
+    def head_factors(self) -> dict[str, tuple[torch.Tensor, ...]]:
+        """The generated factors, per projection one (H_P, d_h, r) tensor per module: once per training
+        forward, cached in evaluation.
 
         With autograd on, :meth:`enter_forward` (a forward pre-hook of the model) generates them once,
         before any layer runs, and every layer of that forward reads them; activation-checkpointing
@@ -179,17 +214,17 @@ class HoraBank(nn.Module):
             in_model_pass = self.forward_depth > 0 or torch._C._current_graph_task_id() != -1
             if self._cache is not None and self._cache_key is None and in_model_pass:
                 return self._cache
-            return self.generate()
+            return self._generate_blocks()
         key = self._parameter_key()
         if self._cache is None or self._cache_key != key:
-            self._cache, self._cache_key = self.generate(), key
+            self._cache, self._cache_key = self._generate_blocks(), key
         return self._cache
 
     def enter_forward(self) -> None:
         """Start of a model forward: with autograd on, generate this forward's factors up front."""
         self.forward_depth += 1
         if self.forward_depth == 1 and torch.is_grad_enabled():
-            self._cache, self._cache_key = self.generate(), None
+            self._cache, self._cache_key = self._generate_blocks(), None
 
     def exit_forward(self) -> None:
         """End of a model forward (the factors stay available to checkpoint recomputation)."""
@@ -206,11 +241,14 @@ class HoraBank(nn.Module):
             return blocks[0].reshape(-1, self.r)
         return torch.cat([block.reshape(-1, self.r) for block in blocks], dim=0)
 
+    def generator_parameters(self) -> list[nn.Parameter]:
+        """The shared generator: W1 bodies, W2 heads and head-mixing matrices."""
+        shared = list(self.output_heads.values()) + list(self.mixing.values())
+        return ([self.body] if self.uses_generator else []) + shared
+
     def generated_parameters(self) -> int:
-        """Number of generator parameters (W1 bodies and W2 heads)."""
-        if not self.uses_generator:
-            return 0
-        return self.body.numel() + sum(h.numel() for h in self.output_heads.values())
+        """Number of generator parameters (W1 bodies, W2 heads, head mixing)."""
+        return sum(p.numel() for p in self.generator_parameters())
 
     def _apply(self, fn, recurse: bool = True):  # noqa: D401 - nn.Module hook
         """Drop cached factors when the bank is moved or cast."""

@@ -57,7 +57,8 @@ def _check_types(data: dict, path: Path) -> None:
     expected = {
         "r": int, "alpha": (int, float), "use_rslora": bool, "dropout": (int, float), "hidden": (int, type(None)),
         "activation": str, "scope": str, "generator": str, "residual": bool, "w2_init": str,
-        "joint_free_factor": bool, "init_weights": bool, "projections": list,
+        "joint_free_factor": bool, "init_weights": bool, "projections": list, "head_mixing": bool,
+        "embedding_dim": (int, type(None)), "generator_gain": (int, float), "generator_lr_ratio": (int, float),
         "target_modules": (list, str, type(None)), "head_layout": (dict, type(None)),
     }
     for name, types in expected.items():
