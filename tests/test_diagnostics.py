@@ -6,9 +6,9 @@ import peft
 import pytest
 import torch
 
-from conftest import make_model
 from hora import HoraConfig, parameter_report
 from hora.diagnostics import adapter_diagnostics, head_shared_energy, stable_rank
+from tiny_models import make_model
 
 
 def test_parameter_report_matches_the_formula_on_gqa():

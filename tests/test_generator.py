@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from conftest import make_model
 from hora import HoraConfig, HoraLayer
+from tiny_models import make_model
 
 
 def build(kind: str = "llama_gqa", **overrides) -> peft.PeftModel:

@@ -8,9 +8,9 @@ import torch
 from torch import nn
 from transformers import BertConfig, BertModel, LlamaConfig
 
-from conftest import logits, make_inputs, make_model
 from hora import HeadLayoutError, HoraConfig, HoraLayer, find_attention_targets
 from hora.heads import AttentionShape, HeadLayout, Section, discover_layout, layer_key, projection_role
+from tiny_models import logits, make_inputs, make_model
 
 EXPECTED = {
     # kind: {module suffix: (side, [(projection, heads)], head_dim)}

@@ -8,9 +8,9 @@ import peft
 import pytest
 import torch
 
-from conftest import logits, make_inputs, make_model
 from hora import HoraConfig
 from hora.loading import AdapterLoadError, load_adapter
+from tiny_models import logits, make_inputs, make_model
 
 
 @pytest.fixture

@@ -8,8 +8,8 @@ import peft
 import pytest
 import torch
 
-from conftest import ARCHITECTURES, logits, make_inputs, make_model, task_type
 from hora import HoraConfig, HoraLayer
+from tiny_models import ARCHITECTURES, logits, make_inputs, make_model, task_type
 
 ALL_PROJECTIONS = ["q", "k", "v", "o"]
 

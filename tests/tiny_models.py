@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 
-import pytest
 import torch
 from transformers import (
     BertConfig,
@@ -85,8 +83,3 @@ def task_type(kind: str) -> str | None:
 def logits(model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
     with torch.no_grad():
         return model(**inputs).logits
-
-
-@pytest.fixture
-def model_factory() -> Callable[..., torch.nn.Module]:
-    return make_model
