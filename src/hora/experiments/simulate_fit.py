@@ -56,7 +56,8 @@ def _backtrack(
 def lbfgs(fun: Objective, theta: torch.Tensor, max_iter: int, history: int = 10, tol: float = 1e-10) -> torch.Tensor:
     """Minimise each fit's loss from theta (R, n_params) for at most max_iter iterations.
 
-    Stops early once every fit's gradient has max-norm below tol.  Returns the final theta.
+    Stops early once every fit has converged: gradient max-norm below tol, or no step along the
+    L-BFGS (or, failing that, steepest-descent) direction decreases the loss.  Returns the final theta.
     """
     loss, grad = _loss_and_grad(fun, theta)
     s_hist: list[torch.Tensor] = []
@@ -64,14 +65,14 @@ def lbfgs(fun: Objective, theta: torch.Tensor, max_iter: int, history: int = 10,
     rho_hist: list[torch.Tensor] = []
     gamma = 1.0 / grad.norm(dim=-1).clamp_min(1.0)
     for _ in range(max_iter):
-        if float(grad.abs().amax()) < tol:
-            break
         direction = _two_loop(grad, s_hist, y_hist, rho_hist, gamma)
         slope = (grad * direction).sum(-1)
         uphill = slope >= 0
         direction = torch.where(uphill[:, None], -grad, direction)
         slope = torch.where(uphill, -(grad * grad).sum(-1), slope)
-        step = _backtrack(fun, theta, loss, direction, slope, torch.ones_like(loss), max_halvings=20)
+        step = _backtrack(fun, theta, loss, direction, slope, torch.ones_like(loss), max_halvings=12)
+        if bool(((step == 0) | (grad.abs().amax(-1) < tol)).all()):
+            break
         new_theta = theta + step[:, None] * direction
         new_loss, new_grad = _loss_and_grad(fun, new_theta)
         s, y = new_theta - theta, new_grad - grad

@@ -1,0 +1,245 @@
+"""Simulation of the theory: shared-generator (HoRA) vs independent per-head (LoRA) low-rank updates.
+
+A ground-truth update of W_Q and W_V of one multi-head attention layer is drawn from a HoRA generator;
+data y = f_{dW*}(X) + sigma * eps are drawn for growing n; LoRA and HoRA are fitted by least squares
+(same batched L-BFGS, same budget, same restarts); errors are recorded against n and their log-log
+slopes fitted.  See docs/theory.md for the set-up, the choices and what the measured slopes say.
+
+    from pathlib import Path
+    from hora.experiments.simulate import run_simulation
+    run_simulation(Path("runs/simulate"), quick=True)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .simulate_fit import lbfgs
+from .simulate_model import Base, Data, Dims, attention, make_base, make_data, n_params, updates
+from .simulate_stats import fit_slope
+
+ESTIMATORS = ("lora", "hora")
+METRICS = ("update_error", "excess_test_mse", "factor_error")
+
+
+@dataclass(frozen=True)
+class Regime:
+    """A ground truth: its rank r0 (<= fitted rank) and the heads whose update is exactly zero."""
+
+    name: str
+    description: str
+    true_rank: int
+    zero_heads: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class SimulationConfig:
+    """Everything that defines a run; stored verbatim in simulation.json."""
+
+    dims: Dims = field(default_factory=Dims)
+    regimes: tuple[Regime, ...] = (
+        Regime("R1", "generic truth: every head updated, true rank = fitted rank", true_rank=2),
+        Regime("R2", "degenerate truth: head 1 not updated, true rank 1 < fitted rank 2", 1, (1,)),
+    )
+    sample_sizes: tuple[int, ...] = tuple(2**k for k in range(7, 17))
+    replications: int = 10
+    restarts: int = 2
+    max_iter: int = 150
+    noise_std: float = 0.5
+    n_test: int = 8192
+    init_std: float = 0.1
+    generator_gain: float = 2.0
+    fit_from: int = 2**10
+    n_boot: int = 2000
+    dtype: str = "float32"
+
+
+QUICK = SimulationConfig(sample_sizes=tuple(2**k for k in range(7, 13)), replications=5, max_iter=100, fit_from=2**9)
+
+
+def _generator(*key: int) -> torch.Generator:
+    """A torch generator seeded deterministically from a tuple of non-negative integers."""
+    return torch.Generator().manual_seed(int(np.random.SeedSequence(list(key)).generate_state(1)[0]))
+
+
+def make_truth(regime: Regime, dims: Dims, gain: float, gen: torch.Generator, dtype: torch.dtype) -> torch.Tensor:
+    """True update blocks dW* (1, P, H, d_h, d) from a random residual HoRA generator of rank r0.
+
+    Seeds S ~ N(0, 1) (zeroed for `zero_heads`, so those heads get dW = 0 as phi(0) = 0 and there are
+    no biases), W1 ~ N(0, gain^2 / d_h) so GELU works in its non-linear range, W2 ~ N(0, 1 / p),
+    A ~ N(0, 1 / d).
+    """
+    tdims = replace(dims, r=regime.true_rank)
+    seeds = torch.randn(1, 2, dims.H, dims.d_h, tdims.r, generator=gen, dtype=dtype)
+    seeds[:, :, list(regime.zero_heads)] = 0.0
+    w1 = torch.randn(1, dims.p, dims.d_h, generator=gen, dtype=dtype) * gain / dims.d_h**0.5
+    w2 = torch.randn(1, 2, dims.d_h, dims.p, generator=gen, dtype=dtype) / dims.p**0.5
+    a = torch.randn(1, 2, tdims.r, dims.d, generator=gen, dtype=dtype) / dims.d**0.5
+    theta = torch.cat([a.flatten(1), seeds.flatten(1), w1.flatten(1), w2.flatten(1)], dim=1)
+    return updates(theta, "hora", tdims)
+
+
+def factor_error(dw: torch.Tensor, dw_true: torch.Tensor, rank: int) -> torch.Tensor:
+    """Distance of balanced factors: sqrt(sum_P sum_{i<=r} (sqrt(sigma_i(dW_P)) - sqrt(sigma_i(dW*_P)))^2).
+
+    Invariant to the GL(r) ambiguity B A = (B G)(G^-1 A).  The balanced factors U sqrt(Sigma),
+    sqrt(Sigma) V^T have these root singular values as column norms, so a direction present in the fit
+    but absent from the truth costs sqrt(sigma) ~ n^(-1/4) here while it costs sigma ~ n^(-1/2) in
+    `update_error`: the factor-level slowdown of over-specified fits.  dw (R, P, H, d_h, d).
+    """
+    def root_sv(x: torch.Tensor) -> torch.Tensor:
+        return torch.linalg.svdvals(x.flatten(2, 3))[..., :rank].clamp_min(0).sqrt()
+
+    return ((root_sv(dw) - root_sv(dw_true)) ** 2).sum(dim=(1, 2)).sqrt()
+
+
+def _fit(kind: str, cfg: SimulationConfig, base: Base, data: Data, y: torch.Tensor, gen: torch.Generator):
+    """Least-squares fits with `restarts` random starts per replication; returns the best per replication.
+
+    y (reps, n, 1, H * d_h).  Returns (dW of the best restart (reps, P, H, d_h, d), its train loss (reps,)).
+    """
+    reps, k = y.shape[0], cfg.restarts
+    theta0 = cfg.init_std * torch.randn(reps * k, n_params(kind, cfg.dims), generator=gen, dtype=y.dtype)
+
+    def loss(theta: torch.Tensor) -> torch.Tensor:
+        return ((attention(updates(theta, kind, cfg.dims), base, data) - y) ** 2).mean(dim=(1, 3)).reshape(-1)
+
+    theta = lbfgs(loss, theta0, cfg.max_iter)
+    with torch.no_grad():
+        losses = loss(theta).reshape(reps, k)
+        best = losses.argmin(dim=1)
+        dw = updates(theta, kind, cfg.dims).reshape(reps, k, *updates(theta[:1], kind, cfg.dims).shape[1:])
+    return dw[torch.arange(reps), best], losses[torch.arange(reps), best]
+
+
+def _metrics(dw: torch.Tensor, dw_true: torch.Tensor, base: Base, test: Data, cfg: SimulationConfig) -> dict:
+    """Per-replication update error ||dW - dW*||_F, excess test MSE and factor error, as numpy arrays."""
+    with torch.no_grad():
+        pred = attention(dw, base, test)[0]  # (n_test, reps, H * d_h)
+        target = attention(dw_true, base, test)[0]
+        return {
+            "update_error": (dw - dw_true).pow(2).sum(dim=(1, 2, 3, 4)).sqrt().double().numpy(),
+            "excess_test_mse": (pred - target).pow(2).mean(dim=(0, 2)).double().numpy(),
+            "factor_error": factor_error(dw, dw_true, cfg.dims.r).double().numpy(),
+        }
+
+
+def _simulate_regime(ri: int, regime: Regime, cfg: SimulationConfig, seed: int, bar: tqdm) -> dict:
+    """Errors (sizes, reps) per estimator and metric for one regime, plus the optimisation check."""
+    dtype = getattr(torch, cfg.dtype)
+    base = make_base(cfg.dims, _generator(seed, ri, 0), dtype)
+    dw_true = make_truth(regime, cfg.dims, cfg.generator_gain, _generator(seed, ri, 1), dtype)
+    test = make_data(base, 1, cfg.n_test, cfg.dims, _generator(seed, ri, 2))
+    errors = {e: {m: [] for m in METRICS} for e in ESTIMATORS}
+    above_truth = {e: [] for e in ESTIMATORS}
+    for si, n in enumerate(cfg.sample_sizes):
+        gen = _generator(seed, ri, 3, si)
+        data = make_data(base, cfg.replications, n, cfg.dims, gen)
+        with torch.no_grad():
+            clean = attention(dw_true.expand(cfg.replications, -1, -1, -1, -1), base, data)
+            y = clean + cfg.noise_std * torch.randn(clean.shape, generator=gen, dtype=dtype)
+            truth_loss = ((clean - y) ** 2).mean(dim=(1, 2, 3))
+        for kind in ESTIMATORS:
+            bar.set_postfix_str(f"{regime.name} n={n} {kind}")
+            dw, train_loss = _fit(kind, cfg, base, data, y, _generator(seed, ri, 4, si))
+            for name, values in _metrics(dw, dw_true, base, test, cfg).items():
+                errors[kind][name].append(values)
+            above_truth[kind].append(float((train_loss > truth_loss * (1 + 1e-5)).float().mean()))
+            bar.update()
+    return {"errors": errors, "above_truth": above_truth}
+
+
+def _summarise(raw: dict, cfg: SimulationConfig, seed: int) -> dict:
+    """Mean, standard error and fitted slope (bootstrap 95% interval) of every metric."""
+    sizes = np.asarray(cfg.sample_sizes, dtype=float)
+    use = sizes >= cfg.fit_from
+    rng = np.random.default_rng(seed)
+    out = {}
+    for kind, per_metric in raw["errors"].items():
+        metrics = {}
+        for name, rows in per_metric.items():
+            err = np.stack(rows)  # (sizes, reps)
+            metrics[name] = {
+                "mean": err.mean(axis=1).tolist(),
+                "sem": (err.std(axis=1, ddof=1) / np.sqrt(err.shape[1])).tolist(),
+                **fit_slope(sizes[use], err[use], cfg.n_boot, rng),
+            }
+        out[kind] = {
+            "n_params": n_params(kind, cfg.dims),
+            "frac_fits_above_truth_loss": raw["above_truth"][kind],
+            "metrics": metrics,
+        }
+    return out
+
+
+def _atomic_write(path: Path, write) -> None:
+    """Call write(tmp_path) on a temporary file next to `path`, then move it into place atomically."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def plot(result: dict, path: Path) -> None:
+    """Log-log error vs n: one panel per regime (rows) x metric (columns), slopes in the legends."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sizes = np.asarray(result["config"]["sample_sizes"], dtype=float)
+    regimes = result["regimes"]
+    fig, axes = plt.subplots(len(regimes), len(METRICS), figsize=(4.6 * len(METRICS), 3.8 * len(regimes)),
+                             squeeze=False)
+    for row, (rname, reg) in enumerate(regimes.items()):
+        for col, metric in enumerate(METRICS):
+            ax = axes[row, col]
+            for kind, est in reg["estimators"].items():
+                m = est["metrics"][metric]
+                label = f"{kind}: slope {m['slope']:.2f} [{m['ci_low']:.2f}, {m['ci_high']:.2f}]"
+                ax.errorbar(sizes, m["mean"], yerr=m["sem"], marker="o", ms=3, capsize=2, label=label)
+            ax.set(xscale="log", yscale="log", xlabel="n", title=f"{rname}: {metric}")
+            ax.legend(fontsize=8)
+    fig.suptitle(f"slopes fitted for n >= {result['config']['fit_from']} (bootstrap 95% intervals)")
+    fig.tight_layout()
+    _atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120))
+    plt.close(fig)
+
+
+def run_simulation(
+    output_dir: Path, quick: bool = False, seed: int = 0, *, config: SimulationConfig | None = None,
+    progress: bool = True,
+) -> dict:
+    """Run the simulation; write output_dir/simulation.json and output_dir/simulation.png.
+
+    `config` overrides the preset chosen by `quick` (QUICK, or the default SimulationConfig).
+    Deterministic for a given seed and config.  Returns the dict written to simulation.json.
+    """
+    cfg = config or (QUICK if quick else SimulationConfig())
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    result = {"config": {**asdict(cfg), "seed": seed}, "regimes": {}}
+    total = len(cfg.regimes) * len(cfg.sample_sizes) * len(ESTIMATORS)
+    with tqdm(total=total, desc="simulate", disable=not progress) as bar:
+        for ri, regime in enumerate(cfg.regimes):
+            raw = _simulate_regime(ri, regime, cfg, seed, bar)
+            result["regimes"][regime.name] = {**asdict(regime), "estimators": _summarise(raw, cfg, seed)}
+    result["wall_time_s"] = time.perf_counter() - start
+    _atomic_write(output_dir / "simulation.json",
+                  lambda tmp: tmp.write_text(json.dumps(result, indent=2)))
+    plot(result, output_dir / "simulation.png")
+    return result
