@@ -224,6 +224,7 @@ def train(cfg: TrainConfig, data: tasks.TaskData | None = None) -> dict:
             data_seed=cfg.seed,
             disable_tqdm=not cfg.progress,
             dataloader_num_workers=0,
+            dataloader_pin_memory=torch.cuda.is_available(),
             remove_unused_columns=False,
             label_names=["labels"],
         )

@@ -1,0 +1,53 @@
+"""A small comparison grid end to end: results table, resume, summary and plot."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from hora.experiments import sweep
+from hora.experiments.errors import HoraError
+from hora.experiments.train import TrainConfig
+
+
+def _base(tiny_bert, tiny_csv):
+    return TrainConfig(model=str(tiny_bert), data=str(tiny_csv), text_column="review", label_column="sentiment",
+                       steps=2, batch_size=8, max_length=16, progress=False)
+
+
+def test_compare_grid_with_lr_choice_and_resume(tiny_bert, tiny_csv, tmp_path):
+    out = tmp_path / "cmp"
+    df = sweep.run_compare(_base(tiny_bert, tiny_csv), ["hora", "lora"], [0.5, 1.0], [0, 1], out,
+                           lrs=[1e-3, 1e-2], progress=False)
+    assert len(df) == 2 * 2 * 2 * 2
+    table = pd.read_csv(out / "results.csv")
+    assert {"method", "fraction", "seed", "accuracy", "val_accuracy", "trainable_params", "train_seconds",
+            "lr", "selected"} <= set(table.columns)
+    chosen = table[table["selected"]]
+    assert len(chosen) == 8  # one lr per (method, fraction), all seeds
+    for (_, _), g in table.groupby(["method", "fraction"]):
+        best = g.groupby("lr")["val_accuracy"].mean().idxmax()
+        assert set(g[g["selected"]]["lr"]) == {best}
+    assert "HoRA − LoRA" in (out / "summary.md").read_text()
+    assert (out / "accuracy_vs_fraction.png").stat().st_size > 1000
+    # resumable: a second call reuses every finished run
+    mtimes = {p: p.stat().st_mtime_ns for p in out.glob("runs/*/metrics.json")}
+    sweep.run_compare(_base(tiny_bert, tiny_csv), ["hora", "lora"], [0.5, 1.0], [0, 1], out,
+                      lrs=[1e-3, 1e-2], progress=False)
+    assert {p: p.stat().st_mtime_ns for p in out.glob("runs/*/metrics.json")} == mtimes
+
+
+def test_compare_fails_fast_on_bad_grid(tiny_bert, tiny_csv, tmp_path):
+    with pytest.raises(HoraError, match="leaves class"):
+        sweep.run_compare(_base(tiny_bert, tiny_csv), ["lora"], [0.001], [0], tmp_path / "x", progress=False)
+    with pytest.raises(HoraError, match="unknown method"):
+        sweep.run_compare(_base(tiny_bert, tiny_csv), ["lora", "ia3x"], [1.0], [0], tmp_path / "x", progress=False)
+    assert not (tmp_path / "x" / "runs").exists()
+
+
+def test_parse_list():
+    assert sweep.parse_list("0.05, 0.25,1", float, "fractions") == [0.05, 0.25, 1.0]
+    with pytest.raises(HoraError, match="cannot read"):
+        sweep.parse_list("a,b", int, "seeds")
+    with pytest.raises(HoraError, match="twice"):
+        sweep.parse_list("1,1", int, "seeds")

