@@ -28,7 +28,8 @@ def test_train_writes_metrics_and_adapter(tiny_bert, tiny_csv, tmp_path):
     assert KEYS <= set(saved)
     assert saved["accuracy"] == m["accuracy"] and 0 <= m["accuracy"] <= 1 and 0 <= m["val_accuracy"] <= 1
     assert m["steps"] == 4 and m["method"] == "hora" and m["fraction"] == 0.5 and m["r"] == 8
-    assert m["n_test"] == 24 and m["n_val"] == 10 and m["n_train"] == 44  # 60 per class: 12 test, 5 val, 43 train; half: 22
+    # 60 per class: 12 test, 5 val, 43 train; half of the train split: 22 per class
+    assert m["n_test"] == 24 and m["n_val"] == 10 and m["n_train"] == 44
     assert (out / "adapter_config.json").is_file() and (out / "adapter_model.safetensors").is_file()
     assert m["trainable_params"] > 0 and m["lora_equivalent_params"] > 0
     assert {"diag_stable_rank", "diag_head_shared_energy"} <= set(m)
