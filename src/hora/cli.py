@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -26,6 +27,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
+
+# transformers' own deprecation notices (e.g. inside Trainer) are noise for a CLI user
+warnings.filterwarnings("ignore", category=FutureWarning, module=r"transformers(\.|$)")
 
 METHOD_HELP = "hora, lora, dora, vera or full."
 MODEL_HELP = ("minilm (all-MiniLM-L6-v2 encoder, default for text), smollm2 (SmolLM2-135M-Instruct decoder, "

@@ -314,6 +314,7 @@ def load_base_model(folder: Path, kind: str, label_names: list[str]):
     label2id = {n: i for i, n in id2label.items()}
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # "newly initialized head" warnings are expected here
+    hf_logging.disable_progress_bar()
     try:
         if kind == "image":
             model = AutoModelForImageClassification.from_pretrained(
@@ -330,6 +331,7 @@ def load_base_model(folder: Path, kind: str, label_names: list[str]):
                 model.config.pad_token_id = tok.pad_token_id
     finally:
         hf_logging.set_verbosity(verbosity)
+        hf_logging.enable_progress_bar()
     return model
 
 

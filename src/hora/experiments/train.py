@@ -173,7 +173,7 @@ def train(cfg: TrainConfig, data: tasks.TaskData | None = None) -> dict:
 
     assets.set_offline()
     import torch
-    from transformers import DataCollatorWithPadding, Trainer, TrainingArguments, set_seed
+    from transformers import DataCollatorWithPadding, PrinterCallback, Trainer, TrainingArguments, set_seed
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
@@ -230,6 +230,8 @@ def train(cfg: TrainConfig, data: tasks.TaskData | None = None) -> dict:
         )
         collator = DataCollatorWithPadding(tokenizer) if tokenizer is not None else None
         trainer = Trainer(model=model, args=args, train_dataset=train_ds, data_collator=collator)
+        if not cfg.progress:  # quiet: no per-step log lines either (e.g. inside a sweep's progress bar)
+            trainer.remove_callback(PrinterCallback)
         t0 = time.perf_counter()
         result = trainer.train()
         train_seconds = time.perf_counter() - t0
@@ -304,7 +306,15 @@ def pretrain_vit(epochs: float = 1.0, batch_size: int = 128, lr: float = 1e-3, s
     from hora.experiments import assets
 
     assets.set_offline()
-    from transformers import Trainer, TrainingArguments, ViTConfig, ViTForImageClassification, set_seed
+    import torch
+    from transformers import (
+        PrinterCallback,
+        Trainer,
+        TrainingArguments,
+        ViTConfig,
+        ViTForImageClassification,
+        set_seed,
+    )
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
@@ -339,8 +349,10 @@ def pretrain_vit(epochs: float = 1.0, batch_size: int = 128, lr: float = 1e-3, s
             per_device_eval_batch_size=512, learning_rate=lr, weight_decay=0.05, warmup_steps=100,
             lr_scheduler_type="cosine", logging_steps=50, save_strategy="no", eval_strategy="no",
             report_to="none", seed=seed, data_seed=seed, disable_tqdm=not progress,
-            remove_unused_columns=False, label_names=["labels"])
+            remove_unused_columns=False, label_names=["labels"], dataloader_pin_memory=torch.cuda.is_available())
         trainer = Trainer(model=model, args=args, train_dataset=train_ds)
+        if not progress:
+            trainer.remove_callback(PrinterCallback)
         t0 = time.perf_counter()
         trainer.train()
         metrics["train_seconds"] = round(time.perf_counter() - t0, 3)
