@@ -27,6 +27,15 @@ DIMS = Dims(d=6, L=3, H=2, d_h=3, r=1, p=4)
 DTYPE = torch.float64
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Small batched ops run fastest on one thread (see run_simulation)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def problem():
     gen = torch.Generator().manual_seed(0)
@@ -53,8 +62,8 @@ def test_attention_matches_reference(problem):
     wq, wv = base.wq + truth[0, 0], base.wv + truth[0, 1]
     heads = []
     for h in range(DIMS.H):
-        weights = torch.softmax((x @ base.wk[h].T) @ (wq[h] @ x[:, 0].T) / DIMS.d_h**0.5, dim=1)
-        heads.append(torch.einsum("nl,nle->ne", weights.T, x @ wv[h].T))
+        scores = torch.einsum("nle,ne->nl", x @ base.wk[h].T, x[:, 0] @ wq[h].T) / DIMS.d_h**0.5
+        heads.append(torch.einsum("nl,nle->ne", scores.softmax(dim=1), x @ wv[h].T))
     expected = torch.cat(heads, dim=1)
     got = attention(truth.expand(2, -1, -1, -1, -1), base, data)[0, :, 0]
     torch.testing.assert_close(got, expected)
