@@ -175,17 +175,26 @@ class HoraBank(nn.Module):
         for projection, seeds in self.seeds.items():
             if projection in self.mixing:
                 seeds = torch.einsum("nhk,nkdr->nhdr", self.mixing[projection], seeds)
-            generated = seeds
-            if self.uses_generator:
-                body = self.body
-                if not self._body_is_identity.get(projection, False):
-                    body = body.index_select(0, getattr(self, f"body_index_{projection}"))
-                pre_activation = torch.einsum("npd,nhdr->nhpr", body, seeds)
-                hidden = self.activation(pre_activation * self.gain if self.gain != 1.0 else pre_activation)
-                generated = torch.einsum("ndp,nhpr->nhdr", self.output_heads[projection], hidden)
-                if self.residual:
-                    generated = generated + seeds
-            factors[projection] = generated * self.scaling
+            if not self.uses_generator:
+                factors[projection] = seeds * self.scaling
+                continue
+            # one bmm over all n_P * H_P (layer, head) blocks per product; W1/W2 are broadcast over heads so
+            # that the output comes out contiguous in (n, H, d_h, r) and every module's B is a plain view
+            n, heads, seed_dim, r = seeds.shape
+            body = self.body
+            if not self._body_is_identity.get(projection, False):
+                body = body.index_select(0, getattr(self, f"body_index_{projection}"))
+            body = body.unsqueeze(1).expand(n, heads, self.hidden, seed_dim).reshape(n * heads, self.hidden, seed_dim)
+            flat_seeds = seeds.reshape(n * heads, seed_dim, r)
+            pre_activation = torch.bmm(body, flat_seeds)  # (n H, p, r)
+            hidden = self.activation(pre_activation * self.gain if self.gain != 1.0 else pre_activation)
+            output_head = self.output_heads[projection].unsqueeze(1).expand(n, heads, self.head_dim, self.hidden)
+            output_head = output_head.reshape(n * heads, self.head_dim, self.hidden)
+            if self.residual:  # s * (S + W2 hidden) in one product
+                generated = torch.baddbmm(flat_seeds, output_head, hidden, beta=self.scaling, alpha=self.scaling)
+            else:
+                generated = torch.bmm(output_head, hidden) * self.scaling
+            factors[projection] = generated.view(n, heads, self.head_dim, r)
         return factors
 
     def _parameter_key(self) -> tuple:

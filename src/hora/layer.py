@@ -145,8 +145,15 @@ class HoraLayer(nn.Module, BaseTunerLayer):
                 continue
             A, B = self.factors(name)
             adapter_input = self.hora_dropout[name](x) if name in self.hora_dropout else x
-            update = F.linear(F.linear(adapter_input.to(A.dtype), A), B)
-            result = result + update.to(result.dtype)
+            hidden = F.linear(adapter_input.to(A.dtype), A)
+            if result.dtype == B.dtype and result.is_contiguous():
+                # result + hidden B^T as one addmm: no separate update tensor, no extra elementwise pass
+                shape = result.shape
+                rows = result.numel() // shape[-1]
+                result = torch.addmm(result.view(rows, shape[-1]), hidden.reshape(rows, hidden.shape[-1]), B.t())
+                result = result.view(shape)
+            else:
+                result = result + F.linear(hidden, B).to(result.dtype)
         return result
 
     def delete_adapter(self, adapter_name: str) -> None:
