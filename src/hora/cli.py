@@ -351,6 +351,23 @@ def _cache_dir() -> Path:
     return cache_dir()
 
 
+@app.command()
+def bench(
+    output: Path = typer.Option(Path("benchmarks/results/bench_cpu.json"), help="JSON file to write."),
+    threads: int = typer.Option(2, help="torch.set_num_threads."),
+    tiny: bool = typer.Option(False, help="A tiny BERT instead of the MiniLM-L6 shape (seconds)."),
+    repeats: int = typer.Option(4, help="Interleaved rounds."),
+    steps: int = typer.Option(2, help="Timed training steps per variant and round."),
+    compile_check: bool = typer.Option(True, help="Check torch.compile graph breaks in HoRA code."),
+) -> None:
+    """Speed and memory of HoRA vs PEFT's LoRA and a minimal LoRA on CPU, as ratios (docs/performance.md)."""
+    with _errors():
+        from hora.bench import run_cpu_suite
+
+        run_cpu_suite(output=output, threads=threads, tiny=tiny, repeats=repeats, steps=steps,
+                      compile_check=compile_check, log=typer.echo)
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 
