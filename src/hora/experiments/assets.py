@@ -153,6 +153,12 @@ def smollm2_dir() -> Path:
             gguf.parent, gguf_file=gguf.name, dtype=torch.float32, local_files_only=True
         )
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name, local_files_only=True)
+        # The weights are already dequantised to float32; drop the GGUF quantiser marker, which would make
+        # save_pretrained refuse ("quantized with gguf and is not serializable").
+        model.hf_quantizer = None
+        model.is_quantized = False
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
 

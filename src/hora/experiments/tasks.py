@@ -278,7 +278,7 @@ def resolve_model(model: str | None, kind: str) -> tuple[str, Path]:
             raise HoraError(f"model '{model}' is for {model_kind} tasks, but this task is {kind}")
         folder = {"minilm": assets.minilm_dir, "smollm2": assets.smollm2_dir, "vit": vit_dir}[model]()
         return model, folder
-    folder = Path(model).expanduser()
+    folder = Path(model).expanduser().resolve()
     if not (folder / "config.json").is_file():
         raise HoraError(
             f"unknown model '{model}': use one of {', '.join(MODELS)} or a local model folder with config.json"
@@ -326,8 +326,10 @@ def load_base_model(folder: Path, kind: str, label_names: list[str]):
             model = AutoModelForSequenceClassification.from_pretrained(
                 folder, local_files_only=True, dtype=torch.float32, num_labels=num_labels,
                 id2label=id2label, label2id=label2id)
-            if model.config.pad_token_id is None:
-                tok = load_tokenizer(folder)
+            # sequence classification finds each text's last real token through pad_token_id: it must be
+            # the tokenizer's (decoders have none of their own; load_tokenizer pads with EOS)
+            tok = load_tokenizer(folder)
+            if tok.pad_token_id is not None and model.config.pad_token_id != tok.pad_token_id:
                 model.config.pad_token_id = tok.pad_token_id
     finally:
         hf_logging.set_verbosity(verbosity)
