@@ -204,7 +204,7 @@ def plot_accuracy_vs_fraction(df: pd.DataFrame, path: str | Path,
     ax.set_xticks(fracs)
     ax.set_xticklabels([f"{f:g}" for f in fracs])
     ax.set_xlabel("fraction of the training split")
-    ax.set_ylabel("test accuracy (%)")
+    ax.set_ylabel("test accuracy (%), mean ± sd over seeds")
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()
