@@ -13,6 +13,7 @@ difference, ``mean ± t_{0.975, n-1} * sd / sqrt(n)``.
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +38,7 @@ def _t_cdf_from_zero(x: float, df: float, n: int = 2000) -> float:
     return s * h / 3
 
 
+@lru_cache(maxsize=256)
 def t_quantile(p: float, df: float) -> float:
     """Quantile of Student's t distribution (0.5 < p < 1), by bisection on the CDF."""
     if not 0.5 < p < 1 or df <= 0:
