@@ -191,6 +191,9 @@ def train(cfg: TrainConfig, data: tasks.TaskData | None = None) -> dict:
     train_ds = tasks.encode(data, train_idx, tokenizer, cfg.max_length)
     val_ds = tasks.encode(data, val_idx, tokenizer, cfg.max_length)
     test_ds = tasks.encode(data, test_idx, tokenizer, cfg.max_length)
+    if data.kind == "text":  # evaluate in length order: less padding, same accuracy
+        for ds in (val_ds, test_ds):
+            ds.items.sort(key=lambda item: len(item["input_ids"]))
 
     set_seed(cfg.seed)
     base = tasks.load_base_model(folder, data.kind, data.label_names)
@@ -227,6 +230,8 @@ def train(cfg: TrainConfig, data: tasks.TaskData | None = None) -> dict:
             dataloader_pin_memory=torch.cuda.is_available(),
             remove_unused_columns=False,
             label_names=["labels"],
+            # text: batches of similar length (seeded), so little compute goes to padding
+            train_sampling_strategy="group_by_length" if data.kind == "text" else "random",
         )
         collator = DataCollatorWithPadding(tokenizer) if tokenizer is not None else None
         trainer = Trainer(model=model, args=args, train_dataset=train_ds, data_collator=collator)
