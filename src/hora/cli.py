@@ -188,7 +188,7 @@ def compare(
         df = sweep.run_compare(base, method_list, fraction_list, seed_list, output, lrs=lr_list,
                                save_adapters=save_adapters, progress=progress, resume=resume)
     console = _console()
-    console.print((output / "summary.md").read_text())
+    console.print((output / "summary.md").read_text(), markup=False, highlight=False)
     console.print(f"{len(df)} runs; wrote {output / 'results.csv'}, {output / 'summary.md'}, "
                   f"{output / 'accuracy_vs_fraction.png'}")
 

@@ -293,11 +293,12 @@ def train(cfg: TrainConfig, data: tasks.TaskData | None = None) -> dict:
             pass
     metrics.update(_adapter_diagnostics(model, cfg.method))
 
-    out = Path(cfg.output)
-    out.mkdir(parents=True, exist_ok=True)
-    if cfg.save:
-        model.save_pretrained(out)
-    write_json_atomic(out / "metrics.json", {**metrics, "config": asdict(cfg)})
+    if trainer.is_world_process_zero():  # under torchrun / accelerate launch only one process writes
+        out = Path(cfg.output)
+        out.mkdir(parents=True, exist_ok=True)
+        if cfg.save:
+            model.save_pretrained(out)
+        write_json_atomic(out / "metrics.json", {**metrics, "config": asdict(cfg)})
     return metrics
 
 
