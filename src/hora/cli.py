@@ -118,6 +118,8 @@ def train(
             output=str(output), save=save, progress=progress)
         train_mod.validate(cfg)
         m = train_mod.train(cfg)
+    if os.environ.get("RANK", "0") != "0":  # under torchrun only the main process reports
+        return
     from rich.table import Table
 
     model_name = m["model"] if len(str(m["model"])) < 40 else Path(m["model"]).name
