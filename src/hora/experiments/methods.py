@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from hora.experiments import variants
 from hora.experiments.errors import HoraError
 
 METHODS = ("hora", "lora", "dora", "vera", "full")
@@ -26,9 +27,14 @@ DEFAULT_LR = {"hora": 1e-3, "lora": 1e-3, "dora": 1e-3, "vera": 1e-2, "full": 5e
 
 
 def check_method(method: str) -> str:
-    if method not in METHODS:
-        raise HoraError(f"unknown method '{method}'; choose from: {', '.join(METHODS)}")
+    """A method or a named variant of one (see :mod:`hora.experiments.variants`)."""
+    variants.resolve(method)
     return method
+
+
+def default_lr(method: str) -> float:
+    """The default learning rate of a method or variant (that of its base method)."""
+    return DEFAULT_LR[variants.resolve(method).method]
 
 
 def parse_projections(targets: str | None) -> tuple[str, ...]:
@@ -66,7 +72,9 @@ def build_adapted_model(method: str, model, *, r: int = 8, alpha: float = 16.0, 
 
     ``head_modules``: the classification head's module names, trained fully and saved with the adapter.
     """
-    check_method(method)
+    variant = variants.resolve(method)
+    method = variant.method
+    hora_options = {"hidden": hidden, **variant.options, **(hora_options or {})}
     if r < 1:
         raise HoraError(f"rank r must be >= 1, got {r}")
     info: dict = {"method": method}
@@ -86,15 +94,30 @@ def build_adapted_model(method: str, model, *, r: int = 8, alpha: float = 16.0, 
     common = {"target_modules": targets, "modules_to_save": list(head_modules or []) or None,
               "task_type": task_type}
     if method == "hora":
-        cfg = hora.HoraConfig(r=r, alpha=alpha, hidden=hidden, dropout=dropout, **common,
-                              **(hora_options or {}))
+        cfg = hora.HoraConfig(r=r, alpha=alpha, dropout=dropout, **common, **hora_options)
     elif method == "lora":
+        if variant.match_hora:
+            r = _rank_matching_hora(model, r, alpha, projections, common)
+            info["matched_rank"] = r
         cfg = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, **common)
     elif method == "dora":
         cfg = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, use_dora=True, **common)
     else:  # vera
         cfg = VeraConfig(r=r, vera_dropout=dropout, **common)
     return get_peft_model(model, cfg), info
+
+
+def _rank_matching_hora(model, r: int, alpha: float, projections: tuple[str, ...], common: dict) -> int:
+    """The smallest LoRA rank whose adapter has at least as many parameters as default HoRA at rank r."""
+    import copy
+
+    import peft
+
+    import hora
+
+    probe = peft.get_peft_model(copy.deepcopy(model), hora.HoraConfig(r=r, alpha=alpha, **common))
+    report = hora.parameter_report(probe)
+    return variants.matched_rank(r, report["hora"], report["lora_equivalent"])
 
 
 def count_parameters(model) -> tuple[int, int]:
@@ -118,7 +141,7 @@ def load_trained(adapter_dir: str | Path):
     if not meta_path.is_file():
         raise HoraError(f"{adapter_dir} has no metrics.json: not a folder written by 'hora train'")
     meta = json.loads(meta_path.read_text())
-    if meta.get("method") not in ADAPTER_METHODS:
+    if meta.get("method") not in variants.VARIANTS or variants.resolve(meta["method"]).method not in ADAPTER_METHODS:
         raise HoraError(f"{adapter_dir} holds a '{meta.get('method')}' run, which has no adapter to load")
     if not (adapter_dir / "adapter_config.json").is_file():
         raise HoraError(f"{adapter_dir} has no adapter_config.json (was it trained with --no-save?)")

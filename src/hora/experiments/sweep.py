@@ -105,7 +105,7 @@ def run_compare(base: TrainConfig, method_list: list[str], fractions: list[float
     grid = []
     for fraction in fractions:
         for method in method_list:
-            for lr in (lrs if lrs is not None else [methods.DEFAULT_LR[method]]):
+            for lr in (lrs if lrs is not None else [methods.default_lr(method)]):
                 for seed in seeds:
                     grid.append((method, fraction, lr, seed))
     output.mkdir(parents=True, exist_ok=True)

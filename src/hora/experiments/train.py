@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hora import param_groups as hora_param_groups
 from hora.experiments import methods, tasks
 from hora.experiments.errors import HoraError
 
@@ -57,7 +58,7 @@ class TrainConfig:
     progress: bool = True
 
     def resolved_lr(self) -> float:
-        return float(self.lr) if self.lr is not None else methods.DEFAULT_LR[self.method]
+        return float(self.lr) if self.lr is not None else methods.default_lr(self.method)
 
 
 def write_json_atomic(path: Path, obj) -> None:
@@ -234,7 +235,10 @@ def train(cfg: TrainConfig, data: tasks.TaskData | None = None) -> dict:
             train_sampling_strategy="group_by_length" if data.kind == "text" else "random",
         )
         collator = DataCollatorWithPadding(tokenizer) if tokenizer is not None else None
-        trainer = Trainer(model=model, args=args, train_dataset=train_ds, data_collator=collator)
+        # hora.param_groups: every trainable parameter at lr, HoRA's shared generator at lr x generator_lr_ratio
+        optimizer = torch.optim.AdamW(hora_param_groups(model, lr, cfg.weight_decay))
+        trainer = Trainer(model=model, args=args, train_dataset=train_ds, data_collator=collator,
+                          optimizers=(optimizer, None))
         if not cfg.progress:  # quiet: no per-step log lines either (e.g. inside a sweep's progress bar)
             trainer.remove_callback(PrinterCallback)
         t0 = time.perf_counter()

@@ -1,0 +1,46 @@
+"""Named variants resolve to a base method plus HoraConfig options, and build the intended adapters."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import BertConfig, BertForSequenceClassification
+
+import hora
+from hora.experiments import methods, variants
+from hora.experiments.errors import HoraError
+
+
+def tiny_bert() -> BertForSequenceClassification:
+    torch.manual_seed(0)
+    return BertForSequenceClassification(BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                                    intermediate_size=40, vocab_size=64))
+
+
+def test_unknown_variant_is_a_one_line_error():
+    with pytest.raises(HoraError, match="unknown method 'hora-magic'; choose from: hora, lora"):
+        methods.check_method("hora-magic")
+
+
+@pytest.mark.parametrize("name", [n for n, v in variants.VARIANTS.items() if v.method == "hora"])
+def test_every_hora_variant_builds_with_its_options(name):
+    model, _ = methods.build_adapted_model(name, tiny_bert(), r=4, head_modules=["classifier"])
+    config = model.peft_config["default"]
+    for key, value in variants.VARIANTS[name].options.items():
+        assert getattr(config, key) == value
+    assert hora.parameter_report(model)["hora"] > 0
+
+
+def test_lora_matched_reaches_horas_parameter_count():
+    hora_model, _ = methods.build_adapted_model("hora", tiny_bert(), r=4, head_modules=["classifier"])
+    lora_model, info = methods.build_adapted_model("lora-matched", tiny_bert(), r=4, head_modules=["classifier"])
+    report = hora.parameter_report(hora_model)
+    lora_rank = info["matched_rank"]
+    per_rank = report["lora_equivalent"] / 4
+    assert lora_rank * per_rank >= report["hora"] > (lora_rank - 1) * per_rank
+    assert lora_model.peft_config["default"].r == lora_rank
+
+
+def test_variant_learning_rate_defaults_to_its_base_method():
+    assert methods.default_lr("hora-embed") == methods.DEFAULT_LR["hora"]
+    assert methods.default_lr("lora-matched") == methods.DEFAULT_LR["lora"]
