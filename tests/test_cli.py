@@ -141,3 +141,16 @@ def test_export_refuses_a_lora_run(tiny_bert, tiny_csv, tmp_path):
 def test_assets_command_lists_assets():
     result = runner.invoke(app, ["assets"])
     assert result.exit_code == 0 and "MiniLM-L6 encoder" in result.output and "Rotten Tomatoes" in result.output
+
+
+def test_a_hora_variant_trains_with_diagnostics_and_exports(tiny_bert, tiny_csv, tmp_path):
+    out = tmp_path / "mix"
+    result = runner.invoke(app, ["train", *_tiny(tiny_bert, tiny_csv), "--method", "hora-mix", "--steps", "2",
+                                 "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["method"] == "hora-mix" and metrics["base_method"] == "hora"
+    assert "diag_stable_rank" in metrics and "lora_equivalent_params" in metrics
+    exported = runner.invoke(app, ["export", str(out), str(tmp_path / "mix-lora")])
+    assert exported.exit_code == 0, exported.output
+    assert float(exported.output.rsplit(":", 1)[1].strip(" )\n")) < 1e-4

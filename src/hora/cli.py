@@ -215,7 +215,9 @@ def export(
         meta_path = adapter_dir / "metrics.json"
         if meta_path.is_file():
             method = json.loads(meta_path.read_text()).get("method")
-            if method != "hora":
+            from hora.experiments import variants
+
+            if method not in variants.VARIANTS or variants.resolve(method).method != "hora":
                 raise HoraError(f"{adapter_dir} holds a '{method}' run; only HoRA adapters are exported "
                                 "(LoRA/DoRA/VeRA adapters are already PEFT adapters)")
         from hora.experiments import methods as methods_mod

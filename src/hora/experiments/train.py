@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from hora import param_groups as hora_param_groups
-from hora.experiments import methods, tasks
+from hora.experiments import methods, tasks, variants
 from hora.experiments.errors import HoraError
 
 
@@ -286,7 +286,9 @@ def train(cfg: TrainConfig, data: tasks.TaskData | None = None) -> dict:
         "device": str(next(model.parameters()).device),
         "torch_threads": torch.get_num_threads(),
     }
-    if cfg.method == "hora":
+    base_method = variants.resolve(cfg.method).method  # a named variant counts as its base method
+    metrics["base_method"] = base_method
+    if base_method == "hora":
         try:
             import hora
 
@@ -295,7 +297,7 @@ def train(cfg: TrainConfig, data: tasks.TaskData | None = None) -> dict:
                 metrics["lora_equivalent_params"] = int(rep["lora_equivalent"])
         except Exception:
             pass
-    metrics.update(_adapter_diagnostics(model, cfg.method))
+    metrics.update(_adapter_diagnostics(model, base_method))
 
     if trainer.is_world_process_zero():  # under torchrun / accelerate launch only one process writes
         out = Path(cfg.output)
