@@ -151,7 +151,15 @@ def load_trained(adapter_dir: str | Path):
 
     _, folder = tasks.resolve_model(meta["model"], meta["kind"])
     base = tasks.load_base_model(folder, meta["kind"], meta["label_names"])
-    model = PeftModel.from_pretrained(base, adapter_dir)
+    if variants.resolve(meta["method"]).method == "hora":
+        from hora.loading import AdapterLoadError, load_adapter
+
+        try:
+            model = load_adapter(base, adapter_dir)  # strict: clear errors for corrupt or foreign adapters
+        except AdapterLoadError as error:
+            raise HoraError(str(error)) from None
+    else:
+        model = PeftModel.from_pretrained(base, adapter_dir)
     model.eval()
     return model, meta
 
