@@ -13,49 +13,20 @@ difference, ``mean ± t_{0.975, n-1} * sd / sqrt(n)``.
 from __future__ import annotations
 
 import math
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from hora.experiments.errors import HoraError
 
 REQUIRED = ("method", "fraction", "seed", "lr", "accuracy", "val_accuracy")
 
 
-def _t_pdf(x: float, df: float) -> float:
-    c = math.lgamma((df + 1) / 2) - math.lgamma(df / 2) - 0.5 * math.log(df * math.pi)
-    return math.exp(c - (df + 1) / 2 * math.log1p(x * x / df))
-
-
-def _t_cdf_from_zero(x: float, df: float, n: int = 2000) -> float:
-    """P(0 < T < x) by Simpson's rule (x >= 0)."""
-    h = x / n
-    s = _t_pdf(0.0, df) + _t_pdf(x, df)
-    s += 4 * sum(_t_pdf((2 * i - 1) * h, df) for i in range(1, n // 2 + 1))
-    s += 2 * sum(_t_pdf(2 * i * h, df) for i in range(1, n // 2))
-    return s * h / 3
-
-
-@lru_cache(maxsize=256)
 def t_quantile(p: float, df: float) -> float:
-    """Quantile of Student's t distribution (0.5 < p < 1), by bisection on the CDF."""
-    if not 0.5 < p < 1 or df <= 0:
-        raise ValueError("t_quantile needs 0.5 < p < 1 and df > 0")
-    target = p - 0.5
-    lo, hi = 0.0, 1.0
-    while _t_cdf_from_zero(hi, df) < target:
-        hi *= 2
-        if hi > 1e6:
-            return float("inf")
-    for _ in range(60):
-        mid = (lo + hi) / 2
-        if _t_cdf_from_zero(mid, df) < target:
-            lo = mid
-        else:
-            hi = mid
-    return (lo + hi) / 2
+    """Quantile of Student's t distribution (scipy.stats.t.ppf)."""
+    return float(stats.t.ppf(p, df))
 
 
 def mean_ci(values, level: float = 0.95) -> tuple[float, float, float, float, int]:
