@@ -142,19 +142,27 @@ def summary_markdown(df: pd.DataFrame, title: str = "HoRA comparison", context: 
         cells += [f"{r[c]:.3g}" for c in diag_cols]
         lines.append("| " + " | ".join(cells) + " |")
     methods = set(df["method"])
-    if {"hora", "lora"} <= methods:
-        pdiff = paired_difference(df, "hora", "lora")
-        lines += ["", "## HoRA − LoRA, paired by seed", "",
-                  "Difference of test accuracy in percentage points; positive favours HoRA. "
-                  "An interval that contains 0 means no detectable difference at these seeds.", "",
-                  "| fraction | pairs | mean diff | sd | 95% t-interval |", "|---|---|---|---|---|"]
-        for _, r in pdiff.iterrows():
-            lines.append(f"| {r['fraction']:g} | {int(r['n_pairs'])} | {100 * r['diff_mean']:+.2f} | "
-                         f"{_pct(r['diff_std'], 2)} | [{_pct(r['ci_low'], 2)}, {_pct(r['ci_high'], 2)}] |")
-        if len(pdiff) == 0:
-            lines.append("| (no seed was run by both methods at the same fraction) | | | | |")
+    if "lora" in methods:
+        for method in sorted(methods - {"lora"}, key=lambda m: (m != "hora", m)):
+            lines += _paired_section(df, method, "lora")
     lines.append("")
     return "\n".join(lines)
+
+
+def _paired_section(df: pd.DataFrame, a: str, b: str) -> list[str]:
+    """Markdown lines of the paired difference a − b per fraction."""
+    pdiff = paired_difference(df, a, b)
+    names = {"hora": "HoRA", "lora": "LoRA"}
+    lines = ["", f"## {names.get(a, a)} − {names.get(b, b)}, paired by seed", "",
+             f"Difference of test accuracy in percentage points; positive favours {names.get(a, a)}. "
+             "An interval that contains 0 means no detectable difference at these seeds.", "",
+             "| fraction | pairs | mean diff | sd | 95% t-interval |", "|---|---|---|---|---|"]
+    for _, r in pdiff.iterrows():
+        lines.append(f"| {r['fraction']:g} | {int(r['n_pairs'])} | {100 * r['diff_mean']:+.2f} | "
+                     f"{_pct(r['diff_std'], 2)} | [{_pct(r['ci_low'], 2)}, {_pct(r['ci_high'], 2)}] |")
+    if len(pdiff) == 0:
+        lines.append("| (no seed was run by both methods at the same fraction) | | | | |")
+    return lines
 
 
 def plot_accuracy_vs_fraction(df: pd.DataFrame, path: str | Path,
