@@ -101,6 +101,11 @@ def train(
     output: Path = typer.Option(Path("runs/train"), help="Folder for the adapter and metrics.json."),
     save: bool = typer.Option(True, help="Save the adapter (save_pretrained) into --output."),
     progress: bool = typer.Option(True, help="Show the training progress bar."),
+    save_every: int = typer.Option(None, help="Checkpoint (adapter, optimizer, scheduler, RNG, data position) "
+                                   "every N steps into OUTPUT/checkpoints, so the run can be resumed."),
+    resume: bool = typer.Option(False, help="Continue from the latest checkpoint in OUTPUT/checkpoints "
+                                "(same options as the interrupted run)."),
+    keep_checkpoints: int = typer.Option(2, help="With --save-every: how many of the newest checkpoints to keep."),
 ) -> None:
     """Train one model: a method on a task, then report validation and test accuracy.
 
@@ -115,7 +120,8 @@ def train(
             label_column=label_column, method=method, fraction=fraction, seed=seed, split_seed=split_seed,
             lr=lr, r=r, alpha=alpha, hidden=hidden, dropout=dropout, targets=targets, steps=steps,
             epochs=epochs, batch_size=batch_size, max_length=max_length, max_eval_samples=max_eval_samples,
-            output=str(output), save=save, progress=progress)
+            output=str(output), save=save, progress=progress, save_every=save_every, resume=resume,
+            keep_checkpoints=keep_checkpoints)
         train_mod.validate(cfg)
         m = train_mod.train(cfg)
     if os.environ.get("RANK", "0") != "0":  # under torchrun only the main process reports
@@ -188,7 +194,7 @@ def compare(
             task=task, model=model, data=str(data) if data else None, text_column=text_column,
             label_column=label_column, split_seed=split_seed, r=r, alpha=alpha, hidden=hidden, dropout=dropout,
             targets=targets, steps=steps, epochs=epochs, batch_size=batch_size, max_length=max_length,
-            max_eval_samples=max_eval_samples)
+            max_eval_samples=max_eval_samples, stop_on_nan=False)  # a diverged run is a result, not an error
         df = sweep.run_compare(base, method_list, fraction_list, seed_list, output, lrs=lr_list,
                                save_adapters=save_adapters, progress=progress, resume=resume)
     console = _console()

@@ -16,6 +16,7 @@ import json
 import math
 import os
 import shutil
+import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -56,9 +57,24 @@ class TrainConfig:
     output: str = "runs/train"
     save: bool = True
     progress: bool = True
+    save_every: int | None = None  # checkpoint every N steps into OUTPUT/checkpoints (resumable)
+    resume: bool = False  # continue from the latest checkpoint in OUTPUT/checkpoints
+    keep_checkpoints: int = 2  # newest checkpoints kept (older ones are deleted)
+    stop_on_nan: bool = True  # stop with an error at the first NaN/inf training loss
 
     def resolved_lr(self) -> float:
         return float(self.lr) if self.lr is not None else methods.default_lr(self.method)
+
+    def run_settings(self) -> dict:
+        """The settings a checkpoint must share with the run that resumes it."""
+        d = asdict(self)
+        return {**{k: d[k] for k in RUN_KEYS}, "lr": self.resolved_lr()}
+
+
+# settings that fix the training trajectory (a resumed run must match them)
+RUN_KEYS = ("task", "model", "data", "text_column", "label_column", "method", "fraction", "seed", "split_seed",
+            "r", "alpha", "hidden", "dropout", "targets", "steps", "epochs", "batch_size", "max_length",
+            "warmup_ratio", "weight_decay")
 
 
 def write_json_atomic(path: Path, obj) -> None:
@@ -106,6 +122,10 @@ def validate(cfg: TrainConfig) -> None:
         raise HoraError(f"learning rate must be > 0, got {cfg.lr}")
     if cfg.r < 1:
         raise HoraError(f"rank r must be >= 1, got {cfg.r}")
+    if cfg.save_every is not None and cfg.save_every < 1:
+        raise HoraError(f"--save-every must be >= 1, got {cfg.save_every}")
+    if cfg.keep_checkpoints < 1:
+        raise HoraError(f"--keep-checkpoints must be >= 1, got {cfg.keep_checkpoints}")
 
 
 def _accuracy(trainer, dataset) -> float:
@@ -174,11 +194,26 @@ def train(cfg: TrainConfig, data: tasks.TaskData | None = None) -> dict:
 
     assets.set_offline()
     import torch
-    from transformers import DataCollatorWithPadding, PrinterCallback, Trainer, TrainingArguments, set_seed
+    from transformers import DataCollatorWithPadding, PrinterCallback, TrainingArguments, set_seed
     from transformers.utils import logging as hf_logging
+
+    from hora.experiments import checkpoints
 
     hf_logging.set_verbosity_error()
     t_start = time.perf_counter()
+    ckpt_root = Path(cfg.output) / checkpoints.CHECKPOINTS
+    resume_from, save_every = None, cfg.save_every
+    if cfg.resume:  # find and check the checkpoint before any heavy work
+        resume_from = checkpoints.latest_checkpoint(ckpt_root)
+        if resume_from is None:
+            raise HoraError(f"--resume: no checkpoint in {ckpt_root}; start the run with --save-every N")
+        checkpoints.check_resumable(resume_from, cfg.run_settings())
+        if save_every is None:  # keep saving as the interrupted run did
+            state = json.loads((resume_from / "trainer_state.json").read_text())
+            save_every = int(state.get("save_steps") or 0) or None
+    elif save_every is not None and checkpoints.list_checkpoints(ckpt_root):
+        raise HoraError(f"{ckpt_root} already holds checkpoints of an earlier run: continue it with --resume, "
+                        "or use another --output")
     if data is None:
         data = tasks.load_task(cfg.task, cfg.data, cfg.text_column, cfg.label_column)
     model_name, folder = tasks.resolve_model(cfg.model, data.kind)
@@ -211,7 +246,7 @@ def train(cfg: TrainConfig, data: tasks.TaskData | None = None) -> dict:
     scratch = Path(tempfile.mkdtemp(prefix="hora-trainer-"))
     try:
         args = TrainingArguments(
-            output_dir=str(scratch),
+            output_dir=str(ckpt_root if save_every else scratch),
             max_steps=max_steps,
             num_train_epochs=cfg.epochs if cfg.epochs is not None else 1.0,
             per_device_train_batch_size=cfg.batch_size,
@@ -221,7 +256,9 @@ def train(cfg: TrainConfig, data: tasks.TaskData | None = None) -> dict:
             warmup_steps=int(cfg.warmup_ratio * planned),
             lr_scheduler_type="linear",
             logging_steps=max(1, planned // 10),
-            save_strategy="no",
+            save_strategy="steps" if save_every else "no",
+            save_steps=save_every or 500,
+            save_total_limit=cfg.keep_checkpoints,
             eval_strategy="no",
             report_to="none",
             seed=cfg.seed,
@@ -237,13 +274,31 @@ def train(cfg: TrainConfig, data: tasks.TaskData | None = None) -> dict:
         collator = DataCollatorWithPadding(tokenizer) if tokenizer is not None else None
         # hora.param_groups: every trainable parameter at lr, HoRA's shared generator at lr x generator_lr_ratio
         optimizer = torch.optim.AdamW(hora_param_groups(model, lr, cfg.weight_decay))
-        trainer = Trainer(model=model, args=args, train_dataset=train_ds, data_collator=collator,
-                          optimizers=(optimizer, None))
+        # HoraTrainer: atomic checkpoints, exact train_loss across resumes, stop at a NaN/inf loss
+        trainer = checkpoints.HoraTrainer(
+            model=model, args=args, train_dataset=train_ds, data_collator=collator, optimizers=(optimizer, None),
+            run_config=cfg.run_settings(), stop_on_nan=cfg.stop_on_nan)
         if not cfg.progress:  # quiet: no per-step log lines either (e.g. inside a sweep's progress bar)
             trainer.remove_callback(PrinterCallback)
+        if resume_from is not None:
+            trainer.restore_loss(resume_from)
+            if cfg.progress and trainer.is_world_process_zero():
+                print(f"hora: resuming from {resume_from}", file=sys.stderr, flush=True)
         t0 = time.perf_counter()
-        result = trainer.train()
+        try:
+            if resume_from is not None and checkpoints.is_final(resume_from):
+                # the run had finished: Trainer would take one step too many, so only load its result
+                checkpoints.load_final(trainer, resume_from)
+            else:
+                trainer.train(resume_from_checkpoint=str(resume_from) if resume_from is not None else None)
+        except checkpoints.NonFiniteLossError as exc:
+            last = checkpoints.latest_checkpoint(ckpt_root) if save_every else None
+            kept = (f"the last good checkpoint is {last}" if last is not None
+                    else "no checkpoint was saved" + ("" if save_every else " (use --save-every N)"))
+            raise HoraError(f"{exc} (lr {lr:g}): training stopped (no adapter or metrics written); {kept}; "
+                            "try a lower --lr") from None
         train_seconds = time.perf_counter() - t0
+        train_loss = trainer.mean_train_loss()
         t1 = time.perf_counter()
         val_acc = _accuracy(trainer, val_ds)
         test_acc = _accuracy(trainer, test_ds)
@@ -260,7 +315,7 @@ def train(cfg: TrainConfig, data: tasks.TaskData | None = None) -> dict:
         "train_seconds": round(train_seconds, 3),
         "eval_seconds": round(eval_seconds, 3),
         "total_seconds": round(time.perf_counter() - t_start, 3),
-        "train_loss": float(result.training_loss),
+        "train_loss": float(train_loss),
         "method": cfg.method,
         "fraction": float(cfg.fraction),
         "seed": int(cfg.seed),
