@@ -16,7 +16,7 @@ from pathlib import Path
 
 import typer
 
-from hora.experiments.errors import HoraError
+from hora.experiments.errors import HoraError, HoraWarning
 
 app = typer.Typer(
     name="hora",
@@ -30,6 +30,18 @@ app = typer.Typer(
 
 # transformers' own deprecation notices (e.g. inside Trainer) are noise for a CLI user
 warnings.filterwarnings("ignore", category=FutureWarning, module=r"transformers(\.|$)")
+_show_warning = warnings.showwarning
+
+
+def _hora_showwarning(message, category, filename, lineno, file=None, line=None):
+    """HoraWarning as one line, 'hora: warning: ...', on stderr; other warnings as Python shows them."""
+    if issubclass(category, HoraWarning):
+        typer.echo(f"hora: warning: {' '.join(str(message).split())}", err=True)
+    else:
+        _show_warning(message, category, filename, lineno, file, line)
+
+
+warnings.showwarning = _hora_showwarning
 
 METHOD_HELP = "hora, lora, dora, vera or full."
 MODEL_HELP = ("minilm (all-MiniLM-L6-v2 encoder, default for text), smollm2 (SmolLM2-135M-Instruct decoder, "

@@ -13,3 +13,7 @@ class HoraError(Exception):
 
 class AssetMissingError(HoraError):
     """An offline asset (model weights or data) is not installed; the message names the install command."""
+
+
+class HoraWarning(UserWarning):
+    """Something the user should know that does not stop the run (``hora`` prints it as one line)."""

@@ -33,13 +33,14 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from hora.experiments import assets
-from hora.experiments.errors import HoraError
+from hora.experiments.errors import HoraError, HoraWarning
 
 TEXT_TASKS = ("rotten_tomatoes",)
 IMAGE_TASKS = ("mnist", "fashion_mnist")
@@ -89,13 +90,53 @@ def _encode_labels(raw: list) -> tuple[np.ndarray, list[str]]:
     return np.array([index[str(x)] for x in raw], dtype=np.int64), names
 
 
+def check_utf8(path: str | Path, chunk_size: int = 1 << 20) -> None:
+    """Raise HoraError naming the line and byte of the first invalid UTF-8 sequence; also reject empty files.
+
+    Streams the file (constant memory) with an incremental decoder.
+    """
+    import codecs
+
+    path = Path(path)
+    decoder = codecs.getincrementaldecoder("utf-8")("strict")
+    offset, line, nonblank = 0, 1, False
+    with open(path, "rb") as fh:
+        while True:
+            chunk = fh.read(chunk_size)
+            try:
+                text = decoder.decode(chunk, final=not chunk)
+            except UnicodeDecodeError as exc:
+                # exc.start is relative to the bytes the decoder held over plus this chunk
+                held = len(exc.object) - len(chunk)
+                bad = offset - held + exc.start
+                with open(path, "rb") as again:
+                    head = again.read(bad + 1)
+                line = head.count(b"\n") + 1
+                column = bad - (head.rfind(b"\n", 0, bad) + 1) + 1
+                raise HoraError(
+                    f"{path} is not UTF-8 text: byte 0x{head[bad]:02x} at line {line}, column {column} (byte offset "
+                    f"{bad}) cannot be decoded ({exc.reason}); re-encode it as UTF-8, e.g. "
+                    f"iconv -f latin1 -t utf-8 {path.name} > utf8_{path.name}"
+                ) from None
+            nonblank = nonblank or bool(text.strip())
+            if not chunk:
+                break
+            offset += len(chunk)
+    if not nonblank:
+        raise HoraError(f"data file {path} is empty")
+
+
 def load_user_data(path: str | Path, text_column: str = "text", label_column: str = "label") -> TaskData:
-    """Text classification data from a CSV or JSON Lines file with the given text and label columns."""
+    """Text classification data from a CSV or JSON Lines file with the given text and label columns.
+
+    UTF-8 only: another encoding is reported with the line and byte where decoding fails.
+    """
     import pandas as pd
 
     path = Path(path)
     if not path.is_file():
         raise HoraError(f"data file not found: {path}")
+    check_utf8(path)
     suffixes = [s.lower() for s in path.suffixes]
     try:
         if ".jsonl" in suffixes or ".ndjson" in suffixes:
@@ -116,6 +157,8 @@ def load_user_data(path: str | Path, text_column: str = "text", label_column: st
             raise HoraError(
                 f"{kind} column '{col}' not in {path.name}; columns are: {', '.join(map(str, df.columns))}"
             )
+    if len(df) == 0:
+        raise HoraError(f"data file {path} has no data rows")
     df = df[df[text_column].notna() & df[label_column].notna()]
     if len(df) == 0:
         raise HoraError(f"no rows with both '{text_column}' and '{label_column}' in {path}")
@@ -209,8 +252,10 @@ def subsample(train_idx: np.ndarray, labels: np.ndarray, fraction: float, seed: 
 class EncodedDataset:
     """A list of feature dicts, as ``torch.utils.data.Dataset`` (map style) for the Trainer."""
 
-    def __init__(self, items: list[dict]):
+    def __init__(self, items: list[dict], truncated: int = 0, longest: int = 0):
         self.items = items
+        self.truncated = truncated  # texts cut to max_length tokens
+        self.longest = longest  # tokens of the longest text before truncation
 
     def __len__(self) -> int:
         return len(self.items)
@@ -236,12 +281,61 @@ def encode(data: TaskData, indices: np.ndarray, tokenizer=None, max_length: int 
     if data.kind == "text":
         texts = [data.inputs[i] for i in indices]
         enc = tokenizer(texts, truncation=True, max_length=max_length)
+        cut = _truncated_lengths(tokenizer, texts, enc["input_ids"], max_length)
         keys = list(enc.keys())
         items = [{**{k: enc[k][j] for k in keys}, "labels": int(labels[j])} for j in range(len(texts))]
-        return EncodedDataset(items)
+        return EncodedDataset(items, truncated=len(cut), longest=max(cut, default=0))
     pixels = image_tensor(data.inputs[indices])
     return EncodedDataset([{"pixel_values": pixels[j], "labels": torch.tensor(int(labels[j]))}
                            for j in range(len(indices))])
+
+
+def _truncated_lengths(tokenizer, texts: list[str], ids: list[list[int]], max_length: int) -> list[int]:
+    """Full token counts of the texts that truncation cut. Only texts that fill ``max_length`` after
+    truncation are tokenised again, in full."""
+    full = [i for i, row in enumerate(ids) if len(row) >= max_length]
+    if not full:
+        return []
+    lengths = [len(row) for row in tokenizer([texts[i] for i in full], truncation=False)["input_ids"]]
+    return [n for n in lengths if n > max_length]
+
+
+def warn_truncated(datasets: list[EncodedDataset], max_length: int, name: str) -> None:
+    """One HoraWarning when any text of ``datasets`` was cut to ``max_length`` tokens."""
+    cut = sum(ds.truncated for ds in datasets)
+    if cut:
+        total = sum(len(ds) for ds in datasets)
+        longest = max(ds.longest for ds in datasets)
+        warnings.warn(f"{cut} of {total} texts of {name} are longer than {max_length} tokens (longest {longest}) "
+                      f"and were truncated to {max_length}; raise --max-length to keep more", HoraWarning,
+                      stacklevel=2)
+
+
+def model_max_tokens(folder: Path, tokenizer=None) -> int | None:
+    """The most tokens the model at ``folder`` takes (its position embeddings / the tokenizer's limit)."""
+    limits = []
+    if tokenizer is not None and 0 < int(getattr(tokenizer, "model_max_length", 0) or 0) < 10**7:
+        limits.append(int(tokenizer.model_max_length))
+    try:
+        cfg = json.loads((Path(folder) / "config.json").read_text())
+    except (OSError, ValueError):
+        cfg = {}
+    for key in ("max_position_embeddings", "n_positions"):
+        if isinstance(cfg.get(key), int) and cfg[key] > 0:
+            offset = 2 if cfg.get("model_type") in ("roberta", "xlm-roberta", "camembert") else 0
+            limits.append(cfg[key] - offset)
+            break
+    return min(limits) if limits else None
+
+
+def cap_max_length(max_length: int, folder: Path, tokenizer=None) -> int:
+    """``max_length``, lowered with a HoraWarning to the model's limit when it is above it."""
+    limit = model_max_tokens(folder, tokenizer)
+    if limit is not None and max_length > limit:
+        warnings.warn(f"--max-length {max_length} is above the model's limit of {limit} tokens; using {limit}",
+                      HoraWarning, stacklevel=2)
+        return limit
+    return max_length
 
 
 # --------------------------------------------------------------------------- base models

@@ -128,6 +128,13 @@ def validate(cfg: TrainConfig) -> None:
         raise HoraError(f"--keep-checkpoints must be >= 1, got {cfg.keep_checkpoints}")
 
 
+def _cpu_distributed() -> bool:
+    """Launched with several processes (torchrun / accelerate launch) on a machine without CUDA."""
+    import torch
+
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
+
+
 def _accuracy(trainer, dataset) -> float:
     if len(dataset) == 0:
         return float("nan")
@@ -223,10 +230,17 @@ def train(cfg: TrainConfig, data: tasks.TaskData | None = None) -> dict:
     if cfg.max_eval_samples is not None:
         val_idx, test_idx = val_idx[: cfg.max_eval_samples], test_idx[: cfg.max_eval_samples]
 
+    if len(train_idx) == 0 or len(test_idx) == 0:
+        raise HoraError(f"{len(data)} examples are too few to split into train / validation / test; "
+                        "give at least 3 examples of every class")
+
     tokenizer = tasks.load_tokenizer(folder) if data.kind == "text" else None
-    train_ds = tasks.encode(data, train_idx, tokenizer, cfg.max_length)
-    val_ds = tasks.encode(data, val_idx, tokenizer, cfg.max_length)
-    test_ds = tasks.encode(data, test_idx, tokenizer, cfg.max_length)
+    max_length = tasks.cap_max_length(cfg.max_length, folder, tokenizer) if tokenizer is not None else cfg.max_length
+    train_ds = tasks.encode(data, train_idx, tokenizer, max_length)
+    val_ds = tasks.encode(data, val_idx, tokenizer, max_length)
+    test_ds = tasks.encode(data, test_idx, tokenizer, max_length)
+    if data.kind == "text":
+        tasks.warn_truncated([train_ds, val_ds, test_ds], max_length, data.name)
     if data.kind == "text":  # evaluate in length order: less padding, same accuracy
         for ds in (val_ds, test_ds):
             ds.items.sort(key=lambda item: len(item["input_ids"]))
@@ -266,6 +280,9 @@ def train(cfg: TrainConfig, data: tasks.TaskData | None = None) -> dict:
             disable_tqdm=not cfg.progress,
             dataloader_num_workers=0,
             dataloader_pin_memory=torch.cuda.is_available(),
+            # under torchrun without a GPU, Accelerate sets up multi-CPU DDP (gloo) only when told to use the
+            # CPU; otherwise every process would silently train alone (world size 1)
+            use_cpu=_cpu_distributed(),
             remove_unused_columns=False,
             label_names=["labels"],
             # text: batches of similar length (seeded), so little compute goes to padding
