@@ -128,6 +128,23 @@ def validate(cfg: TrainConfig) -> None:
         raise HoraError(f"--keep-checkpoints must be >= 1, got {cfg.keep_checkpoints}")
 
 
+def _save_files_atomically(model, out: Path) -> None:
+    """``save_pretrained`` into a temporary folder inside ``out``, then rename each file into place, so no
+    file of ``out`` is ever half-written (``out`` also holds checkpoints, so it is not swapped whole)."""
+    tmp = Path(tempfile.mkdtemp(prefix=".save.", dir=out))
+    try:
+        model.save_pretrained(tmp)
+        for path in sorted(tmp.rglob("*")):
+            if path.is_file():
+                target = out / path.relative_to(tmp)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with open(path, "rb") as stream:
+                    os.fsync(stream.fileno())
+                os.replace(path, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def _cpu_distributed() -> bool:
     """Launched with several processes (torchrun / accelerate launch) on a machine without CUDA."""
     import torch
@@ -375,7 +392,7 @@ def train(cfg: TrainConfig, data: tasks.TaskData | None = None) -> dict:
         out = Path(cfg.output)
         out.mkdir(parents=True, exist_ok=True)
         if cfg.save:
-            model.save_pretrained(out)
+            _save_files_atomically(model, out)
         write_json_atomic(out / "metrics.json", {**metrics, "config": asdict(cfg)})
     return metrics
 
