@@ -9,6 +9,7 @@ import pytest
 from hora.experiments import train as train_mod
 from hora.experiments.errors import HoraError
 from hora.experiments.train import TrainConfig
+from hora.io import atomic_write_json
 
 KEYS = {"accuracy", "val_accuracy", "trainable_params", "train_seconds", "method", "fraction", "seed", "model",
         "task", "lr", "r", "steps"}
@@ -61,10 +62,10 @@ def test_validation_rejects_bad_options():
 
 
 def test_write_json_atomic(tmp_path):
-    train_mod.write_json_atomic(tmp_path / "x" / "m.json", {"a": 1})
+    atomic_write_json(tmp_path / "x" / "m.json", {"a": 1})
     assert json.loads((tmp_path / "x" / "m.json").read_text()) == {"a": 1}
     with pytest.raises(TypeError):
-        train_mod.write_json_atomic(tmp_path / "x" / "m.json", {"a": object()})
+        atomic_write_json(tmp_path / "x" / "m.json", {"a": object()})
     assert json.loads((tmp_path / "x" / "m.json").read_text()) == {"a": 1}
     assert [p.name for p in (tmp_path / "x").iterdir()] == ["m.json"]
 

@@ -13,8 +13,6 @@ slopes fitted.  See docs/theory.md for the set-up, the choices and what the meas
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -23,6 +21,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..io import atomic_write
 from .simulate_fit import lbfgs
 from .simulate_model import Base, Data, Dims, attention, make_base, make_data, n_params, updates
 from .simulate_stats import fit_slope
@@ -181,18 +180,6 @@ def _summarise(raw: dict, cfg: SimulationConfig, seed: int) -> dict:
     return out
 
 
-def _atomic_write(path: Path, write) -> None:
-    """Call write(tmp_path) on a temporary file next to `path`, then move it into place atomically."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 def plot(result: dict, path: Path) -> None:
     """Log-log error vs n: one panel per regime (rows) x metric (columns), slopes in the legends."""
     import matplotlib
@@ -215,7 +202,7 @@ def plot(result: dict, path: Path) -> None:
             ax.legend(fontsize=8)
     fig.suptitle(f"slopes fitted for n >= {result['config']['fit_from']} (bootstrap 95% intervals)")
     fig.tight_layout()
-    _atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120))
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120))
     plt.close(fig)
 
 
@@ -250,7 +237,7 @@ def _run(cfg: SimulationConfig, output_dir: Path, seed: int, progress: bool) -> 
             raw = _simulate_regime(ri, regime, cfg, seed, bar)
             result["regimes"][regime.name] = {**asdict(regime), "estimators": _summarise(raw, cfg, seed)}
     result["wall_time_s"] = time.perf_counter() - start
-    _atomic_write(output_dir / "simulation.json",
+    atomic_write(output_dir / "simulation.json",
                   lambda tmp: tmp.write_text(json.dumps(result, indent=2)))
     plot(result, output_dir / "simulation.png")
     return result

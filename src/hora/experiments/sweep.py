@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -20,6 +18,7 @@ import pandas as pd
 from hora.experiments import methods, report, tasks
 from hora.experiments.errors import HoraError
 from hora.experiments.train import TrainConfig, train, validate
+from hora.io import atomic_write
 
 RESULT_COLUMNS = ["method", "fraction", "seed", "lr", "accuracy", "val_accuracy", "trainable_params",
                   "train_seconds", "steps", "n_train"]
@@ -60,17 +59,6 @@ def _finished(run_dir: Path, cfg: TrainConfig) -> dict | None:
     if any(old.get(k) != new.get(k) for k in _RESUME_KEYS) or metrics.get("lr") != cfg.resolved_lr():
         return None
     return metrics
-
-
-def _write_csv_atomic(df: pd.DataFrame, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        df.to_csv(tmp, index=False)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _row(metrics: dict, run_dir: Path) -> dict:
@@ -126,11 +114,11 @@ def run_compare(base: TrainConfig, method_list: list[str], fractions: list[float
             if metrics is None:
                 metrics = train(cfg, data=data)
             rows.append(_row(metrics, run_dir))
-            _write_csv_atomic(pd.DataFrame(rows), output / "results.csv")
+            atomic_write(output / "results.csv", lambda tmp: pd.DataFrame(rows).to_csv(tmp, index=False))
             bar.advance(job)
 
     df = report.select_lr(pd.DataFrame(rows))
-    _write_csv_atomic(df, output / "results.csv")
+    atomic_write(output / "results.csv", lambda tmp: df.to_csv(tmp, index=False))
     context = (f"Task: {base.data or base.task}; model: {base.model or tasks.DEFAULT_MODEL[data.kind]}; "
                f"rank {base.r}, alpha {base.alpha:g}; "
                + (f"{base.epochs:g} epochs" if base.epochs is not None else f"{base.steps} steps")

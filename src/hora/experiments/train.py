@@ -27,6 +27,7 @@ import numpy as np
 from hora import param_groups as hora_param_groups
 from hora.experiments import methods, tasks, variants
 from hora.experiments.errors import HoraError
+from hora.io import atomic_write_json
 
 
 @dataclass
@@ -75,30 +76,6 @@ class TrainConfig:
 RUN_KEYS = ("task", "model", "data", "text_column", "label_column", "method", "fraction", "seed", "split_seed",
             "r", "alpha", "hidden", "dropout", "targets", "steps", "epochs", "batch_size", "max_length",
             "warmup_ratio", "weight_decay")
-
-
-def write_json_atomic(path: Path, obj) -> None:
-    """Write JSON to ``path`` through a temporary file in the same folder and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(obj, fh, indent=2, sort_keys=True, default=_json_default)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def _json_default(o):
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
 def validate(cfg: TrainConfig) -> None:
@@ -393,7 +370,7 @@ def train(cfg: TrainConfig, data: tasks.TaskData | None = None) -> dict:
         out.mkdir(parents=True, exist_ok=True)
         if cfg.save:
             _save_files_atomically(model, out)
-        write_json_atomic(out / "metrics.json", {**metrics, "config": asdict(cfg)})
+        atomic_write_json(out / "metrics.json", {**metrics, "config": asdict(cfg)})
     return metrics
 
 
@@ -461,7 +438,7 @@ def pretrain_vit(epochs: float = 1.0, batch_size: int = 128, lr: float = 1e-3, s
         metrics.update(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, n_train=len(train_ds),
                        params=sum(p.numel() for p in model.parameters()), folder=str(target))
         model.save_pretrained(tmp)
-        write_json_atomic(tmp / "pretrain_metrics.json", metrics)
+        atomic_write_json(tmp / "pretrain_metrics.json", metrics)
 
     try:
         assets.atomic_dir(target, build)
