@@ -43,6 +43,16 @@ def _hora_showwarning(message, category, filename, lineno, file=None, line=None)
 
 warnings.showwarning = _hora_showwarning
 
+
+@contextmanager
+def _warnings_as_lines():
+    """Inside a command: every HoraWarning printed as one line, even where an outer context (a test
+    harness recording warnings) has replaced warnings.showwarning, and even if it was shown before."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", HoraWarning)
+        warnings.showwarning = _hora_showwarning
+        yield
+
 METHOD_HELP = "hora, lora, dora, vera or full."
 MODEL_HELP = ("minilm (all-MiniLM-L6-v2 encoder, default for text), smollm2 (SmolLM2-135M-Instruct decoder, "
               "GQA), vit (small ViT pre-trained here by 'hora pretrain-vit'; default for images), "
@@ -61,10 +71,12 @@ def _fail(message: str) -> None:
 def _errors():
     """Turn user-facing errors into one line on stderr and exit status 2."""
     if os.environ.get("HORA_DEBUG"):
-        yield
+        with _warnings_as_lines():
+            yield
         return
     try:
-        yield
+        with _warnings_as_lines():
+            yield
     except HoraError as exc:
         _fail(str(exc))
     except (ValueError, OSError, KeyError, ImportError) as exc:  # e.g. a head layout the core cannot read
