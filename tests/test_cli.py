@@ -110,6 +110,9 @@ def test_simulate_is_wired_to_run_simulation(monkeypatch, tmp_path):
     (["train", "--task", "mnist", "--model", "minilm"], ["model 'minilm' is for text tasks"]),
     (["compare", "--fractions", "0.1,abc"], ["--fractions"]),
     (["compare", "--methods", "hora,prompt"], ["unknown method 'prompt'"]),
+    (["compare", "--lrs", "1e-3,1e-2", "--tune-seeds", "7"], ["tune-seeds must be among --seeds"]),
+    (["study", "--preset", "medium"], ["unknown preset 'medium'"]),
+    (["study", "--only", "text,audio"], ["unknown study grid(s) audio"]),
     (["export", "/nonexistent/adapter", "/tmp/x"], ["adapter folder not found"]),
 ])
 def test_bad_input_gives_one_line_error(args, fragments):

@@ -1,4 +1,4 @@
-"""The ``hora`` command line: train, compare, export, info, simulate, pretrain-vit, assets.
+"""The ``hora`` command line: train, compare, study, export, info, simulate, pretrain-vit, assets.
 
 Every command runs offline on assets that ship inside packages (see ``hora assets``). Bad input
 prints one line, ``hora: error: ...``, on stderr and exits with status 2 (set HORA_DEBUG=1 for the
@@ -179,6 +179,9 @@ def compare(
     seeds: str = typer.Option("0,1,2", help="Comma list of seeds (runs are paired by seed)."),
     lrs: str = typer.Option(None, help="Comma list of learning rates; with several, each method's lr is chosen "
                             "per fraction on validation accuracy only. Default: one lr per method."),
+    tune_seeds: str = typer.Option(None, help="With several --lrs: the seeds (among --seeds) that try every lr; "
+                                   "the other seeds run only at the lr chosen on their validation. "
+                                   "Default: all seeds try every lr."),
     task: str = typer.Option("rotten_tomatoes", help=TASK_HELP),
     model: str = typer.Option(None, help=MODEL_HELP),
     data: Path = typer.Option(None, help=DATA_HELP),
@@ -214,17 +217,42 @@ def compare(
         fraction_list = sweep.parse_list(fractions, float, "fractions")
         seed_list = sweep.parse_list(seeds, int, "seeds")
         lr_list = sweep.parse_list(lrs, float, "lrs") if lrs else None
+        tune_list = sweep.parse_list(tune_seeds, int, "tune-seeds") if tune_seeds else None
         base = _train_config(
             task=task, model=model, data=str(data) if data else None, text_column=text_column,
             label_column=label_column, split_seed=split_seed, r=r, alpha=alpha, hidden=hidden, dropout=dropout,
             targets=targets, steps=steps, epochs=epochs, batch_size=batch_size, max_length=max_length,
             max_eval_samples=max_eval_samples, stop_on_nan=False)  # a diverged run is a result, not an error
         df = sweep.run_compare(base, method_list, fraction_list, seed_list, output, lrs=lr_list,
-                               save_adapters=save_adapters, progress=progress, resume=resume)
+                               save_adapters=save_adapters, progress=progress, resume=resume,
+                               tune_seeds=tune_list)
     console = _console()
     console.print((output / "summary.md").read_text(), markup=False, highlight=False)
     console.print(f"{len(df)} runs; wrote {output / 'results.csv'}, {output / 'summary.md'}, "
                   f"{output / 'accuracy_vs_fraction.png'}")
+
+
+@app.command()
+def study(
+    preset: str = typer.Option("quick", help="quick (about 10 minutes on 2 cores; checks the pipeline, not "
+                               "evidence) or full (the protocol of issue 4; hours)."),
+    only: str = typer.Option(None, help="Comma list of grids to run: text, decoder, vision, ablations, "
+                             "ablations-qkvo. Default: all."),
+    output: Path = typer.Option(Path("runs/study"), help="Folder for each grid's results and study.md."),
+    progress: bool = typer.Option(True, help="Show progress bars."),
+) -> None:
+    """Run the evidence study: HoRA against LoRA (equal rank and matched parameters), DoRA, VeRA and the
+    identity control on text (MiniLM-L6), a GQA decoder (SmolLM2-135M) and vision (ViT -> MNIST-5k),
+    plus ablations. Learning rates are chosen on validation only. Resumable: rerun the same command to
+    continue. Writes OUTPUT/<grid>/{results.csv,summary.md,accuracy_vs_fraction.png} and OUTPUT/study.md.
+    """
+    with _errors():
+        from hora.experiments import study as study_mod
+        from hora.experiments import sweep
+
+        grids = sweep.parse_list(only, str, "only") if only else None
+        path = study_mod.run_study(preset, output, only=grids, progress=progress)
+    typer.echo(f"wrote {path}")
 
 
 # --------------------------------------------------------------------------- export

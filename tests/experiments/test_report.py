@@ -93,3 +93,14 @@ def test_write_report_files(tmp_path):
 def test_bad_results_table():
     with pytest.raises(HoraError, match="lacks column"):
         report.select_lr(pd.DataFrame({"method": ["hora"]}))
+
+
+def test_lr_choice_uses_only_the_seeds_every_lr_ran():
+    # seed 0 tried both lrs (0.01 wins on validation); seeds 1-2 ran at 0.01 only and have poor validation,
+    # which must not count against 0.01 (they never ran at 0.001)
+    rows = [dict(method="lora", fraction=0.1, seed=0, lr=0.001, accuracy=0.7, val_accuracy=0.70),
+            dict(method="lora", fraction=0.1, seed=0, lr=0.01, accuracy=0.7, val_accuracy=0.72),
+            dict(method="lora", fraction=0.1, seed=1, lr=0.01, accuracy=0.6, val_accuracy=0.50),
+            dict(method="lora", fraction=0.1, seed=2, lr=0.01, accuracy=0.6, val_accuracy=0.50)]
+    df = report.select_lr(pd.DataFrame(rows))
+    assert set(df[df["selected"]]["lr"]) == {0.01} and df["selected"].sum() == 3

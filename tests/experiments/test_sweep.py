@@ -51,3 +51,18 @@ def test_parse_list():
         sweep.parse_list("a,b", int, "seeds")
     with pytest.raises(HoraError, match="twice"):
         sweep.parse_list("1,1", int, "seeds")
+
+
+def test_tune_seeds_choose_the_lr_then_the_other_seeds_run_only_at_it(tiny_bert, tiny_csv, tmp_path):
+    out = tmp_path / "cmp"
+    df = sweep.run_compare(_base(tiny_bert, tiny_csv), ["lora"], [0.5], [0, 1, 2], out,
+                           lrs=[1e-3, 1e-2], tune_seeds=[0], progress=False)
+    tuning = df[df["seed"] == 0]
+    assert sorted(tuning["lr"]) == [1e-3, 1e-2]
+    best = tuning.sort_values("lr").set_index("lr")["val_accuracy"].idxmax()
+    others = df[df["seed"] != 0]
+    assert sorted(others["seed"]) == [1, 2] and set(others["lr"]) == {best}
+    assert set(df[df["selected"]]["seed"]) == {0, 1, 2} and set(df[df["selected"]]["lr"]) == {best}
+    with pytest.raises(HoraError, match="tune-seeds must be among"):
+        sweep.run_compare(_base(tiny_bert, tiny_csv), ["lora"], [0.5], [0, 1], out, lrs=[1e-3, 1e-2],
+                          tune_seeds=[5], progress=False)

@@ -56,16 +56,23 @@ def check_results(df: pd.DataFrame) -> pd.DataFrame:
 def select_lr(df: pd.DataFrame) -> pd.DataFrame:
     """Mark with ``selected`` the runs at each (method, fraction)'s best learning rate on validation.
 
-    The best lr maximises mean ``val_accuracy`` over seeds; ties go to the smaller lr. Test accuracy
-    plays no part.
+    The best lr maximises mean ``val_accuracy`` over the seeds run at every lr of that (method,
+    fraction) (the tuning seeds: with ``--tune-seeds`` the other seeds exist at the chosen lr only);
+    ties go to the smaller lr. Test accuracy plays no part.
     """
     df = check_results(df).copy()
     df["selected"] = False
     for (_, _), group in df.groupby(["method", "fraction"], sort=False):
-        by_lr = group.groupby("lr")["val_accuracy"].mean().sort_index()
-        best = by_lr.idxmax()
-        df.loc[group.index[group["lr"] == best], "selected"] = True
+        df.loc[group.index[group["lr"] == best_lr(group)], "selected"] = True
     return df
+
+
+def best_lr(group: pd.DataFrame) -> float:
+    """The lr with the highest mean validation accuracy over the seeds common to all lrs of ``group``."""
+    seeds_per_lr = group.groupby("lr")["seed"].apply(set)
+    common = set.intersection(*seeds_per_lr)
+    tuning = group[group["seed"].isin(common)] if common else group
+    return float(tuning.groupby("lr")["val_accuracy"].mean().sort_index().idxmax())
 
 
 def summarize(df: pd.DataFrame) -> pd.DataFrame:

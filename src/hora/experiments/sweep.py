@@ -2,6 +2,8 @@
 
 Every run uses the same fixed split (it depends on ``split_seed`` only), so all runs are scored on
 the same test examples, and runs with the same seed see the same training subset at each fraction.
+With several learning rates, ``tune_seeds`` may name the seeds that try them all; the other seeds then
+run at each (method, fraction)'s lr chosen on validation only (see :func:`run_compare`).
 Each run writes ``OUTPUT/runs/<method>_f<fraction>_lr<lr>_s<seed>/metrics.json``; a rerun of the same
 command skips runs whose metrics.json exists with the same settings (resumable). ``OUTPUT/results.csv``
 is rewritten after every run, then ``summary.md`` and ``accuracy_vs_fraction.png`` at the end.
@@ -42,6 +44,16 @@ def parse_list(text: str, kind: type, name: str) -> list:
     return values
 
 
+def _tuning_seeds(seeds: list[int], tune_seeds: list[int] | None, n_lrs: int) -> list[int]:
+    """The seeds that run every learning rate: ``tune_seeds`` (a subset of ``seeds``), or all seeds."""
+    if tune_seeds is None or n_lrs == 1:
+        return list(seeds)
+    outside = [s for s in tune_seeds if s not in seeds]
+    if outside:
+        raise HoraError(f"--tune-seeds must be among --seeds; not in --seeds: {', '.join(map(str, outside))}")
+    return [s for s in seeds if s in tune_seeds]
+
+
 def run_name(method: str, fraction: float, lr: float, seed: int) -> str:
     return f"{method}_f{fraction:g}_lr{lr:g}_s{seed}"
 
@@ -69,17 +81,28 @@ def _row(metrics: dict, run_dir: Path) -> dict:
 
 
 def run_compare(base: TrainConfig, method_list: list[str], fractions: list[float], seeds: list[int],
-                output: str | Path, lrs: list[float] | None = None, save_adapters: bool = False,
-                progress: bool = True, resume: bool = True) -> pd.DataFrame:
-    """Run the grid and write results.csv, summary.md and accuracy_vs_fraction.png into ``output``."""
+                output: str | Path, lrs: list[float] | dict[str, list[float]] | None = None,
+                save_adapters: bool = False, progress: bool = True, resume: bool = True,
+                tune_seeds: list[int] | None = None) -> pd.DataFrame:
+    """Run the grid and write results.csv, summary.md and accuracy_vs_fraction.png into ``output``.
+
+    ``lrs`` is one lr grid for all methods, or a grid per method (a dict), or None (each method's default).
+    With several lrs, each (method, fraction) first runs every lr on ``tune_seeds`` (default: all
+    ``seeds``), picks the lr with the best mean validation accuracy, then runs the remaining seeds at
+    that lr only. Test accuracy never enters the choice.
+    """
     for m in method_list:
         methods.check_method(m)
     for f in fractions:
         tasks.check_fraction(f)
-    if lrs is not None:
-        for lr in lrs:
-            if not lr > 0:
-                raise HoraError(f"learning rates must be > 0, got {lr:g}")
+    def lr_grid(method: str) -> list[float]:
+        if lrs is None:
+            return [methods.default_lr(method)]
+        return list(lrs[method] if isinstance(lrs, dict) else lrs)
+
+    for m in method_list:
+        if not lr_grid(m) or not all(lr > 0 for lr in lr_grid(m)):
+            raise HoraError(f"learning rates must be > 0, got {lr_grid(m)} for {m}")
     validate(dataclasses.replace(base, method=method_list[0], fraction=fractions[0]))
     output = Path(output)
 
@@ -90,12 +113,9 @@ def run_compare(base: TrainConfig, method_list: list[str], fractions: list[float
         for s in seeds:
             tasks.subsample(splits.train, data.labels, f, s, data.label_names)
 
-    grid = []
-    for fraction in fractions:
-        for method in method_list:
-            for lr in (lrs if lrs is not None else [methods.default_lr(method)]):
-                for seed in seeds:
-                    grid.append((method, fraction, lr, seed))
+    tuning = _tuning_seeds(seeds, tune_seeds, max(len(lr_grid(m)) for m in method_list))
+    final = [s for s in seeds if s not in tuning]
+    per_fraction = sum(len(lr_grid(m)) * len(tuning) + len(final) for m in method_list)
     output.mkdir(parents=True, exist_ok=True)
     rows: list[dict] = []
 
@@ -103,8 +123,9 @@ def run_compare(base: TrainConfig, method_list: list[str], fractions: list[float
 
     columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
     with Progress(*columns, disable=not progress, transient=False) as bar:
-        job = bar.add_task("compare", total=len(grid))
-        for method, fraction, lr, seed in grid:
+        job = bar.add_task("compare", total=per_fraction * len(fractions))
+
+        def run(method: str, fraction: float, lr: float, seed: int) -> dict:
             name = run_name(method, fraction, lr, seed)
             run_dir = output / "runs" / name
             cfg = dataclasses.replace(base, method=method, fraction=fraction, lr=lr, seed=seed,
@@ -113,9 +134,19 @@ def run_compare(base: TrainConfig, method_list: list[str], fractions: list[float
             metrics = _finished(run_dir, cfg) if resume else None
             if metrics is None:
                 metrics = train(cfg, data=data)
-            rows.append(_row(metrics, run_dir))
+            row = _row(metrics, run_dir)
+            rows.append(row)
             atomic_write(output / "results.csv", lambda tmp: pd.DataFrame(rows).to_csv(tmp, index=False))
             bar.advance(job)
+            return row
+
+        for fraction in fractions:
+            for method in method_list:
+                tuned = [run(method, fraction, lr, seed) for lr in lr_grid(method)
+                         for seed in tuning]
+                chosen = report.best_lr(pd.DataFrame(tuned))
+                for seed in final:
+                    run(method, fraction, chosen, seed)
 
     df = report.select_lr(pd.DataFrame(rows))
     atomic_write(output / "results.csv", lambda tmp: df.to_csv(tmp, index=False))

@@ -1,0 +1,158 @@
+"""The evidence study (issue 4) as one resumable command: four comparison grids, two presets.
+
+Grids, each a :func:`hora.experiments.sweep.run_compare` into ``OUTPUT/<grid>``:
+
+    text       MiniLM-L6 on Rotten Tomatoes: HoRA, LoRA at equal rank, LoRA at HoRA's parameter count,
+               DoRA, VeRA and the identity control (HoRA with head factor = seed, i.e. LoRA) over data
+               fractions
+    decoder    SmolLM2-135M (grouped-query attention) on the same task, fewer cells
+    vision     the small ViT pre-trained here on Fashion-MNIST, adapted to MNIST-5k
+    ablations  HoRA switches on the text task: scope module, joint free factor, width p = 32, tanh, and
+               q,k,v,o instead of q,v (HoRA and LoRA)
+
+Fairness: every method gets the same learning-rate search, ``LR_FACTORS`` times its default lr (the
+defaults differ by method family: VeRA trains only scaling vectors), tried on ``tune_seeds`` and chosen
+on validation accuracy only; the remaining seeds run at the chosen lr. Same steps, batch, data order and
+subsample per seed for every method.
+
+``quick`` checks the whole pipeline in about 10 minutes on 2 CPU cores (one seed, no lr search, short
+runs, evaluation on 256 examples): its numbers are not evidence. ``full`` is the protocol of issue 4.
+``OUTPUT/study.md`` collects every grid's summary and, where fraction 1 was run, the smallest fraction
+at which each method's mean test accuracy reaches LoRA's full-data mean.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from hora.experiments import methods, report
+from hora.experiments.errors import HoraError
+from hora.experiments.sweep import run_compare
+from hora.experiments.train import TrainConfig, pretrain_vit
+from hora.io import atomic_write
+
+LR_FACTORS = (1.0, 3.0, 10.0)
+COMPARED = ("hora", "lora", "lora-matched", "dora", "vera", "hora-identity")
+ABLATIONS = ("hora-module", "hora-joint", "hora-p32", "hora-tanh")
+
+
+@dataclass(frozen=True)
+class Grid:
+    """One comparison: ``methods`` x ``fractions`` x ``seeds`` on a task, with TrainConfig ``settings``."""
+
+    name: str
+    title: str
+    methods: tuple[str, ...]
+    fractions: tuple[float, ...]
+    seeds: tuple[int, ...]
+    settings: dict = field(default_factory=dict)
+    lr_factors: tuple[float, ...] = LR_FACTORS
+    tune_seeds: tuple[int, ...] | None = None
+
+    def lrs(self) -> dict[str, list[float]]:
+        """Each method's lr grid: its default lr times each factor."""
+        return {m: [methods.default_lr(m) * f for f in self.lr_factors] for m in self.methods}
+
+
+def _presets() -> dict[str, list[Grid]]:
+    fractions = (0.02, 0.05, 0.1, 0.25, 0.5, 1.0)
+    seeds = (0, 1, 2, 3, 4)
+    text = dict(task="rotten_tomatoes", steps=150, batch_size=16)  # model None: the task's default, MiniLM-L6
+    decoder = dict(task="rotten_tomatoes", model="smollm2", steps=150, batch_size=16, max_eval_samples=512)
+    vision = dict(task="mnist", model="vit", steps=150, batch_size=32)
+    quick_run = dict(steps=30, max_eval_samples=256)
+    one = dict(seeds=(0,), lr_factors=(3.0,))
+    return {
+        "full": [
+            Grid("text", "MiniLM-L6 on Rotten Tomatoes", COMPARED, fractions, seeds, text, tune_seeds=(0, 1)),
+            Grid("decoder", "SmolLM2-135M (GQA) on Rotten Tomatoes", ("hora", "lora", "hora-identity"),
+                 (0.05, 0.25), (0, 1, 2), decoder, tune_seeds=(0,)),
+            Grid("vision", "ViT (pre-trained on Fashion-MNIST) on MNIST-5k", COMPARED, (0.02, 0.1, 0.5, 1.0),
+                 seeds, vision, tune_seeds=(0,)),
+            Grid("ablations", "HoRA ablations on MiniLM-L6 + Rotten Tomatoes", ABLATIONS + ("lora",), (0.05,),
+                 seeds, text, tune_seeds=(0,)),
+            Grid("ablations-qkvo", "q,k,v,o adapted instead of q,v", ("hora", "lora"), (0.05,), seeds,
+                 {**text, "targets": "q,k,v,o"}, tune_seeds=(0,)),
+        ],
+        "quick": [
+            Grid("text", "MiniLM-L6 on Rotten Tomatoes", COMPARED, (0.05, 1.0), settings={**text, **quick_run},
+                 **one),
+            Grid("decoder", "SmolLM2-135M (GQA) on Rotten Tomatoes", ("hora", "lora"), (0.05,),
+                 settings={**decoder, "steps": 10, "max_eval_samples": 128}, **one),
+            Grid("vision", "ViT (pre-trained on Fashion-MNIST) on MNIST-5k", COMPARED, (0.1, 1.0),
+                 settings={**vision, **quick_run}, **one),
+            Grid("ablations", "HoRA ablations on MiniLM-L6 + Rotten Tomatoes", ABLATIONS + ("lora",), (0.05,),
+                 settings={**text, **quick_run}, **one),
+            Grid("ablations-qkvo", "q,k,v,o adapted instead of q,v", ("hora", "lora"), (0.05,),
+                 settings={**text, **quick_run, "targets": "q,k,v,o"}, **one),
+        ],
+    }
+
+
+PRESETS = _presets()
+GRID_NAMES = tuple(g.name for g in PRESETS["full"])
+
+
+def select_grids(preset: str, only: list[str] | None = None) -> list[Grid]:
+    """The grids of ``preset`` (quick | full), optionally only those named in ``only``."""
+    if preset not in PRESETS:
+        raise HoraError(f"unknown preset '{preset}': choose quick or full")
+    unknown = [n for n in only or [] if n not in GRID_NAMES]
+    if unknown:
+        raise HoraError(f"unknown study grid(s) {', '.join(unknown)}: choose from {', '.join(GRID_NAMES)}")
+    return [g for g in PRESETS[preset] if not only or g.name in only]
+
+
+def reach_fraction(summary: pd.DataFrame, method: str, reference: str = "lora") -> float | None:
+    """Smallest fraction at which ``method``'s mean test accuracy >= ``reference``'s mean at fraction 1.
+
+    None when fraction 1 of the reference was not run or the method never reaches it.
+    """
+    ref = summary[(summary["method"] == reference) & (summary["fraction"] == 1.0)]
+    if ref.empty:
+        return None
+    target = float(ref["accuracy_mean"].iloc[0])
+    rows = summary[(summary["method"] == method) & (summary["accuracy_mean"] >= target)]
+    return float(rows["fraction"].min()) if not rows.empty else None
+
+
+def _reach_lines(df: pd.DataFrame) -> list[str]:
+    summ = report.summarize(df)
+    ref = summ[(summ["method"] == "lora") & (summ["fraction"] == 1.0)]
+    if ref.empty:
+        return []
+    lines = ["", f"Smallest fraction reaching LoRA's full-data mean test accuracy "
+                 f"({100 * float(ref['accuracy_mean'].iloc[0]):.1f} %):", ""]
+    for method in sorted(summ["method"].unique()):
+        f = reach_fraction(summ, method)
+        lines.append(f"- {method}: " + (f"{f:g}" if f is not None else "not reached at any fraction run"))
+    return lines
+
+
+def run_study(preset: str, output: str | Path, only: list[str] | None = None, progress: bool = True) -> Path:
+    """Run (or resume) the preset's grids into ``output``; write ``output/study.md``; return its path."""
+    grids = select_grids(preset, only)
+    output = Path(output)
+    if any(g.settings.get("model") == "vit" for g in grids):
+        pretrain_vit(progress=progress)  # cached after the first time
+    sections = [f"# HoRA evidence study ({preset} preset)", ""]
+    if preset == "quick":
+        sections += ["Quick preset: one seed, no learning-rate search, 30-step runs, 256 evaluation examples. "
+                     "It checks the pipeline; its numbers are not evidence.", ""]
+    for grid in grids:
+        base = dataclasses.replace(TrainConfig(), **grid.settings)
+        df = run_compare(base, list(grid.methods), list(grid.fractions), list(grid.seeds), output / grid.name,
+                         lrs=grid.lrs(), progress=progress,
+                         tune_seeds=list(grid.tune_seeds) if grid.tune_seeds else None)
+        summary = (output / grid.name / "summary.md").read_text().split("\n", 2)[2]  # drop its title
+        summary = summary.replace("\n## ", "\n### ")
+        sections += [f"## {grid.title} (`{grid.name}/`)", "", summary.strip(), *_reach_lines(df),
+                     "", f"![{grid.name}]({grid.name}/accuracy_vs_fraction.png)", ""]
+    path = output / "study.md"
+    atomic_write(path, lambda tmp: Path(tmp).write_text("\n".join(sections)))
+    return path
+

@@ -1,0 +1,59 @@
+"""The study command: presets, grid selection, the fraction that reaches LoRA's full-data accuracy, and
+one tiny grid end to end (the real presets run the offline models; `hora study --preset quick`)."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from hora.experiments import methods, study
+from hora.experiments.errors import HoraError
+
+
+def test_presets_cover_every_grid_and_the_full_protocol():
+    for preset in ("quick", "full"):
+        assert [g.name for g in study.PRESETS[preset]] == list(study.GRID_NAMES)
+    full = {g.name: g for g in study.PRESETS["full"]}
+    text = full["text"]
+    assert set(text.methods) == {"hora", "lora", "lora-matched", "dora", "vera", "hora-identity"}
+    assert text.fractions == (0.02, 0.05, 0.1, 0.25, 0.5, 1.0) and len(text.seeds) >= 5
+    # the same lr search for every method: its default times the same factors
+    for m in text.methods:
+        assert text.lrs()[m] == [methods.default_lr(m) * f for f in study.LR_FACTORS]
+    assert full["decoder"].settings["model"] == "smollm2" and full["vision"].settings["task"] == "mnist"
+    assert full["ablations-qkvo"].settings["targets"] == "q,k,v,o"
+
+
+def test_select_grids_and_errors():
+    assert [g.name for g in study.select_grids("quick", ["vision"])] == ["vision"]
+    with pytest.raises(HoraError, match="unknown preset"):
+        study.select_grids("medium")
+    with pytest.raises(HoraError, match="unknown study grid"):
+        study.select_grids("full", ["audio"])
+
+
+def test_reach_fraction():
+    summ = pd.DataFrame([
+        dict(method="lora", fraction=1.0, accuracy_mean=0.80), dict(method="lora", fraction=0.1, accuracy_mean=0.75),
+        dict(method="hora", fraction=0.1, accuracy_mean=0.70), dict(method="hora", fraction=0.25, accuracy_mean=0.81),
+        dict(method="hora", fraction=1.0, accuracy_mean=0.82), dict(method="vera", fraction=1.0, accuracy_mean=0.7),
+    ])
+    assert study.reach_fraction(summ, "hora") == 0.25
+    assert study.reach_fraction(summ, "lora") == 1.0
+    assert study.reach_fraction(summ, "vera") is None
+    assert study.reach_fraction(summ[summ["fraction"] < 1], "hora") is None
+
+
+def test_run_study_end_to_end_on_a_tiny_grid(tiny_bert, tiny_csv, tmp_path, monkeypatch):
+    settings = dict(model=str(tiny_bert), data=str(tiny_csv), text_column="review", label_column="sentiment",
+                    steps=2, batch_size=8, max_length=16)
+    grid = study.Grid("text", "tiny", ("hora", "lora"), (0.5, 1.0), (0, 1), settings, lr_factors=(1.0, 3.0),
+                      tune_seeds=(0,))
+    monkeypatch.setitem(study.PRESETS, "quick", [grid])
+    path = study.run_study("quick", tmp_path / "st", only=["text"], progress=False)
+    results = pd.read_csv(tmp_path / "st" / "text" / "results.csv")
+    assert len(results) == 2 * 2 * (2 + 1)  # methods x fractions x (2 lrs on seed 0 + seed 1 at the chosen lr)
+    text = path.read_text()
+    assert "## tiny (`text/`)" in text and "### HoRA − LoRA, paired by seed" in text
+    assert "Smallest fraction reaching LoRA's full-data mean test accuracy" in text
+    assert "checks the pipeline" in text
