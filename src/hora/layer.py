@@ -6,7 +6,8 @@ A (r x d_in) is generated and B (d_out x r) is free. With ``joint_free_factor`` 
 M A_l: a local r x r map M (initialised to I) times the layer's shared seed A_l held by the bank.
 
 Forward (x: (..., d_in)):  y = W x + b + B (A dropout(x)),  the scaling s already folded into the head
-factor by the bank. Two thin matmuls per adapter; nothing else on the hot path.
+factor by the bank. Two thin matmuls per adapter (:mod:`hora.lowrank`, which also keeps the n x r hidden
+out of autograd's saved tensors); nothing else on the hot path.
 """
 
 from __future__ import annotations
@@ -18,11 +19,11 @@ from typing import Any
 import torch
 from peft.tuners.tuners_utils import BaseTunerLayer, check_adapters_to_merge
 from torch import nn
-from torch.nn import functional as F
 from transformers.pytorch_utils import Conv1D
 
 from .generator import HoraBank, ModulePlan
 from .heads import HeadLayout, weight_dims
+from .lowrank import add_low_rank_update
 
 
 class HoraLayer(nn.Module, BaseTunerLayer):
@@ -145,15 +146,7 @@ class HoraLayer(nn.Module, BaseTunerLayer):
                 continue
             A, B = self.factors(name)
             adapter_input = self.hora_dropout[name](x) if name in self.hora_dropout else x
-            hidden = F.linear(adapter_input.to(A.dtype), A)
-            if result.dtype == B.dtype and result.is_contiguous():
-                # result + hidden B^T as one addmm: no separate update tensor, no extra elementwise pass
-                shape = result.shape
-                rows = result.numel() // shape[-1]
-                result = torch.addmm(result.view(rows, shape[-1]), hidden.reshape(rows, hidden.shape[-1]), B.t())
-                result = result.view(shape)
-            else:
-                result = result + F.linear(hidden, B).to(result.dtype)
+            result = add_low_rank_update(result, adapter_input.to(A.dtype), A, B)
         return result
 
     def delete_adapter(self, adapter_name: str) -> None:
