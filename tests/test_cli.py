@@ -84,6 +84,19 @@ def test_compare_end_to_end(tiny_bert, tiny_csv, tmp_path):
     assert (out / "accuracy_vs_fraction.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_report_merges_comparisons_run_apart(tiny_bert, tiny_csv, tmp_path):
+    for method in ("hora", "lora"):
+        result = runner.invoke(app, ["compare", *_tiny(tiny_bert, tiny_csv), "--methods", method, "--fractions", "1",
+                                     "--seeds", "0,1", "--steps", "2", "--output", str(tmp_path / method)])
+        assert result.exit_code == 0, result.output
+    tables = [str(tmp_path / m / "results.csv") for m in ("hora", "lora")]
+    merged = runner.invoke(app, ["report", *tables, "--output", str(tmp_path / "merged")])
+    assert merged.exit_code == 0, merged.output
+    assert len(pd.read_csv(tmp_path / "merged" / "results.csv")) == 4
+    assert "| 1 | 2 |" in (tmp_path / "merged" / "summary.md").read_text()  # fraction 1, two pairs
+    _one_line_error(runner.invoke(app, ["report", str(tmp_path / "nope.csv")]), "results table not found")
+
+
 def test_info_prints_parameter_report(tiny_bert):
     result = runner.invoke(app, ["info", "--model", str(tiny_bert), "--r", "4"])
     assert result.exit_code == 0, result.output

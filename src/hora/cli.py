@@ -1,4 +1,4 @@
-"""The ``hora`` command line: train, compare, study, export, info, simulate, pretrain-vit, assets.
+"""The ``hora`` command line: train, compare, study, report, export, info, simulate, pretrain-vit, assets.
 
 Every command runs offline on assets that ship inside packages (see ``hora assets``). Bad input
 prints one line, ``hora: error: ...``, on stderr and exits with status 2 (set HORA_DEBUG=1 for the
@@ -253,6 +253,25 @@ def study(
         grids = sweep.parse_list(only, str, "only") if only else None
         path = study_mod.run_study(preset, output, only=grids, progress=progress)
     typer.echo(f"wrote {path}")
+
+
+@app.command()
+def report(
+    results: list[Path] = typer.Argument(..., help="One or more results.csv files written by 'hora compare'."),
+    output: Path = typer.Option(Path("runs/report"), help="Folder for the merged results.csv, summary.md, plot."),
+    title: str = typer.Option("HoRA comparison", help="Heading of summary.md."),
+) -> None:
+    """Summarise one or several comparisons together (e.g. methods run in parallel into separate folders):
+    learning rate chosen on validation, mean ± sd, paired differences to LoRA, accuracy-vs-fraction plot."""
+    with _errors():
+        from hora.experiments import report as report_mod
+        from hora.io import atomic_write
+
+        df = report_mod.select_lr(report_mod.read_results(list(results)))
+        output.mkdir(parents=True, exist_ok=True)
+        atomic_write(output / "results.csv", lambda tmp: df.to_csv(tmp, index=False))
+        report_mod.write_report(df, output, title=title)
+    _console().print((output / "summary.md").read_text(), markup=False, highlight=False)
 
 
 # --------------------------------------------------------------------------- export

@@ -104,3 +104,16 @@ def test_lr_choice_uses_only_the_seeds_every_lr_ran():
             dict(method="lora", fraction=0.1, seed=2, lr=0.01, accuracy=0.6, val_accuracy=0.50)]
     df = report.select_lr(pd.DataFrame(rows))
     assert set(df[df["selected"]]["lr"]) == {0.01} and df["selected"].sum() == 3
+
+
+def test_read_results_merges_tables_and_refuses_a_run_twice(tmp_path):
+    table = report.select_lr(_table())
+    a, b = tmp_path / "a.csv", tmp_path / "b.csv"
+    table[table["method"] == "hora"].to_csv(a, index=False)
+    table[table["method"] == "lora"].to_csv(b, index=False)
+    merged = report.read_results([a, b])
+    assert len(merged) == len(table) and "selected" not in merged.columns
+    with pytest.raises(HoraError, match="appears in more than one table"):
+        report.read_results([a, a])
+    with pytest.raises(HoraError, match="not found"):
+        report.read_results([tmp_path / "missing.csv"])

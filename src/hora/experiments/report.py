@@ -53,6 +53,23 @@ def check_results(df: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
+def read_results(paths: list[str | Path]) -> pd.DataFrame:
+    """Concatenate results.csv tables (e.g. of comparisons run in parallel); a run present twice is an error."""
+    frames = []
+    for path in paths:
+        path = Path(path)
+        if not path.is_file():
+            raise HoraError(f"results table not found: {path}")
+        frames.append(check_results(pd.read_csv(path)).drop(columns=["selected"], errors="ignore"))
+    df = pd.concat(frames, ignore_index=True)
+    twice = df[df.duplicated(["method", "fraction", "lr", "seed"], keep=False)]
+    if len(twice):
+        r = twice.iloc[0]
+        raise HoraError(f"run {r['method']} fraction {r['fraction']:g} lr {r['lr']:g} seed {r['seed']} appears in "
+                        "more than one table; give each run once")
+    return df
+
+
 def select_lr(df: pd.DataFrame) -> pd.DataFrame:
     """Mark with ``selected`` the runs at each (method, fraction)'s best learning rate on validation.
 
@@ -204,14 +221,15 @@ def plot_accuracy_vs_fraction(df: pd.DataFrame, path: str | Path,
     return path
 
 
-def write_report(df: pd.DataFrame, output: str | Path, context: str = "") -> dict[str, Path]:
+def write_report(df: pd.DataFrame, output: str | Path, context: str = "",
+                 title: str = "HoRA comparison") -> dict[str, Path]:
     """Write summary.md and accuracy_vs_fraction.png into ``output``; returns their paths."""
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     df = select_lr(df)
     md = output / "summary.md"
     tmp = output / ".summary.md.tmp"
-    tmp.write_text(summary_markdown(df, context=context))
+    tmp.write_text(summary_markdown(df, title=title, context=context))
     tmp.replace(md)
     png = plot_accuracy_vs_fraction(df, output / "accuracy_vs_fraction.png")
     return {"summary": md, "plot": png}
