@@ -120,7 +120,7 @@ def train(
     epochs: float = typer.Option(None, help="Train for this many epochs instead of --steps."),
     batch_size: int = typer.Option(32, help="Training batch size."),
     max_length: int = typer.Option(64, help="Maximum tokens per text."),
-    max_eval_samples: int = typer.Option(None, help="Evaluate on only the first N validation/test examples "
+    max_eval_samples: int = typer.Option(None, help="Evaluate on only N random validation/test examples "
                                          "(quick checks; not for reported numbers)."),
     output: Path = typer.Option(Path("runs/train"), help="Folder for the adapter and metrics.json."),
     save: bool = typer.Option(True, help="Save the adapter (save_pretrained) into --output."),
@@ -197,7 +197,7 @@ def compare(
     epochs: float = typer.Option(None, help="Epochs per run instead of --steps."),
     batch_size: int = typer.Option(32, help="Training batch size."),
     max_length: int = typer.Option(64, help="Maximum tokens per text."),
-    max_eval_samples: int = typer.Option(None, help="Evaluate on only the first N validation/test examples."),
+    max_eval_samples: int = typer.Option(None, help="Evaluate on only N random validation/test examples."),
     output: Path = typer.Option(Path("runs/compare"), help="Folder for results.csv, summary.md, the plot."),
     save_adapters: bool = typer.Option(False, help="Also save every run's adapter."),
     resume: bool = typer.Option(True, help="Skip runs already finished in --output with the same settings."),

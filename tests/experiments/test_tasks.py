@@ -140,3 +140,13 @@ def test_encode_text_keeps_labels_and_truncates(tiny_csv, tiny_bert):
     assert len(ds) == 10
     assert all(len(item["input_ids"]) <= 4 for item in ds.items)
     assert [item["labels"] for item in ds.items] == data.labels[:10].tolist()
+
+
+def test_eval_subset_is_random_fixed_and_covers_classes():
+    labels = np.repeat([0, 1, 2, 3], 50)  # a dataset ordered by label
+    idx = np.arange(200)
+    sub = tasks.eval_subset(idx, 40, split_seed=0)
+    assert len(sub) == 40 and (np.diff(sub) > 0).all() and set(sub) <= set(idx)
+    assert set(labels[sub]) == {0, 1, 2, 3}  # a prefix would be class 0 only
+    assert (tasks.eval_subset(idx, 40, split_seed=0) == sub).all()
+    assert (tasks.eval_subset(idx, None) == idx).all() and (tasks.eval_subset(idx, 500) == idx).all()

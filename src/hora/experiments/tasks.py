@@ -219,6 +219,18 @@ def split_indices(labels: np.ndarray, split_seed: int = 0, test_size: float = TE
                   meta={"split_seed": split_seed, "test_size": test_size, "val_size": val_size})
 
 
+def eval_subset(idx: np.ndarray, n: int | None, split_seed: int = 0) -> np.ndarray:
+    """``n`` of the evaluation indices ``idx``, drawn at random (fixed by ``split_seed``), in sorted order.
+
+    Not the first ``n``: datasets are often ordered by label, and a prefix would be a few classes only.
+    """
+    idx = np.asarray(idx)
+    if n is None or n >= len(idx):
+        return idx
+    rng = np.random.default_rng([int(split_seed), 20251005])
+    return np.sort(rng.choice(idx, size=n, replace=False))
+
+
 def subsample(train_idx: np.ndarray, labels: np.ndarray, fraction: float, seed: int,
               label_names: list[str] | None = None) -> np.ndarray:
     """A stratified, seeded ``fraction`` of the train indices (round(fraction * n_c) per class).

@@ -54,7 +54,7 @@ class TrainConfig:
     max_length: int = 64
     warmup_ratio: float = 0.06
     weight_decay: float = 0.0
-    max_eval_samples: int | None = None  # evaluate on the first N of validation / test (quick checks only)
+    max_eval_samples: int | None = None  # evaluate on N random examples of validation / test (quick checks)
     output: str = "runs/train"
     save: bool = True
     progress: bool = True
@@ -221,8 +221,8 @@ def train(cfg: TrainConfig, data: tasks.TaskData | None = None) -> dict:
     splits = tasks.split_indices(data.labels, cfg.split_seed)
     train_idx = tasks.subsample(splits.train, data.labels, cfg.fraction, cfg.seed, data.label_names)
     val_idx, test_idx = splits.val, splits.test
-    if cfg.max_eval_samples is not None:
-        val_idx, test_idx = val_idx[: cfg.max_eval_samples], test_idx[: cfg.max_eval_samples]
+    val_idx = tasks.eval_subset(val_idx, cfg.max_eval_samples, cfg.split_seed)
+    test_idx = tasks.eval_subset(test_idx, cfg.max_eval_samples, cfg.split_seed)
 
     if len(train_idx) == 0 or len(test_idx) == 0:
         raise HoraError(f"{len(data)} examples are too few to split into train / validation / test; "
