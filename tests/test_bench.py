@@ -17,6 +17,7 @@ from hora.bench import (
     Settings,
     bert_workload,
     build_variant,
+    compile_report,
     generation_counts,
     run_cpu_suite,
 )
@@ -121,3 +122,10 @@ def test_gpu_script_runs_on_cpu_in_tiny_mode(tmp_path):
     for result in results:
         _check_ratios(result)
         assert result["generation"]["generations_per_training_step"] == 1
+
+
+def test_compile_has_no_graph_breaks_in_training_or_unmerged_eval():
+    report = compile_report(bert_workload(tiny=True), Settings())
+    for mode in ("train", "eval"):
+        assert report[mode]["graph_breaks_in_hora_code"] == 0, report[mode]["break_reasons"]
+        assert report[mode]["graph_break_count"] == 0, report[mode]["break_reasons"]

@@ -408,18 +408,32 @@ def generation_counts(model: nn.Module, batch: dict[str, torch.Tensor], loss: Ca
 
 
 def compile_report(workload: Workload, settings: Settings) -> dict[str, Any]:
-    """Graph breaks of a HoRA training forward under ``torch._dynamo.explain``, split by where they occur."""
-    import torch._dynamo
-
+    """Graph breaks of a HoRA forward under ``torch._dynamo.explain``, in training and in evaluation
+    (no grad, unmerged), split by whether they occur in HoRA's code."""
     model = build_variant(workload, "hora", settings, torch.device("cpu"))
-    model.train()
     batch = workload.inputs(torch.device("cpu"))
 
     def forward(batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return workload.loss(model(**batch))
 
+    def evaluate(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        with torch.no_grad():
+            return workload.loss(model(**batch))
+
+    report: dict[str, Any] = {"workload": workload.name}
+    for mode, fn in (("train", forward), ("eval", evaluate)):
+        model.train(mode == "train")
+        report[mode] = _explain(fn, batch)
+    # headline figures (training), as before
+    report.update({k: report["train"][k] for k in ("graph_count", "graph_break_count", "graph_breaks_in_hora_code")})
+    return report
+
+
+def _explain(fn: Callable[[dict[str, torch.Tensor]], torch.Tensor], batch: dict[str, torch.Tensor]) -> dict:
+    import torch._dynamo
+
     torch._dynamo.reset()
-    explanation = torch._dynamo.explain(forward)(batch)
+    explanation = torch._dynamo.explain(fn)(batch)
     reasons = []
     in_hora = 0
     for reason in explanation.break_reasons:
@@ -430,9 +444,8 @@ def compile_report(workload: Workload, settings: Settings) -> dict[str, Any]:
         reasons.append({"reason": str(reason.reason).splitlines()[0][:300], "in_hora_code": hora_frame,
                         "where": frames[-3:]})
     torch._dynamo.reset()
-    return {"workload": workload.name, "graph_count": explanation.graph_count,
-            "graph_break_count": explanation.graph_break_count, "graph_breaks_in_hora_code": in_hora,
-            "break_reasons": reasons}
+    return {"graph_count": explanation.graph_count, "graph_break_count": explanation.graph_break_count,
+            "graph_breaks_in_hora_code": in_hora, "break_reasons": reasons}
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -569,8 +582,10 @@ def format_result(result: BenchResult) -> str:
                      + (f" ({gen['deeper_model']['generator_matmuls_per_step']} for "
                         f"{gen['deeper_model']['adapted_layers']} layers)" if "deeper_model" in gen else ""))
     if result.compile:
-        lines.append(f"  torch.compile: {result.compile['graph_break_count']} graph breaks, "
-                     f"{result.compile['graph_breaks_in_hora_code']} in HoRA code")
+        for mode in ("train", "eval"):
+            c = result.compile[mode]
+            lines.append(f"  torch.compile ({mode}): {c['graph_count']} graph(s), {c['graph_break_count']} graph "
+                         f"breaks, {c['graph_breaks_in_hora_code']} in HoRA code")
     for key, value in result.ratios.items():
         lines.append(f"  {key:<38} {value:.3f}")
     return "\n".join(lines)
@@ -585,7 +600,7 @@ def run_cpu_suite(output: str | Path | None = "benchmarks/results/bench_cpu.json
     result = run_workload(workload, "cpu", warmup=warmup, repeats=repeats, steps=steps, eval_steps=eval_steps,
                           log=log)
     if compile_check:
-        log("[compile] torch._dynamo.explain of a HoRA training forward (tiny BERT) ...")
+        log("[compile] torch._dynamo.explain of a HoRA training and eval forward (tiny BERT) ...")
         result.compile = compile_report(bert_workload(tiny=True), Settings())
     log(format_result(result))
     data = {"results": [result.as_dict()]}

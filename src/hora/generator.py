@@ -217,12 +217,16 @@ class HoraBank(nn.Module):
         recomputation in the backward pass reads the same tensors, so the recomputed graph matches. A
         layer called on its own, outside a model forward, generates fresh factors. With autograd off
         (evaluation, generation) they are cached until a parameter changes (in-place updates bump the
-        tensors' version counters).
+        tensors' version counters), except inside ``torch.compile``, whose graph includes the generation.
         """
         if torch.is_grad_enabled():
             in_model_pass = self.forward_depth > 0 or torch._C._current_graph_task_id() != -1
             if self._cache is not None and self._cache_key is None and in_model_pass:
                 return self._cache
+            return self._generate_blocks()
+        if torch.compiler.is_compiling():
+            # inside torch.compile the cache check (data pointers, version counters) would break the graph;
+            # the generation is a handful of batched products, so the compiled graph simply includes it
             return self._generate_blocks()
         key = self._parameter_key()
         if self._cache is None or self._cache_key != key:
