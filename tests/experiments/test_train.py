@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import pytest
 
@@ -114,3 +115,17 @@ def test_pretrain_vit_then_adapt_to_mnist(monkeypatch, tmp_path):
     assert m["model"] == "vit" and m["kind"] == "image" and m["n_train"] == 3600
     assert len(m["targets"]) == 8 and 0 <= m["accuracy"] <= 1
     assert (tmp_path / "mnist" / "adapter_model.safetensors").is_file()
+
+
+def test_fsdp_request_without_cuda_warns_that_it_runs_as_ddp(monkeypatch):
+    from hora.experiments.errors import HoraWarning
+    from hora.experiments.train import warn_if_fsdp_falls_back
+
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    with pytest.warns(HoraWarning, match="plain DDP"):
+        warn_if_fsdp_falls_back(cuda=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warn_if_fsdp_falls_back(cuda=True)
+        monkeypatch.delenv("ACCELERATE_USE_FSDP")
+        warn_if_fsdp_falls_back(cuda=False)

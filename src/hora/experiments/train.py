@@ -19,6 +19,7 @@ import shutil
 import sys
 import tempfile
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -26,7 +27,7 @@ import numpy as np
 
 from hora import param_groups as hora_param_groups
 from hora.experiments import methods, tasks, variants
-from hora.experiments.errors import HoraError
+from hora.experiments.errors import HoraError, HoraWarning
 from hora.io import atomic_write_json
 
 
@@ -185,6 +186,15 @@ def _adapter_diagnostics(model, method: str) -> dict:
     return {f"diag_{k}": float(v) for k, v in out.items() if isinstance(v, int | float)}
 
 
+def warn_if_fsdp_falls_back(cuda: bool) -> None:
+    """A HoraWarning when ``accelerate launch --use_fsdp`` asked for FSDP on a machine without CUDA:
+    Accelerate then runs plain DDP (every process holds the whole model) without saying so."""
+    if os.environ.get("ACCELERATE_USE_FSDP", "").lower() in ("1", "true") and not cuda:
+        warnings.warn("FSDP was requested (accelerate --use_fsdp) but Accelerate does not shard on CPU: this run "
+                      "is plain DDP, every process holds the whole model (docs/operations.md, 'Scaling out')",
+                      HoraWarning, stacklevel=2)
+
+
 def train(cfg: TrainConfig, data: tasks.TaskData | None = None) -> dict:
     """Run one training job; returns the metrics dict (also written to ``cfg.output``/metrics.json).
 
@@ -195,6 +205,8 @@ def train(cfg: TrainConfig, data: tasks.TaskData | None = None) -> dict:
 
     assets.set_offline()
     import torch
+
+    warn_if_fsdp_falls_back(torch.cuda.is_available())
     from transformers import DataCollatorWithPadding, PrinterCallback, TrainingArguments, set_seed
     from transformers.utils import logging as hf_logging
 
