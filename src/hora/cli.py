@@ -226,10 +226,9 @@ def compare(
         df = sweep.run_compare(base, method_list, fraction_list, seed_list, output, lrs=lr_list,
                                save_adapters=save_adapters, progress=progress, resume=resume,
                                tune_seeds=tune_list)
-    console = _console()
-    console.print((output / "summary.md").read_text(), markup=False, highlight=False)
-    console.print(f"{len(df)} runs; wrote {output / 'results.csv'}, {output / 'summary.md'}, "
-                  f"{output / 'accuracy_vs_fraction.png'}")
+    typer.echo((output / "summary.md").read_text())  # plain: markdown tables must not be re-wrapped
+    typer.echo(f"{len(df)} runs; wrote {output / 'results.csv'}, {output / 'summary.md'}, "
+               f"{output / 'accuracy_vs_fraction.png'}")
 
 
 @app.command()
@@ -271,7 +270,7 @@ def report(
         output.mkdir(parents=True, exist_ok=True)
         atomic_write(output / "results.csv", lambda tmp: df.to_csv(tmp, index=False))
         report_mod.write_report(df, output, title=title)
-    _console().print((output / "summary.md").read_text(), markup=False, highlight=False)
+    typer.echo((output / "summary.md").read_text())
 
 
 # --------------------------------------------------------------------------- export
