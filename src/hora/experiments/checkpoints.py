@@ -32,6 +32,7 @@ from pathlib import Path
 from transformers import Trainer
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
+from hora import param_groups
 from hora.io import atomic_write_json
 
 CHECKPOINTS = "checkpoints"
@@ -74,7 +75,8 @@ def _fsync_tree(folder: Path) -> None:
 
 
 class HoraTrainer(Trainer):
-    """``Trainer`` with atomic checkpoints, an exact running sum of the step losses, and a stop on NaN/inf.
+    """``Trainer`` with HoRA's optimizer groups, atomic checkpoints, an exact running sum of the step losses,
+    and a stop on NaN/inf.
 
     ``stop_on_nan``: raise :class:`NonFiniteLossError` at the first non-finite loss (Trainer's default,
     ``logging_nan_inf_filter``, silently replaces it in the logs and trains on). Before each checkpoint
@@ -87,6 +89,19 @@ class HoraTrainer(Trainer):
         self.stop_on_nan = stop_on_nan
         self.loss_sum = 0.0  # float64 sum of training_step losses since step 0 (restored on resume)
         self._staging: str | None = None
+
+    # ---------------------------------------------------------------- optimizer
+    def create_optimizer(self, model=None):
+        """AdamW over :func:`hora.param_groups` (HoRA's shared generator at ``lr * generator_lr_ratio``),
+        built here rather than passed in, so that Trainer builds it after wrapping the model (FSDP refuses
+        an optimizer passed to ``Trainer``)."""
+        if self.optimizer is None:
+            import torch
+
+            groups = param_groups(self.model, self.args.learning_rate, self.args.weight_decay)
+            self.optimizer = torch.optim.AdamW(groups, betas=(self.args.adam_beta1, self.args.adam_beta2),
+                                               eps=self.args.adam_epsilon)
+        return self.optimizer
 
     # ---------------------------------------------------------------- loss
     def training_step(self, model, inputs, num_items_in_batch=None):

@@ -25,7 +25,6 @@ from pathlib import Path
 
 import numpy as np
 
-from hora import param_groups as hora_param_groups
 from hora.experiments import methods, tasks, variants
 from hora.experiments.errors import HoraError, HoraWarning
 from hora.io import atomic_write_json
@@ -295,11 +294,10 @@ def train(cfg: TrainConfig, data: tasks.TaskData | None = None) -> dict:
             train_sampling_strategy="group_by_length" if data.kind == "text" else "random",
         )
         collator = DataCollatorWithPadding(tokenizer) if tokenizer is not None else None
-        # hora.param_groups: every trainable parameter at lr, HoRA's shared generator at lr x generator_lr_ratio
-        optimizer = torch.optim.AdamW(hora_param_groups(model, lr, cfg.weight_decay))
-        # HoraTrainer: atomic checkpoints, exact train_loss across resumes, stop at a NaN/inf loss
+        # HoraTrainer: AdamW over hora.param_groups (the shared generator at lr x generator_lr_ratio), atomic
+        # checkpoints, exact train_loss across resumes, stop at a NaN/inf loss
         trainer = checkpoints.HoraTrainer(
-            model=model, args=args, train_dataset=train_ds, data_collator=collator, optimizers=(optimizer, None),
+            model=model, args=args, train_dataset=train_ds, data_collator=collator,
             run_config=cfg.run_settings(), stop_on_nan=cfg.stop_on_nan)
         if not cfg.progress:  # quiet: no per-step log lines either (e.g. inside a sweep's progress bar)
             trainer.remove_callback(PrinterCallback)
