@@ -31,6 +31,18 @@ app()
 """
 
 
+def gloo_run_dirs(tmp_path: Path) -> tuple[Path, Path]:
+    """(output folder, rank folder) for a 2-process run; skips the test without torch.distributed + gloo."""
+    import pytest
+    import torch.distributed as dist
+
+    if not dist.is_available() or not dist.is_gloo_available():
+        pytest.skip("torch.distributed with the gloo backend is not available in this torch build")
+    out, ranks = tmp_path / "run", tmp_path / "ranks"
+    ranks.mkdir()
+    return out, ranks
+
+
 def write_wrapper(folder: Path) -> Path:
     path = folder / "hora_wrapper.py"
     path.write_text(WRAPPER)

@@ -16,18 +16,19 @@ import shutil
 import subprocess
 
 import pytest
-from launch_helpers import assert_ranks_agree_with_saved_adapter, loopback_env, tiny_train_args, write_wrapper
+from launch_helpers import (
+    assert_ranks_agree_with_saved_adapter,
+    gloo_run_dirs,
+    loopback_env,
+    tiny_train_args,
+    write_wrapper,
+)
 from safetensors import safe_open
 
 
 @pytest.mark.skipif(shutil.which("accelerate") is None, reason="accelerate's launcher is not on PATH")
 def test_accelerate_launch_multi_gpu_flag_runs_two_cpu_processes(tiny_bert, tiny_csv, tmp_path):
-    import torch.distributed as dist
-
-    if not dist.is_available() or not dist.is_gloo_available():
-        pytest.skip("torch.distributed with the gloo backend is not available in this torch build")
-    out, ranks = tmp_path / "run", tmp_path / "ranks"
-    ranks.mkdir()
+    out, ranks = gloo_run_dirs(tmp_path)
     cmd = ["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--main_process_port", "0",
            str(write_wrapper(tmp_path)), *tiny_train_args(tiny_bert, tiny_csv, out)]
     done = subprocess.run(cmd, env=loopback_env(ranks), capture_output=True, text=True, timeout=120)

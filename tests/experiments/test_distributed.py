@@ -13,18 +13,19 @@ import shutil
 import subprocess
 
 import pytest
-from launch_helpers import assert_ranks_agree_with_saved_adapter, loopback_env, tiny_train_args, write_wrapper
+from launch_helpers import (
+    assert_ranks_agree_with_saved_adapter,
+    gloo_run_dirs,
+    loopback_env,
+    tiny_train_args,
+    write_wrapper,
+)
 from safetensors.torch import load_file
 
 
 @pytest.mark.skipif(shutil.which("torchrun") is None, reason="torchrun is not on PATH (torch's launcher)")
 def test_torchrun_two_processes_keep_identical_adapters(tiny_bert, tiny_csv, tmp_path):
-    import torch.distributed as dist
-
-    if not dist.is_available() or not dist.is_gloo_available():
-        pytest.skip("torch.distributed with the gloo backend is not available in this torch build")
-    out, ranks = tmp_path / "run", tmp_path / "ranks"
-    ranks.mkdir()
+    out, ranks = gloo_run_dirs(tmp_path)
     cmd = ["torchrun", "--standalone", "--nproc-per-node", "2", str(write_wrapper(tmp_path)),
            *tiny_train_args(tiny_bert, tiny_csv, out), "--save-every", "2"]
     done = subprocess.run(cmd, env=loopback_env(ranks), capture_output=True, text=True, timeout=120)
