@@ -118,7 +118,8 @@ def train(
     targets: str = typer.Option("q,v", help="Attention projections to adapt, a comma list of q,k,v,o."),
     steps: int = typer.Option(300, help="Optimiser steps (ignored when --epochs is given)."),
     epochs: float = typer.Option(None, help="Train for this many epochs instead of --steps."),
-    batch_size: int = typer.Option(32, help="Training batch size."),
+    batch_size: int = typer.Option(32, help="Training batch size: the global batch, split across processes "
+                                   "under torchrun / accelerate launch."),
     max_length: int = typer.Option(64, help="Maximum tokens per text."),
     max_eval_samples: int = typer.Option(None, help="Evaluate on only N random validation/test examples "
                                          "(quick checks; not for reported numbers)."),
@@ -195,7 +196,8 @@ def compare(
     targets: str = typer.Option("q,v", help="Attention projections to adapt, a comma list of q,k,v,o."),
     steps: int = typer.Option(300, help="Optimiser steps per run (ignored when --epochs is given)."),
     epochs: float = typer.Option(None, help="Epochs per run instead of --steps."),
-    batch_size: int = typer.Option(32, help="Training batch size."),
+    batch_size: int = typer.Option(32, help="Training batch size: the global batch, split across processes "
+                                   "under torchrun / accelerate launch."),
     max_length: int = typer.Option(64, help="Maximum tokens per text."),
     max_eval_samples: int = typer.Option(None, help="Evaluate on only N random validation/test examples."),
     output: Path = typer.Option(Path("runs/compare"), help="Folder for results.csv, summary.md, the plot."),

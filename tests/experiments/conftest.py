@@ -19,22 +19,32 @@ def _isolated_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("HORA_CACHE", str(tmp_path / "hora-cache"))
 
 
-@pytest.fixture(scope="session")
-def tiny_bert(tmp_path_factory) -> Path:
-    """A randomly initialised 2-layer BERT (4 heads, hidden 32) with a word-level tokenizer, saved to disk."""
+def save_tiny_bert(folder: Path, dropout: float = 0.1) -> Path:
+    """A randomly initialised 2-layer BERT (4 heads, hidden 32, hidden and attention ``dropout``) with a
+    word-level tokenizer over this file's words, saved to ``folder``."""
     import torch
-    from transformers import BertConfig, BertModel, BertTokenizerFast
+    from transformers import BertConfig, BertModel, BertTokenizer
 
-    folder = tmp_path_factory.mktemp("tiny-bert")
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + POSITIVE + NEGATIVE + NEUTRAL
-    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    tok = BertTokenizerFast(vocab_file=str(folder / "vocab.txt"))
-    tok.save_pretrained(folder)
+    BertTokenizer(vocab={word: i for i, word in enumerate(vocab)}).save_pretrained(folder)
     torch.manual_seed(0)
     cfg = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                     intermediate_size=48, max_position_embeddings=64)
+                     intermediate_size=48, max_position_embeddings=64, hidden_dropout_prob=dropout,
+                     attention_probs_dropout_prob=dropout)
     BertModel(cfg).save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory) -> Path:
+    """The tiny BERT with BERT's usual dropout 0.1."""
+    return save_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_without_dropout(tmp_path_factory) -> Path:
+    """The tiny BERT without dropout: its training is a deterministic function of the batches."""
+    return save_tiny_bert(tmp_path_factory.mktemp("tiny-bert-no-dropout"), dropout=0.0)
 
 
 def make_rows(n: int = 120, seed: int = 0) -> list[dict]:

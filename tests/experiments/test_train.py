@@ -62,6 +62,13 @@ def test_validation_rejects_bad_options():
         train_mod.validate(TrainConfig(lr=-1.0))
 
 
+def test_global_batch_must_split_evenly_across_processes(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(HoraError, match="--batch-size 3 is the global batch, split across 2 processes"):
+        train_mod.validate(TrainConfig(batch_size=3))
+    train_mod.validate(TrainConfig(batch_size=4))  # 2 examples per process
+
+
 def test_write_json_atomic(tmp_path):
     atomic_write_json(tmp_path / "x" / "m.json", {"a": 1})
     assert json.loads((tmp_path / "x" / "m.json").read_text()) == {"a": 1}

@@ -95,6 +95,10 @@ def validate(cfg: TrainConfig) -> None:
         raise HoraError(f"epochs must be > 0, got {cfg.epochs}")
     if cfg.batch_size < 1 or cfg.eval_batch_size < 1:
         raise HoraError("batch sizes must be >= 1")
+    processes = _world_size()
+    if cfg.batch_size % processes:
+        raise HoraError(f"--batch-size {cfg.batch_size} is the global batch, split across {processes} processes: "
+                        f"make it a multiple of {processes}")
     if cfg.lr is not None and not (cfg.lr > 0 and math.isfinite(cfg.lr)):
         raise HoraError(f"learning rate must be > 0, got {cfg.lr}")
     if cfg.r < 1:
@@ -122,11 +126,16 @@ def _save_files_atomically(model, out: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _world_size() -> int:
+    """The number of processes the launcher (torchrun / accelerate launch) started; 1 without one."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
 def _cpu_distributed() -> bool:
     """Launched with several processes (torchrun / accelerate launch) on a machine without CUDA."""
     import torch
 
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
+    return _world_size() > 1 and not torch.cuda.is_available()
 
 
 def _accuracy(trainer, dataset) -> float:
@@ -268,8 +277,14 @@ def train(cfg: TrainConfig, data: tasks.TaskData | None = None) -> dict:
             output_dir=str(ckpt_root if save_every else scratch),
             max_steps=max_steps,
             num_train_epochs=cfg.epochs if cfg.epochs is not None else 1.0,
+            # the batch sizes are global: each batch (sampled and padded as in a single process) is split
+            # across the processes, so a run means the same experiment whatever the number of processes
             per_device_train_batch_size=cfg.batch_size,
-            per_device_eval_batch_size=cfg.eval_batch_size,
+            per_device_eval_batch_size=-(-cfg.eval_batch_size // _world_size()) * _world_size(),
+            accelerator_config={"split_batches": True},
+            # every loss here is a mean over the examples of the batch; with True, Trainer would multiply
+            # it by the number of processes (meant for token-summed losses), doubling loss and gradient
+            average_tokens_across_devices=False,
             learning_rate=lr,
             weight_decay=cfg.weight_decay,
             warmup_steps=int(cfg.warmup_ratio * planned),
