@@ -280,7 +280,7 @@ def train(cfg: TrainConfig, data: tasks.TaskData | None = None) -> dict:
             # the batch sizes are global: each batch (sampled and padded as in a single process) is split
             # across the processes, so a run means the same experiment whatever the number of processes
             per_device_train_batch_size=cfg.batch_size,
-            per_device_eval_batch_size=-(-cfg.eval_batch_size // _world_size()) * _world_size(),
+            per_device_eval_batch_size=math.ceil(cfg.eval_batch_size / _world_size()) * _world_size(),  # splits evenly
             accelerator_config={"split_batches": True},
             # every loss here is a mean over the examples of the batch; with True, Trainer would multiply
             # it by the number of processes (meant for token-summed losses), doubling loss and gradient
