@@ -5,6 +5,7 @@ the loopback-only environment, and the check that all ranks and the saved adapte
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 from safetensors.torch import load_file
@@ -53,6 +54,13 @@ def loopback_env(rank_dir: Path) -> dict[str, str]:
     """Environment for 2 CPU processes on gloo over loopback, one thread each, no CUDA."""
     return {**os.environ, "HORA_TEST_RANK_DIR": str(rank_dir), "GLOO_SOCKET_IFNAME": "lo",
             "MASTER_ADDR": "127.0.0.1", "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+
+
+def launch(launcher: list[str], wrapper: Path, args: list[str], rank_dir: Path) -> None:
+    """Run ``hora`` through the test wrapper under ``launcher`` (torchrun, accelerate launch, python)."""
+    done = subprocess.run([*launcher, str(wrapper), *args], env=loopback_env(rank_dir), capture_output=True,
+                          text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
 
 
 def tiny_train_args(tiny_bert: Path, tiny_csv: Path, out: Path) -> list[str]:

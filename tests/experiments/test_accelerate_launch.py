@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 
 import pytest
 from launch_helpers import (
     assert_ranks_agree_with_saved_adapter,
     gloo_run_dirs,
-    loopback_env,
+    launch,
     tiny_train_args,
     write_wrapper,
 )
@@ -29,10 +28,8 @@ from safetensors import safe_open
 @pytest.mark.skipif(shutil.which("accelerate") is None, reason="accelerate's launcher is not on PATH")
 def test_accelerate_launch_multi_gpu_flag_runs_two_cpu_processes(tiny_bert, tiny_csv, tmp_path):
     out, ranks = gloo_run_dirs(tmp_path)
-    cmd = ["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--main_process_port", "0",
-           str(write_wrapper(tmp_path)), *tiny_train_args(tiny_bert, tiny_csv, out)]
-    done = subprocess.run(cmd, env=loopback_env(ranks), capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr[-3000:]
+    launcher = ["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--main_process_port", "0"]
+    launch(launcher, write_wrapper(tmp_path), tiny_train_args(tiny_bert, tiny_csv, out), ranks)
 
     assert sorted(p.name for p in ranks.iterdir()) == ["rank0.safetensors", "rank1.safetensors"]
     for rank in (0, 1):

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -24,7 +22,7 @@ from conftest import make_rows
 from launch_helpers import (
     assert_ranks_agree_with_saved_adapter,
     gloo_run_dirs,
-    loopback_env,
+    launch,
     tiny_train_args,
     write_wrapper,
 )
@@ -32,12 +30,6 @@ from safetensors.torch import load_file
 
 pytestmark = pytest.mark.skipif(shutil.which("torchrun") is None, reason="torchrun is not on PATH")
 TORCHRUN = ["torchrun", "--standalone", "--nproc-per-node", "2"]
-
-
-def _launch(launcher: list[str], wrapper: Path, args: list[str], rank_dir: Path) -> None:
-    done = subprocess.run([*launcher, str(wrapper), *args], env=loopback_env(rank_dir), capture_output=True,
-                          text=True, timeout=180)
-    assert done.returncode == 0, done.stderr[-3000:]
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +41,7 @@ def ddp_run(tiny_bert_without_dropout, tmp_path_factory) -> dict:
     pd.DataFrame(make_rows()).to_csv(csv, index=False)
     wrapper = write_wrapper(tmp)
     args = [*tiny_train_args(tiny_bert_without_dropout, csv, out), "--save-every", "2"]
-    _launch(TORCHRUN, wrapper, args, ranks)
+    launch(TORCHRUN, wrapper, args, ranks)
     return {"out": out, "ranks": ranks, "csv": csv, "wrapper": wrapper, "tmp": tmp}
 
 
@@ -71,7 +63,7 @@ def test_two_processes_equal_one_process_with_the_same_global_batch(ddp_run, tin
     single_ranks = tmp_path / "ranks"
     single_ranks.mkdir()
     args = [*tiny_train_args(tiny_bert_without_dropout, ddp_run["csv"], tmp_path / "run"), "--save-every", "2"]
-    _launch([sys.executable], ddp_run["wrapper"], args, single_ranks)
+    launch([sys.executable], ddp_run["wrapper"], args, single_ranks)
 
     single = load_file(single_ranks / "ranknone.safetensors")
     ddp = load_file(ddp_run["ranks"] / "rank0.safetensors")
@@ -94,7 +86,7 @@ def test_torchrun_resumes_from_a_checkpoint_to_the_uninterrupted_result(ddp_run,
     ranks = ddp_run["tmp"] / "resumed_ranks"
     ranks.mkdir()
     args = [*tiny_train_args(tiny_bert_without_dropout, ddp_run["csv"], cut), "--resume"]
-    _launch(TORCHRUN, ddp_run["wrapper"], args, ranks)
+    launch(TORCHRUN, ddp_run["wrapper"], args, ranks)
 
     resumed = assert_ranks_agree_with_saved_adapter(ranks, cut)
     uninterrupted = load_file(ddp_run["out"] / "adapter_model.safetensors")
