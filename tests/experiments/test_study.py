@@ -22,6 +22,10 @@ def test_presets_cover_every_grid_and_the_full_protocol():
         assert text.lrs()[m] == [methods.default_lr(m) * f for f in study.LR_FACTORS]
     assert full["decoder"].settings["model"] == "smollm2" and full["vision"].settings["task"] == "mnist"
     assert full["ablations-qkvo"].settings["targets"] == "q,k,v,o"
+    # the ablations share text's protocol, so their HoRA and LoRA runs at 0.05 are text's runs
+    ablations = full["ablations"]
+    assert {"hora", "lora"} <= set(ablations.methods) and ablations.settings == text.settings
+    assert ablations.tune_seeds == text.tune_seeds and ablations.seeds == text.seeds
 
 
 def test_select_grids_and_errors():

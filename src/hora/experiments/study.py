@@ -7,8 +7,9 @@ Grids, each a :func:`hora.experiments.sweep.run_compare` into ``OUTPUT/<grid>``:
                fractions
     decoder    SmolLM2-135M (grouped-query attention) on the same task, fewer cells
     vision     the small ViT pre-trained here on Fashion-MNIST, adapted to MNIST-5k
-    ablations  HoRA switches on the text task: scope module, joint free factor, width p = 32, tanh, and
-               q,k,v,o instead of q,v (HoRA and LoRA)
+    ablations  HoRA switches on the text task (scope module, joint free factor, width p = 32, tanh) beside
+               HoRA and LoRA at fraction 0.05, and q,k,v,o instead of q,v (HoRA and LoRA); tuned like ``text``,
+               so its HoRA and LoRA runs are the same runs as ``text``'s at 0.05
 
 Fairness: every method gets the same learning-rate search, ``LR_FACTORS`` times its default lr (the
 defaults differ by method family: VeRA trains only scaling vectors), tried on ``tune_seeds`` and chosen
@@ -74,10 +75,10 @@ def _presets() -> dict[str, list[Grid]]:
                  (0.05, 0.25), (0, 1, 2), decoder, tune_seeds=(0,)),
             Grid("vision", "ViT (pre-trained on Fashion-MNIST) on MNIST-5k", COMPARED, (0.02, 0.1, 0.5, 1.0),
                  seeds, vision, tune_seeds=(0,)),
-            Grid("ablations", "HoRA ablations on MiniLM-L6 + Rotten Tomatoes", ABLATIONS + ("lora",), (0.05,),
-                 seeds, text, tune_seeds=(0,)),
+            Grid("ablations", "HoRA ablations on MiniLM-L6 + Rotten Tomatoes", ("hora", *ABLATIONS, "lora"),
+                 (0.05,), seeds, text, tune_seeds=(0, 1)),
             Grid("ablations-qkvo", "q,k,v,o adapted instead of q,v", ("hora", "lora"), (0.05,), seeds,
-                 {**text, "targets": "q,k,v,o"}, tune_seeds=(0,)),
+                 {**text, "targets": "q,k,v,o"}, tune_seeds=(0, 1)),
         ],
         "quick": [
             Grid("text", "MiniLM-L6 on Rotten Tomatoes", COMPARED, (0.05, 1.0), settings={**text, **quick_run},
