@@ -264,3 +264,23 @@ def test_gradient_checkpointing_gives_the_same_gradients(reentrant):
         grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad})
     assert grads[0].keys() == grads[1].keys()
     assert all(torch.allclose(grads[0][n], grads[1][n], atol=1e-6) for n in grads[0])
+
+
+def test_free_factors_have_loras_scale_on_every_projection():
+    """A (r x d_in) and o's mirrored B (d_out x r) are both U(+-1/sqrt(d)) over their long side, like LoRA's A,
+    so o's update does not grow sqrt(d / r) times faster than LoRA's at the same learning rate."""
+    model = hora_model("bert", r=2, init_weights=True)
+    lora = peft.get_peft_model(make_model("bert"), peft.LoraConfig(
+        r=2, target_modules=["query", "value", "attention.output.dense"], task_type="SEQ_CLS"))
+    lora_bound = max(float(m.lora_A["default"].weight.detach().abs().max()) for m in lora.modules()
+                     if isinstance(m, peft.tuners.lora.LoraLayer))
+    checked = 0
+    for layer in (m for m in model.modules() if isinstance(m, HoraLayer)):
+        for factors, long_side in ((layer.hora_A, layer.in_features), (layer.hora_B, layer.out_features)):
+            if "default" in factors:
+                bound = 1 / long_side ** 0.5
+                assert float(factors["default"].detach().abs().max()) <= bound
+                assert float(factors["default"].detach().abs().max()) > 0.5 * bound
+                checked += 1
+    assert checked >= 8 and any("default" in m.hora_B for m in model.modules() if isinstance(m, HoraLayer))
+    assert lora_bound <= 1 / 32 ** 0.5  # LoRA's A on these 32-wide modules: the same bound

@@ -69,10 +69,14 @@ class HoraLayer(nn.Module, BaseTunerLayer):
 
     @torch.no_grad()
     def reset_free_factor(self, adapter_name: str, init_weights: bool) -> None:
-        """Free factors follow LoRA: Kaiming uniform; the joint map M starts at the identity."""
-        for factors in (self.hora_A, self.hora_B):
-            if adapter_name in factors:
-                nn.init.kaiming_uniform_(factors[adapter_name], a=math.sqrt(5))
+        """Free factors follow LoRA's random factor: Kaiming uniform over the long dimension, so entries are
+        U(+-1/sqrt(d)) with d = d_in for A (r x d_in) as in LoRA and d = d_out for o's B (d_out x r), the
+        transposed mirror (not 1/sqrt(r), which would make o's update grow sqrt(d / r) times faster than
+        LoRA's at the same learning rate). The joint map M starts at the identity."""
+        if adapter_name in self.hora_A:
+            nn.init.kaiming_uniform_(self.hora_A[adapter_name], a=math.sqrt(5))
+        if adapter_name in self.hora_B:
+            nn.init.kaiming_uniform_(self.hora_B[adapter_name].T, a=math.sqrt(5))
         if adapter_name in self.hora_mix:
             mix = self.hora_mix[adapter_name]
             nn.init.eye_(mix)
