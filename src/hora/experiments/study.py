@@ -9,7 +9,7 @@ Grids, each a :func:`hora.experiments.sweep.run_compare` into ``OUTPUT/<grid>``:
     vision     the small ViT pre-trained here on Fashion-MNIST, adapted to MNIST-5k
     ablations  HoRA switches on the text task (scope module, joint free factor, width p = 32, tanh) beside
                HoRA and LoRA at fraction 0.05, and q,k,v,o instead of q,v (HoRA and LoRA); tuned like ``text``,
-               so its HoRA and LoRA runs are the same runs as ``text``'s at 0.05
+               so its HoRA and LoRA runs are ``text``'s runs at 0.05, copied rather than rerun
 
 Fairness: every method gets the same learning-rate search, ``LR_FACTORS`` times its default lr (the
 defaults differ by method family: VeRA trains only scaling vectors), tried on ``tune_seeds`` and chosen
@@ -136,7 +136,11 @@ def _reach_lines(df: pd.DataFrame) -> list[str]:
 
 
 def run_study(preset: str, output: str | Path, only: list[str] | None = None, progress: bool = True) -> Path:
-    """Run (or resume) the preset's grids into ``output``; write ``output/study.md``; return its path."""
+    """Run (or resume) the preset's grids into ``output``; write ``output/study.md``; return its path.
+
+    A run that another grid of the preset already finished with the same settings (e.g. ``ablations``'
+    HoRA and LoRA at 0.05, which are ``text``'s) is copied from that grid's folder, not trained again.
+    """
     grids = select_grids(preset, only)
     output = Path(output)
     if any(g.settings.get("model") == "vit" for g in grids):
@@ -149,7 +153,8 @@ def run_study(preset: str, output: str | Path, only: list[str] | None = None, pr
         base = dataclasses.replace(TrainConfig(), **grid.settings)
         df = run_compare(base, list(grid.methods), list(grid.fractions), list(grid.seeds), output / grid.name,
                          lrs=grid.lrs(), progress=progress,
-                         tune_seeds=list(grid.tune_seeds) if grid.tune_seeds else None)
+                         tune_seeds=list(grid.tune_seeds) if grid.tune_seeds else None,
+                         reuse_from=[output / g.name for g in PRESETS[preset] if g.name != grid.name])
         summary = (output / grid.name / "summary.md").read_text().split("\n", 2)[2]  # drop its title
         summary = summary.replace("\n## ", "\n### ")
         sections += [f"## {grid.title} (`{grid.name}/`)", "", summary.strip(), *_reach_lines(df),

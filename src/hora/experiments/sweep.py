@@ -5,7 +5,8 @@ the same test examples, and runs with the same seed see the same training subset
 With several learning rates, ``tune_seeds`` may name the seeds that try them all; the other seeds then
 run at each (method, fraction)'s lr chosen on validation only (see :func:`run_compare`).
 Each run writes ``OUTPUT/runs/<method>_f<fraction>_lr<lr>_s<seed>/metrics.json``; a rerun of the same
-command skips runs whose metrics.json exists with the same settings (resumable). ``OUTPUT/results.csv``
+command skips runs whose metrics.json exists with the same settings (resumable), and a run finished with
+the same settings in another comparison's folder (``reuse_from``) is copied instead of rerun. ``OUTPUT/results.csv``
 is rewritten after every run, then ``summary.md`` and ``accuracy_vs_fraction.png`` at the end.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -73,6 +75,26 @@ def _finished(run_dir: Path, cfg: TrainConfig) -> dict | None:
     return metrics
 
 
+def _copy_finished(run_dir: Path, cfg: TrainConfig, folders: list[Path]) -> dict | None:
+    """Copy a run finished with ``cfg``'s settings from ``folder/runs/<name>`` of the first folder that has
+    one into ``run_dir`` (through a ``.partial`` folder, so a crash leaves no half-copied run); its metrics.
+
+    None when ``run_dir`` already exists (a stale or unfinished run there is retrained, not replaced).
+    """
+    if run_dir.exists():
+        return None
+    for folder in folders:
+        source = folder / "runs" / run_dir.name
+        metrics = _finished(source, cfg)
+        if metrics is not None:
+            partial = run_dir.with_name(run_dir.name + ".partial")
+            shutil.rmtree(partial, ignore_errors=True)
+            shutil.copytree(source, partial)
+            partial.rename(run_dir)
+            return metrics
+    return None
+
+
 def _row(metrics: dict, run_dir: Path) -> dict:
     row = {k: metrics.get(k) for k in RESULT_COLUMNS}
     row.update({k: v for k, v in metrics.items() if k.startswith("diag_")})
@@ -83,13 +105,14 @@ def _row(metrics: dict, run_dir: Path) -> dict:
 def run_compare(base: TrainConfig, method_list: list[str], fractions: list[float], seeds: list[int],
                 output: str | Path, lrs: list[float] | dict[str, list[float]] | None = None,
                 save_adapters: bool = False, progress: bool = True, resume: bool = True,
-                tune_seeds: list[int] | None = None) -> pd.DataFrame:
+                tune_seeds: list[int] | None = None, reuse_from: list[Path] | None = None) -> pd.DataFrame:
     """Run the grid and write results.csv, summary.md and accuracy_vs_fraction.png into ``output``.
 
     ``lrs`` is one lr grid for all methods, or a grid per method (a dict), or None (each method's default).
     With several lrs, each (method, fraction) first runs every lr on ``tune_seeds`` (default: all
     ``seeds``), picks the lr with the best mean validation accuracy, then runs the remaining seeds at
-    that lr only. Test accuracy never enters the choice.
+    that lr only. Test accuracy never enters the choice. With ``resume``, a run not finished in ``output``
+    but finished with the same settings in one of the ``reuse_from`` comparison folders is copied from there.
     """
     for m in method_list:
         methods.check_method(m)
@@ -132,6 +155,8 @@ def run_compare(base: TrainConfig, method_list: list[str], fractions: list[float
                                       output=str(run_dir), save=save_adapters, progress=False)
             bar.update(job, description=name)
             metrics = _finished(run_dir, cfg) if resume else None
+            if metrics is None and resume:
+                metrics = _copy_finished(run_dir, cfg, [Path(f) for f in reuse_from or []])
             if metrics is None:
                 metrics = train(cfg, data=data)
             row = _row(metrics, run_dir)
