@@ -19,6 +19,17 @@ def _isolated_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("HORA_CACHE", str(tmp_path / "hora-cache"))
 
 
+@pytest.fixture
+def trained_configs(monkeypatch) -> list:
+    """The TrainConfig of every run that ``run_compare`` trains (rather than resumes or copies), in order."""
+    from hora.experiments import sweep
+
+    configs: list = []
+    real_train = sweep.train
+    monkeypatch.setattr(sweep, "train", lambda cfg, **kwargs: configs.append(cfg) or real_train(cfg, **kwargs))
+    return configs
+
+
 def save_tiny_bert(folder: Path, dropout: float = 0.1) -> Path:
     """A randomly initialised 2-layer BERT (4 heads, hidden 32, hidden and attention ``dropout``) with a
     word-level tokenizer over this file's words, saved to ``folder``."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from hora.experiments import methods, study, sweep
+from hora.experiments import methods, study
 from hora.experiments.errors import HoraError
 
 
@@ -63,7 +63,8 @@ def test_run_study_end_to_end_on_a_tiny_grid(tiny_bert, tiny_csv, tmp_path, monk
     assert "checks the pipeline" in text
 
 
-def test_a_grid_copies_the_runs_another_grid_already_finished(tiny_bert, tiny_csv, tmp_path, monkeypatch):
+def test_a_grid_copies_the_runs_another_grid_already_finished(tiny_bert, tiny_csv, tmp_path, monkeypatch,
+                                                              trained_configs):
     settings = dict(model=str(tiny_bert), data=str(tiny_csv), text_column="review", label_column="sentiment",
                     steps=2, batch_size=8, max_length=16)
     text = study.Grid("text", "tiny", ("hora", "lora"), (0.5,), (0,), settings, lr_factors=(1.0,))
@@ -71,11 +72,9 @@ def test_a_grid_copies_the_runs_another_grid_already_finished(tiny_bert, tiny_cs
                            lr_factors=(1.0,))
     monkeypatch.setitem(study.PRESETS, "quick", [text, ablations])
     study.run_study("quick", tmp_path / "st", only=["text"], progress=False)
-    trained: list[str] = []
-    real_train = sweep.train
-    monkeypatch.setattr(sweep, "train", lambda cfg, **kw: trained.append(cfg.method) or real_train(cfg, **kw))
+    trained_configs.clear()
     study.run_study("quick", tmp_path / "st", only=["ablations"], progress=False)
-    assert trained == ["hora-tanh"]  # hora at 0.5, seed 0 is text's run, copied
+    assert [c.method for c in trained_configs] == ["hora-tanh"]  # hora at 0.5, seed 0 is text's run, copied
     results = pd.read_csv(tmp_path / "st" / "ablations" / "results.csv").set_index("method")
     assert results.loc["hora", "accuracy"] == pd.read_csv(tmp_path / "st" / "text" / "results.csv").set_index(
         "method").loc["hora", "accuracy"]

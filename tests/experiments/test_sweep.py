@@ -71,23 +71,16 @@ def test_tune_seeds_choose_the_lr_then_the_other_seeds_run_only_at_it(tiny_bert,
 
 
 def test_a_run_finished_in_another_folder_with_the_same_settings_is_copied_not_retrained(
-        tiny_bert, tiny_csv, tmp_path, monkeypatch):
+        tiny_bert, tiny_csv, tmp_path, trained_configs):
     base = _base(tiny_bert, tiny_csv)
     first = sweep.run_compare(base, ["lora"], [0.5], [0], tmp_path / "a", progress=False)
-    trained: list[str] = []
-    real_train = sweep.train
-
-    def counting_train(cfg, **kwargs):
-        trained.append(cfg.output)
-        return real_train(cfg, **kwargs)
-
-    monkeypatch.setattr(sweep, "train", counting_train)
+    trained_configs.clear()
     copied = sweep.run_compare(base, ["lora"], [0.5], [0], tmp_path / "b", reuse_from=[tmp_path / "a"],
                                progress=False)
-    assert trained == []
+    assert trained_configs == []
     assert copied["accuracy"].tolist() == first["accuracy"].tolist()
     assert [p.name for p in (tmp_path / "b" / "runs").iterdir()] == ["lora_f0.5_lr0.001_s0"]
     # other settings (one more step) do not match: trained, not copied
     sweep.run_compare(dataclasses.replace(base, steps=3), ["lora"], [0.5], [0], tmp_path / "c",
                       reuse_from=[tmp_path / "a"], progress=False)
-    assert trained == [str(tmp_path / "c" / "runs" / "lora_f0.5_lr0.001_s0")]
+    assert [c.output for c in trained_configs] == [str(tmp_path / "c" / "runs" / "lora_f0.5_lr0.001_s0")]

@@ -128,6 +128,7 @@ def run_compare(base: TrainConfig, method_list: list[str], fractions: list[float
             raise HoraError(f"learning rates must be > 0, got {lr_grid(m)} for {m}")
     validate(dataclasses.replace(base, method=method_list[0], fraction=fractions[0]))
     output = Path(output)
+    reuse_folders = [Path(f) for f in reuse_from or []]
 
     data = tasks.load_task(base.task, base.data, base.text_column, base.label_column)
     tasks.resolve_model(base.model, data.kind)  # fail fast on a model that does not fit the task
@@ -156,7 +157,7 @@ def run_compare(base: TrainConfig, method_list: list[str], fractions: list[float
             bar.update(job, description=name)
             metrics = _finished(run_dir, cfg) if resume else None
             if metrics is None and resume:
-                metrics = _copy_finished(run_dir, cfg, [Path(f) for f in reuse_from or []])
+                metrics = _copy_finished(run_dir, cfg, reuse_folders)
             if metrics is None:
                 metrics = train(cfg, data=data)
             row = _row(metrics, run_dir)
