@@ -12,6 +12,7 @@ from hora import HoraConfig, HoraLayer
 from tiny_models import ARCHITECTURES, logits, make_inputs, make_model, task_type
 
 ALL_PROJECTIONS = ["q", "k", "v", "o"]
+GENERATORS = ["mlp", "joint"]  # the residual default and the joint form (both factors generated)
 
 
 def hora_model(kind: str, adapter_seed: int = 0, **overrides) -> peft.PeftModel:
@@ -25,27 +26,30 @@ def close(a: torch.Tensor, b: torch.Tensor, tol: float = 1e-5) -> bool:
     return torch.allclose(a, b, atol=tol, rtol=tol)
 
 
+@pytest.mark.parametrize("generator", GENERATORS)
 @pytest.mark.parametrize("kind", ARCHITECTURES)
-def test_output_equals_base_at_init(kind):
+def test_output_equals_base_at_init(kind, generator):
     inputs = make_inputs(kind)
     base = logits(make_model(kind), inputs)
-    model = hora_model(kind, init_weights=True)
+    model = hora_model(kind, init_weights=True, generator=generator)
     if task_type(kind):  # the classifier head is trainable but unchanged
         assert close(logits(model, inputs), base)
     else:
         assert torch.equal(logits(model, inputs), base)
 
 
+@pytest.mark.parametrize("generator", GENERATORS)
 @pytest.mark.parametrize("kind", ARCHITECTURES)
-def test_random_init_changes_output(kind):
+def test_random_init_changes_output(kind, generator):
     inputs = make_inputs(kind)
-    assert not close(logits(hora_model(kind), inputs), logits(make_model(kind), inputs), 1e-3)
+    assert not close(logits(hora_model(kind, generator=generator), inputs), logits(make_model(kind), inputs), 1e-3)
 
 
+@pytest.mark.parametrize("generator", GENERATORS)
 @pytest.mark.parametrize("kind", ARCHITECTURES)
-def test_merge_unmerge_and_merge_and_unload(kind):
+def test_merge_unmerge_and_merge_and_unload(kind, generator):
     inputs = make_inputs(kind)
-    model = hora_model(kind)
+    model = hora_model(kind, generator=generator)
     unmerged = logits(model, inputs)
     model.merge_adapter()
     assert close(logits(model, inputs), unmerged, 1e-4)
@@ -113,10 +117,11 @@ def test_only_adapter_parameters_train(kind):
     assert not close(logits(model, inputs), logits(make_model(kind), inputs), 1e-4)
 
 
+@pytest.mark.parametrize("generator", GENERATORS)
 @pytest.mark.parametrize("kind", ARCHITECTURES)
-def test_save_load_round_trip(kind, tmp_path):
+def test_save_load_round_trip(kind, generator, tmp_path):
     inputs = make_inputs(kind)
-    model = hora_model(kind)
+    model = hora_model(kind, generator=generator)
     expected = logits(model, inputs)
     model.save_pretrained(tmp_path)
     assert (tmp_path / "adapter_model.safetensors").exists()
@@ -142,11 +147,12 @@ def test_round_trip_after_training_and_under_another_name(tmp_path):
     assert any(p.requires_grad for n, p in loaded.named_parameters() if "hora_bank.other" in n)
 
 
-def test_several_adapters_switch_add_delete(tmp_path):
+@pytest.mark.parametrize("generator", GENERATORS)
+def test_several_adapters_switch_add_delete(tmp_path, generator):
     inputs = make_inputs("llama_gqa")
     first = hora_model("llama_gqa", adapter_seed=1)
     out_first = logits(first, inputs)
-    second = hora_model("llama_gqa", adapter_seed=2)
+    second = hora_model("llama_gqa", adapter_seed=2, generator=generator)
     out_second = logits(second, inputs)
     second.save_pretrained(tmp_path)
     first.load_adapter(tmp_path, adapter_name="second")
@@ -171,10 +177,11 @@ def test_add_adapter_builds_its_own_bank():
     assert set(bank.seeds) == {"q", "v"}
 
 
+@pytest.mark.parametrize("generator", GENERATORS)
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-def test_half_precision_forward_is_finite(dtype):
+def test_half_precision_forward_is_finite(dtype, generator):
     inputs = make_inputs("llama_gqa")
-    model = hora_model("llama_gqa")
+    model = hora_model("llama_gqa", generator=generator)
     model.to(dtype)
     out = logits(model, inputs)
     assert out.dtype == dtype and torch.isfinite(out).all()
@@ -249,12 +256,13 @@ def test_layers_to_transform_limits_adaptation():
     assert names and all(".layers.1." in n for n in names)
 
 
+@pytest.mark.parametrize("generator", GENERATORS)
 @pytest.mark.parametrize("reentrant", [False, True])
-def test_gradient_checkpointing_gives_the_same_gradients(reentrant):
+def test_gradient_checkpointing_gives_the_same_gradients(reentrant, generator):
     inputs = make_inputs("llama_gqa")
     grads = []
     for checkpointing in (False, True):
-        model = hora_model("llama_gqa")
+        model = hora_model("llama_gqa", generator=generator)
         if checkpointing:
             model.base_model.model.gradient_checkpointing_enable(
                 gradient_checkpointing_kwargs={"use_reentrant": reentrant})

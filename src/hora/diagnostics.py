@@ -9,6 +9,13 @@ accuracy, per adapted module:
 * generator share:            ||F - S||_F^2 / ||F||_F^2, the part of the head factor the generator adds to
                               the (head-mixed) seeds (residual form; 1 for non-residual and embedding
                               forms, 0 for identity)
+* cross-head influence:       how far a gradient step taken for one head moves the other heads' factors.
+                              With u a random direction on head h's block of one module's head factor
+                              F (H, d_h, r) and J the Jacobian of F with respect to all bank parameters,
+                              a step along -J^T u moves the factors by dF = -J J^T u (first order);
+                              influence = (||dF_{h' != h}|| / sqrt(H - 1)) / ||dF_h||, averaged over heads
+                              and modules: 0 for independent heads (LoRA, identity), 1 when every other head
+                              moves as much as h itself
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from __future__ import annotations
 import torch
 from peft import PeftModel
 from torch import nn
+from torch.func import functional_call, jvp, vjp
 
 from .model import HoraModel, iter_hora_layers
 
@@ -49,9 +57,8 @@ def parameter_report(model: nn.Module, adapter_name: str = "default") -> dict[st
         free += sum(getattr(layer, attr)[adapter_name].numel() for attr in layer.adapter_layer_names
                     if adapter_name in getattr(layer, attr))
         lora += r * (layer.in_features + layer.out_features)
-    seeds = sum(s.numel() for s in bank.seeds.values())
-    shared_free = bank.shared_free.numel() if bank.shared_free is not None else 0
-    generator = bank.generated_parameters()
+    counts = bank.parameter_counts()
+    seeds, shared_free, generator = counts["seeds"], counts["shared_free"], counts["generator"]
     hora = seeds + free + shared_free + generator
     hora_ids = {id(p) for p in bank.parameters()}
     for _, layer in iter_hora_layers(tuner.model):
@@ -98,19 +105,52 @@ def _residual_seeds(bank, projection: str, index: int) -> torch.Tensor:
     return seeds
 
 
-def generator_share(factor: torch.Tensor, seeds: torch.Tensor, bank) -> float:
-    """||F - S||^2 / ||F||^2 (residual forms), 1 when the factor is all generated, 0 for identity."""
+def generator_share(factor: torch.Tensor, bank, plan) -> float:
+    """||F - S||^2 / ||F||^2 (residual forms; 0 while F = 0), 1 when the factor is all generated
+    (non-residual, embedding and joint forms, by construction), 0 for identity."""
     if not bank.uses_generator:
         return 0.0
     if not bank.residual:
         return 1.0
+    if factor.pow(2).sum() == 0:
+        return 0.0
+    seeds = torch.cat([_residual_seeds(bank, s.projection, s.index) for s in plan.slots])
     return float((factor - seeds).pow(2).sum() / factor.pow(2).sum())
+
+
+def cross_head_influence(bank: nn.Module, seed: int = 0) -> float:
+    """Mean cross-head influence of a bank's head factors (module docstring), over every head of every
+    head-split block with at least two heads; 0.0 when there is none. Directions u are N(0, 1), seeded."""
+    params = {name: p.detach() for name, p in bank.named_parameters()}
+
+    def heads_only(values: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {k: v for k, v in functional_call(bank, values, ()).items() if k != "free"}
+
+    factors, pullback = vjp(heads_only, params)
+    generator = torch.Generator().manual_seed(seed)
+    ratios = []
+    for projection, stacked in factors.items():
+        n, heads = stacked.shape[:2]
+        if heads < 2:
+            continue
+        for index in range(n):
+            for head in range(heads):
+                direction = {k: torch.zeros_like(v) for k, v in factors.items()}
+                direction[projection][index, head] = torch.randn(stacked.shape[2:], generator=generator)
+                (step,) = pullback(direction)
+                moved = jvp(heads_only, (params,), (step,))[1][projection][index]  # (H, d_h, r)
+                own = moved[head].norm()
+                if own == 0:
+                    continue
+                others = torch.cat([moved[:head], moved[head + 1:]]).norm() / (heads - 1) ** 0.5
+                ratios.append(float(others / own))
+    return sum(ratios) / len(ratios) if ratios else 0.0
 
 
 @torch.no_grad()
 def adapter_diagnostics(model: nn.Module, adapter_name: str = "default") -> dict[str, float]:
     """Means over adapted modules of stable rank, head-shared energy (per head-split section) and
-    generator share, plus the per-module values under ``modules``."""
+    generator share, the bank's cross-head influence, and the per-module values under ``modules``."""
     tuner = _tuner(model)
     bank = tuner.hora_bank[adapter_name]
     generated = bank.generate()
@@ -120,16 +160,16 @@ def adapter_diagnostics(model: nn.Module, adapter_name: str = "default") -> dict
         if plan is None:
             continue
         factor = torch.cat([generated[s.projection][s.index] for s in plan.slots]) / bank.scaling
-        seeds = torch.cat([_residual_seeds(bank, s.projection, s.index) for s in plan.slots])
-        energy = factor.pow(2).sum()
         modules[name] = {
             "stable_rank": stable_rank(layer.get_delta_weight(adapter_name)),
             "head_shared_energy": sum(
                 head_shared_energy(generated[s.projection][s.index]) for s in plan.slots
             ) / len(plan.slots),
-            "generator_share": generator_share(factor, seeds, bank) if energy > 0 else 0.0,
+            "generator_share": generator_share(factor, bank, plan),
         }
     keys = ("stable_rank", "head_shared_energy", "generator_share")
     summary = {k: sum(m[k] for m in modules.values()) / len(modules) for k in keys}
+    with torch.enable_grad():
+        summary["cross_head_influence"] = cross_head_influence(bank)
     summary["modules"] = modules
     return summary

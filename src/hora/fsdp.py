@@ -1,6 +1,6 @@
 """FSDP2 for HoRA models: shard every transformer block, keep the shared head-factor bank in the root unit.
 
-HoRA's :class:`~hora.generator.HoraBank` lives on the tuner and generates the head factors of all adapted
+HoRA's :class:`~hora.generator.FactorBank` lives on the tuner and generates the head factors of all adapted
 layers in a forward pre-hook, before any block runs, so its parameters must belong to the root FSDP unit
 (all-gathered when the whole model's forward starts). Wrapping whole transformer blocks, then the root,
 does that; wrapping single Linear layers or a module that holds the bank would not.
@@ -12,7 +12,7 @@ from typing import Any
 
 from torch import nn
 
-from .generator import HoraBank
+from .generator import FactorBank
 
 
 def block_classes(model: nn.Module) -> set[type[nn.Module]]:
@@ -27,7 +27,7 @@ def block_classes(model: nn.Module) -> set[type[nn.Module]]:
 
 def fully_shard_blocks(model: nn.Module, classes: set[type[nn.Module]] | None = None, **fsdp_kwargs: Any) -> nn.Module:
     """Apply FSDP2 ``fully_shard`` to every module of ``classes`` (default: :func:`block_classes`), then to
-    ``model`` itself, the root unit that keeps every :class:`HoraBank`. Call it after ``get_peft_model``
+    ``model`` itself, the root unit that keeps every bank. Call it after ``get_peft_model``
     and before building the optimizer, inside an initialised process group.
 
     ``fsdp_kwargs`` go to each ``fully_shard`` call (``mesh``, ``reshard_after_forward``, ``mp_policy``...).
@@ -41,7 +41,7 @@ def fully_shard_blocks(model: nn.Module, classes: set[type[nn.Module]] | None = 
     if not blocks:
         raise ValueError(f"no transformer block of {sorted(c.__name__ for c in classes)} in the model to shard")
     for block in blocks:
-        if any(isinstance(child, HoraBank) for child in block.modules()):
+        if any(isinstance(child, FactorBank) for child in block.modules()):
             raise ValueError(f"{type(block).__name__} holds a HoRA bank; it must stay in the root FSDP unit")
     for block in reversed(blocks):  # innermost first: a nested block is sharded before its parent
         fully_shard(block, **fsdp_kwargs)

@@ -56,6 +56,7 @@ class ModulePlan:
     body: int  # index of the generator body W1 this module's seeds go through
     slots: tuple[SeedSlot, ...]
     shared_free: int | None  # index into the shared free seeds A_l (joint_free_factor), else None
+    free: int | None = None  # index of the free factor the bank generates (generator="joint"), else None
 
 
 def default_hidden(head_dim: int) -> int:
@@ -68,7 +69,114 @@ def default_embedding_dim(head_dim: int) -> int:
     return max(2, head_dim // 8)
 
 
-class HoraBank(nn.Module):
+class FactorBank(nn.Module):
+    """What every bank shares: the generated factors of all adapted modules of one adapter, produced by
+    one batched :meth:`generate` per training forward and cached in evaluation, and read per module by the
+    layers (:meth:`module_factor`, :meth:`module_free_factor`).
+
+    Subclasses implement :meth:`generate` (projection -> scaled head factors (n_P, H_P, d_h, r), and
+    optionally ``"free"`` -> generated free factors (M, r, d_free)), :meth:`generator_parameters` and
+    :meth:`parameter_counts`.
+    """
+
+    r: int
+    scaling: float
+    uses_generator: bool
+    residual: bool
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._cache: dict[str, tuple[torch.Tensor, ...]] | None = None
+        self._cache_key: tuple | None = None
+        self.forward_depth = 0
+
+    def generate(self) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def forward(self) -> dict[str, torch.Tensor]:
+        """The bank as a module is its generation (used by ``torch.func`` diagnostics)."""
+        return self.generate()
+
+    def generator_parameters(self) -> list[nn.Parameter]:
+        raise NotImplementedError
+
+    def parameter_counts(self) -> dict[str, int]:
+        """Exact parameter counts: ``seeds`` (per-head seeds), ``shared_free`` (seeds of shared free
+        factors) and ``generator`` (everything :meth:`generator_parameters` returns)."""
+        raise NotImplementedError
+
+    def generated_parameters(self) -> int:
+        """Number of generator parameters."""
+        return sum(p.numel() for p in self.generator_parameters())
+
+    def _parameter_key(self) -> tuple:
+        return tuple((p.data_ptr(), p._version, p.dtype, p.device) for p in self.parameters())
+
+    def _generate_blocks(self) -> dict[str, tuple[torch.Tensor, ...]]:
+        """:meth:`generate`, split per module (projection -> n_P tensors (H_P, d_h, r)).
+
+        One ``unbind`` per projection: its backward is one ``stack``, where indexing every module's block
+        separately would cost a zero-filled full-size gradient per module in the backward pass.
+        """
+        return {projection: factor.unbind(0) for projection, factor in self.generate().items()}
+
+    def head_factors(self) -> dict[str, tuple[torch.Tensor, ...]]:
+        """The generated factors, per projection one (H_P, d_h, r) tensor per module: once per training
+        forward, cached in evaluation.
+
+        With autograd on, :meth:`enter_forward` (a forward pre-hook of the model) generates them once,
+        before any layer runs, and every layer of that forward reads them; activation-checkpointing
+        recomputation in the backward pass reads the same tensors, so the recomputed graph matches. A
+        layer called on its own, outside a model forward, generates fresh factors. With autograd off
+        (evaluation, generation) they are cached until a parameter changes (in-place updates bump the
+        tensors' version counters), except inside ``torch.compile``, whose graph includes the generation.
+        """
+        if torch.is_grad_enabled():
+            in_model_pass = self.forward_depth > 0 or torch._C._current_graph_task_id() != -1
+            if self._cache is not None and self._cache_key is None and in_model_pass:
+                return self._cache
+            return self._generate_blocks()
+        if torch.compiler.is_compiling():
+            # inside torch.compile the cache check (data pointers, version counters) would break the graph;
+            # the generation is a handful of batched products, so the compiled graph simply includes it
+            return self._generate_blocks()
+        key = self._parameter_key()
+        if self._cache is None or self._cache_key != key:
+            self._cache, self._cache_key = self._generate_blocks(), key
+        return self._cache
+
+    def enter_forward(self) -> None:
+        """Start of a model forward: with autograd on, generate this forward's factors up front."""
+        self.forward_depth += 1
+        if self.forward_depth == 1 and torch.is_grad_enabled():
+            self._cache, self._cache_key = self._generate_blocks(), None
+
+    def exit_forward(self) -> None:
+        """End of a model forward (the factors stay available to checkpoint recomputation)."""
+        self.forward_depth -= 1
+
+    def module_factor(self, plan: ModulePlan, side: str) -> torch.Tensor:
+        """The scaled head factor of one module: B (out x r) for side 'out', A (r x in) for side 'in'."""
+        factors = self.head_factors()
+        blocks = [factors[slot.projection][slot.index] for slot in plan.slots]  # each (H, d_h, r)
+        if side == "in":
+            (block,) = blocks
+            return block.permute(2, 0, 1).reshape(self.r, -1)
+        if len(blocks) == 1:
+            return blocks[0].reshape(-1, self.r)
+        return torch.cat([block.reshape(-1, self.r) for block in blocks], dim=0)
+
+    def module_free_factor(self, plan: ModulePlan) -> torch.Tensor:
+        """The generated free factor of one module, (r, d_free): A for q/k/v, B^T for o (generator="joint")."""
+        return self.head_factors()["free"][plan.free]
+
+    def _apply(self, fn, recurse: bool = True):  # noqa: D401 - nn.Module hook
+        """Drop cached factors when the bank is moved or cast."""
+        self._cache, self._cache_key = None, None
+        return super()._apply(fn, recurse)
+
+
+class HoraBank(FactorBank):
     """Seeds and generators of one adapter, with batched generation of all head factors.
 
     Args:
@@ -118,10 +226,7 @@ class HoraBank(nn.Module):
         self.shared_free = (
             nn.Parameter(torch.empty(*shared_free_shape)) if shared_free_shape is not None else None
         )
-        self._cache: dict[str, tuple[torch.Tensor, ...]] | None = None
         self._body_is_identity: dict[str, bool] = {}
-        self._cache_key: tuple | None = None
-        self.forward_depth = 0
         self.reset_parameters(config)
 
     def set_plans(self, plans: Sequence[ModulePlan]) -> None:
@@ -197,73 +302,15 @@ class HoraBank(nn.Module):
             factors[projection] = generated.view(n, heads, self.head_dim, r)
         return factors
 
-    def _parameter_key(self) -> tuple:
-        return tuple((p.data_ptr(), p._version, p.dtype, p.device) for p in self.parameters())
-
-    def _generate_blocks(self) -> dict[str, tuple[torch.Tensor, ...]]:
-        """:meth:`generate`, split per module (projection -> n_P tensors (H_P, d_h, r)).
-
-        One ``unbind`` per projection: its backward is one ``stack``, where indexing every module's block
-        separately would cost a zero-filled full-size gradient per module in the backward pass.
-        """
-        return {projection: factor.unbind(0) for projection, factor in self.generate().items()}
-
-    def head_factors(self) -> dict[str, tuple[torch.Tensor, ...]]:
-        """The generated factors, per projection one (H_P, d_h, r) tensor per module: once per training
-        forward, cached in evaluation.
-
-        With autograd on, :meth:`enter_forward` (a forward pre-hook of the model) generates them once,
-        before any layer runs, and every layer of that forward reads them; activation-checkpointing
-        recomputation in the backward pass reads the same tensors, so the recomputed graph matches. A
-        layer called on its own, outside a model forward, generates fresh factors. With autograd off
-        (evaluation, generation) they are cached until a parameter changes (in-place updates bump the
-        tensors' version counters), except inside ``torch.compile``, whose graph includes the generation.
-        """
-        if torch.is_grad_enabled():
-            in_model_pass = self.forward_depth > 0 or torch._C._current_graph_task_id() != -1
-            if self._cache is not None and self._cache_key is None and in_model_pass:
-                return self._cache
-            return self._generate_blocks()
-        if torch.compiler.is_compiling():
-            # inside torch.compile the cache check (data pointers, version counters) would break the graph;
-            # the generation is a handful of batched products, so the compiled graph simply includes it
-            return self._generate_blocks()
-        key = self._parameter_key()
-        if self._cache is None or self._cache_key != key:
-            self._cache, self._cache_key = self._generate_blocks(), key
-        return self._cache
-
-    def enter_forward(self) -> None:
-        """Start of a model forward: with autograd on, generate this forward's factors up front."""
-        self.forward_depth += 1
-        if self.forward_depth == 1 and torch.is_grad_enabled():
-            self._cache, self._cache_key = self._generate_blocks(), None
-
-    def exit_forward(self) -> None:
-        """End of a model forward (the factors stay available to checkpoint recomputation)."""
-        self.forward_depth -= 1
-
-    def module_factor(self, plan: ModulePlan, side: str) -> torch.Tensor:
-        """The scaled head factor of one module: B (out x r) for side 'out', A (r x in) for side 'in'."""
-        factors = self.head_factors()
-        blocks = [factors[slot.projection][slot.index] for slot in plan.slots]  # each (H, d_h, r)
-        if side == "in":
-            (block,) = blocks
-            return block.permute(2, 0, 1).reshape(self.r, -1)
-        if len(blocks) == 1:
-            return blocks[0].reshape(-1, self.r)
-        return torch.cat([block.reshape(-1, self.r) for block in blocks], dim=0)
-
     def generator_parameters(self) -> list[nn.Parameter]:
         """The shared generator: W1 bodies, W2 heads and head-mixing matrices."""
         shared = list(self.output_heads.values()) + list(self.mixing.values())
         return ([self.body] if self.uses_generator else []) + shared
 
-    def generated_parameters(self) -> int:
-        """Number of generator parameters (W1 bodies, W2 heads, head mixing)."""
-        return sum(p.numel() for p in self.generator_parameters())
+    def parameter_counts(self) -> dict[str, int]:
+        return {
+            "seeds": sum(s.numel() for s in self.seeds.values()),
+            "shared_free": self.shared_free.numel() if self.shared_free is not None else 0,
+            "generator": self.generated_parameters(),
+        }
 
-    def _apply(self, fn, recurse: bool = True):  # noqa: D401 - nn.Module hook
-        """Drop cached factors when the bank is moved or cast."""
-        self._cache, self._cache_key = None, None
-        return super()._apply(fn, recurse)

@@ -21,7 +21,7 @@ from peft.tuners.tuners_utils import BaseTunerLayer, check_adapters_to_merge
 from torch import nn
 from transformers.pytorch_utils import Conv1D
 
-from .generator import HoraBank, ModulePlan
+from .generator import FactorBank, ModulePlan
 from .heads import HeadLayout, weight_dims
 from .lowrank import add_low_rank_update
 
@@ -30,10 +30,10 @@ class HoraLayer(nn.Module, BaseTunerLayer):
     """A Linear or Conv1D layer with HoRA adapters (several may coexist, keyed by adapter name)."""
 
     adapter_layer_names = ("hora_A", "hora_B", "hora_mix")
-    other_param_names = ("hora_dropout",)
+    other_param_names = ("hora_dropout", "hora_r")
 
     def __init__(self, base_layer: nn.Module, adapter_name: str, layout: HeadLayout, r: int, dropout: float,
-                 joint_free_factor: bool, init_weights: bool) -> None:
+                 joint_free_factor: bool, init_weights: bool, generated_free: bool = False) -> None:
         super().__init__()
         self.base_layer = base_layer
         self.in_features, self.out_features = weight_dims(base_layer)
@@ -43,25 +43,32 @@ class HoraLayer(nn.Module, BaseTunerLayer):
         self.hora_B = nn.ParameterDict()
         self.hora_mix = nn.ParameterDict()
         self.hora_dropout = nn.ModuleDict()
+        self.hora_r: dict[str, int] = {}
         self.hora_plans: dict[str, ModulePlan] = {}
-        self.__dict__["hora_banks"] = {}  # adapter -> HoraBank, owned by the tuner (not a submodule here)
+        self.__dict__["hora_banks"] = {}  # adapter -> FactorBank, owned by the tuner (not a submodule here)
         self._disable_adapters = False
         self.merged_adapters: list[str] = []
         self._active_adapter = adapter_name
-        self.update_layer(adapter_name, r, dropout, joint_free_factor, init_weights)
+        self.update_layer(adapter_name, r, dropout, joint_free_factor, init_weights, generated_free)
 
     def update_layer(self, adapter_name: str, r: int, dropout: float, joint_free_factor: bool,
-                     init_weights: bool) -> None:
-        """Create the free factor of a new adapter (its head factor is created by the tuner's bank)."""
+                     init_weights: bool, generated_free: bool = False) -> None:
+        """Create the free factor of a new adapter (its head factor is created by the tuner's bank; with
+        ``generated_free`` the free factor is too, and the layer holds no parameter of this adapter)."""
         if r <= 0:
             raise ValueError(f"r must be a positive integer, got {r}.")
-        weight = self.get_base_layer().weight
-        if self.layout.side == "in":
-            self.hora_B[adapter_name] = nn.Parameter(torch.empty(self.out_features, r, device=weight.device))
+        self.hora_r[adapter_name] = r
+        device = self.get_base_layer().weight.device
+        if generated_free:
+            own_free, shape = None, ()
+        elif self.layout.side == "in":
+            own_free, shape = self.hora_B, (self.out_features, r)
         elif joint_free_factor:
-            self.hora_mix[adapter_name] = nn.Parameter(torch.empty(r, r, device=weight.device))
+            own_free, shape = self.hora_mix, (r, r)
         else:
-            self.hora_A[adapter_name] = nn.Parameter(torch.empty(r, self.in_features, device=weight.device))
+            own_free, shape = self.hora_A, (r, self.in_features)
+        if own_free is not None:
+            own_free[adapter_name] = nn.Parameter(torch.empty(*shape, device=device))
         if dropout > 0:
             self.hora_dropout[adapter_name] = nn.Dropout(p=dropout)
         self.reset_free_factor(adapter_name, init_weights)
@@ -83,7 +90,7 @@ class HoraLayer(nn.Module, BaseTunerLayer):
             if not init_weights:
                 mix.add_(torch.randn_like(mix) * 0.1)
 
-    def attach(self, adapter_name: str, bank: HoraBank, plan: ModulePlan) -> None:
+    def attach(self, adapter_name: str, bank: FactorBank, plan: ModulePlan) -> None:
         """Connect this layer to the bank that generates its head factor."""
         self.hora_banks[adapter_name] = bank
         self.hora_plans[adapter_name] = plan
@@ -93,6 +100,9 @@ class HoraLayer(nn.Module, BaseTunerLayer):
         bank = self.hora_banks[adapter_name]
         plan = self.hora_plans[adapter_name]
         generated = bank.module_factor(plan, self.layout.side)
+        if plan.free is not None:  # generator="joint": the bank makes the free factor too, (r, d_free)
+            free = bank.module_free_factor(plan)
+            return (generated, free.t()) if self.layout.side == "in" else (free, generated)
         if self.layout.side == "in":
             return generated, self.hora_B[adapter_name]
         if adapter_name in self.hora_mix:

@@ -12,6 +12,7 @@ from transformers.pytorch_utils import Conv1D
 
 from .config import HoraConfig
 from .generator import HoraBank, ModulePlan, SeedSlot
+from .joint import JointBank
 from .heads import HeadLayoutError, discover_layout, find_attention_targets, layer_key
 from .layer import HoraLayer
 
@@ -76,7 +77,7 @@ class HoraModel(BaseTuner):
         layout = discover_layout(current_key, base, getattr(self.model, "config", None), config.head_layout)
         _check_rank(config.r, base, current_key)
         args = dict(r=config.r, dropout=config.dropout, joint_free_factor=config.joint_free_factor,
-                    init_weights=config.init_weights)
+                    init_weights=config.init_weights, generated_free=config.generator == "joint")
         if isinstance(target, HoraLayer):
             if target.layout != layout:
                 raise HeadLayoutError(
@@ -100,8 +101,7 @@ class HoraModel(BaseTuner):
         config: HoraConfig = self.peft_config[adapter_name]
         layers = [
             (name, module) for name, module in model.named_modules()
-            if isinstance(module, HoraLayer)
-            and any(adapter_name in getattr(module, attr) for attr in HoraLayer.adapter_layer_names)
+            if isinstance(module, HoraLayer) and adapter_name in module.hora_r
         ]
         if not layers:
             raise ValueError(f"No module was adapted for adapter '{adapter_name}'; check target_modules.")
@@ -114,6 +114,7 @@ class HoraModel(BaseTuner):
         shared_free: dict[str, int] = {}
         shared_free_dims: set[int] = set()
         plans = []
+        joint = config.generator == "joint"
         for name, module in layers:
             body_key = layer_key(name) if config.scope == "layer" else name
             body = bodies.setdefault(body_key, len(bodies))
@@ -127,15 +128,25 @@ class HoraModel(BaseTuner):
                 slots.append(SeedSlot(p, counts.get(p, 0), section.num_heads))
                 counts[p] = counts.get(p, 0) + 1
             free_index = None
-            if adapter_name in module.hora_mix:
+            if adapter_name in module.hora_mix or joint:
                 free_index = shared_free.setdefault(layer_key(name), len(shared_free))
-                shared_free_dims.add(module.in_features)
-            plans.append(ModulePlan(name, body, tuple(slots), free_index))
+                shared_free_dims.add(module.in_features if module.layout.side == "out" else module.out_features)
+            if joint:
+                plans.append(ModulePlan(name, body, tuple(slots), None, free=len(plans)))
+            else:
+                plans.append(ModulePlan(name, body, tuple(slots), free_index))
         if len(shared_free_dims) > 1:
-            raise HeadLayoutError(f"joint_free_factor needs one input size for q/k/v, found {shared_free_dims}.")
-        shared_shape = (len(shared_free), config.r, shared_free_dims.pop()) if shared_free else None
-        bank = HoraBank(config, head_dims.pop(), heads, counts, len(bodies), shared_shape)
-        bank.set_plans(plans)
+            raise HeadLayoutError(
+                f"{'generator=joint' if joint else 'joint_free_factor'} shares one free seed per layer, so every "
+                f"adapted module's free side (input of q/k/v, output of o) must have one size; found "
+                f"{sorted(shared_free_dims)}. Adapt fewer projections (e.g. projections=['q', 'v'])."
+            )
+        if joint:
+            bank = _joint_bank(config, head_dims.pop(), heads, plans, shared_free_dims.pop(), len(bodies))
+        else:
+            shared_shape = (len(shared_free), config.r, shared_free_dims.pop()) if shared_free else None
+            bank = HoraBank(config, head_dims.pop(), heads, counts, len(bodies), shared_shape)
+            bank.set_plans(plans)
         bank.to(layers[0][1].get_base_layer().weight.device)
         if adapter_name not in self.active_adapters or config.inference_mode:
             bank.requires_grad_(False)
@@ -189,6 +200,20 @@ def _check_rank(r: int, layer: nn.Module, name: str) -> None:
     limit = min(weight.shape)
     if r > limit:
         raise ValueError(f"r={r} exceeds the dimensions of '{name}' ({tuple(weight.shape)}); use r <= {limit}.")
+
+
+def _joint_bank(config: HoraConfig, head_dim: int, heads: dict[str, int], plans: list[ModulePlan],
+                free_dim: int, num_layers: int) -> JointBank:
+    """The joint bank, after checking that one per-head seed set can serve every adapted projection."""
+    seed_heads = max(heads.values())
+    uneven = {p: h for p, h in heads.items() if seed_heads % h}
+    if uneven:
+        raise HeadLayoutError(
+            f"generator='joint' shares {seed_heads} per-head seeds across a layer's projections, so every "
+            f"projection's head count must divide {seed_heads} (as under grouped-query attention); {uneven} "
+            "does not. Use generator='mlp' for this model."
+        )
+    return JointBank(config, head_dim, seed_heads, heads, plans, free_dim, num_layers)
 
 
 def iter_hora_layers(model: nn.Module) -> list[tuple[str, HoraLayer]]:
