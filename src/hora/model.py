@@ -12,8 +12,8 @@ from transformers.pytorch_utils import Conv1D
 
 from .config import HoraConfig
 from .generator import HoraBank, ModulePlan, SeedSlot
-from .joint import JointBank
 from .heads import HeadLayoutError, discover_layout, find_attention_targets, layer_key
+from .joint import JointBank
 from .layer import HoraLayer
 
 
