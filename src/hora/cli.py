@@ -381,6 +381,35 @@ def simulate(
                 typer.echo(f"  {key}: {value}")
 
 
+@app.command()
+def dynamics(
+    methods: str = typer.Option("hora-jointgen,hora,lora", help="Comma list of methods to record."),
+    lrs: str = typer.Option(None, help="Comma list of learning rates, one per method (default: each method's)."),
+    steps: int = typer.Option(50, help="Optimiser steps to record."),
+    fraction: float = typer.Option(0.05, help="Fraction of the training split."),
+    batch_size: int = typer.Option(16, help="Training batch size."),
+    seed: int = typer.Option(0, help="Run seed."),
+    output: Path = typer.Option(Path("runs/dynamics"), help="Folder for dynamics.json and dynamics.png."),
+) -> None:
+    """Update norm per step of every parameter group (seeds, generator bodies and output layers, LoRA's A
+    and B) and of the factors they make, over the first steps of training (MiniLM-L6, Rotten Tomatoes)."""
+    with _errors():
+        from hora.experiments import dynamics as dyn
+
+        names = [m.strip() for m in methods.split(",") if m.strip()]
+        rates = None
+        if lrs:
+            values = [float(v) for v in lrs.split(",")]
+            if len(values) != len(names):
+                raise HoraError(f"--lrs gives {len(values)} rates for {len(names)} methods; give one per method")
+            rates = dict(zip(names, values, strict=True))
+        base = _train_config(steps=steps, fraction=fraction, batch_size=batch_size, seed=seed, progress=False)
+        path = dyn.run(names, base, output, rates)
+        typer.echo(f"dynamics written to {path}")
+        for method, groups in dyn.summary(output / "dynamics.json").items():
+            typer.echo(f"  {method}: " + ", ".join(f"{g} {v:.2e}" for g, v in sorted(groups.items())))
+
+
 @app.command("pretrain-vit")
 def pretrain_vit(
     epochs: float = typer.Option(1.0, help="Epochs over the 60k Fashion-MNIST training images."),

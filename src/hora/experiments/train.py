@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -203,10 +204,11 @@ def warn_if_fsdp_falls_back(cuda: bool) -> None:
                       HoraWarning, stacklevel=2)
 
 
-def train(cfg: TrainConfig, data: tasks.TaskData | None = None) -> dict:
+def train(cfg: TrainConfig, data: tasks.TaskData | None = None, callbacks: Sequence = ()) -> dict:
     """Run one training job; returns the metrics dict (also written to ``cfg.output``/metrics.json).
 
-    ``data`` may be passed to reuse loaded data across the runs of a sweep.
+    ``data`` may be passed to reuse loaded data across the runs of a sweep; ``callbacks`` are extra
+    ``transformers.TrainerCallback`` objects (e.g. :mod:`hora.experiments.dynamics`' update recorder).
     """
     validate(cfg)
     from hora.experiments import assets
@@ -313,7 +315,7 @@ def train(cfg: TrainConfig, data: tasks.TaskData | None = None) -> dict:
         # checkpoints, exact train_loss across resumes, stop at a NaN/inf loss
         trainer = checkpoints.HoraTrainer(
             model=model, args=args, train_dataset=train_ds, data_collator=collator,
-            run_config=cfg.run_settings(), stop_on_nan=cfg.stop_on_nan)
+            run_config=cfg.run_settings(), stop_on_nan=cfg.stop_on_nan, callbacks=list(callbacks))
         if not cfg.progress:  # quiet: no per-step log lines either (e.g. inside a sweep's progress bar)
             trainer.remove_callback(PrinterCallback)
         if resume_from is not None:
