@@ -403,7 +403,9 @@ def dynamics(
             if len(values) != len(names):
                 raise HoraError(f"--lrs gives {len(values)} rates for {len(names)} methods; give one per method")
             rates = dict(zip(names, values, strict=True))
-        base = _train_config(steps=steps, fraction=fraction, batch_size=batch_size, seed=seed, progress=False)
+        # accuracy is not the point here: 512 validation/test examples keep the evaluation short
+        base = _train_config(steps=steps, fraction=fraction, batch_size=batch_size, seed=seed, progress=False,
+                             max_eval_samples=512)
         path = dyn.run(names, base, output, rates)
         typer.echo(f"dynamics written to {path}")
         for method, groups in dyn.summary(output / "dynamics.json").items():
