@@ -24,6 +24,7 @@ from hora.bench import (
 
 ROOT = Path(__file__).resolve().parents[1]
 RATIOS = ("train_hora_over_peft_lora", "train_hora_over_minimal_lora", "peak_memory_hora_over_peft_lora",
+          "train_hora_joint_over_peft_lora", "peak_memory_hora_joint_over_peft_lora",
           "merged_hora_over_base", "eval_unmerged_hora_over_peft_lora")
 
 
@@ -39,7 +40,7 @@ def test_cpu_suite_writes_json_with_positive_finite_ratios(tmp_path):
                   compile_check=False, log=lambda _: None)
     (result,) = json.loads(out.read_text())["results"]
     assert set(result) >= {"meta", "ratios", "train", "eval", "memory", "generation"}
-    assert set(result["train"]) == {"peft_lora", "minimal_lora", "hora"}
+    assert set(result["train"]) == {"peft_lora", "minimal_lora", "hora", "hora_joint"}
     _check_ratios(result)
     gen = result["generation"]
     assert gen["generations_per_training_step"] == 1

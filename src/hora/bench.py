@@ -34,11 +34,11 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from .config import HoraConfig
-from .generator import HoraBank
+from .generator import FactorBank
 from .heads import find_attention_targets
 from .io import atomic_write_json
 
-VARIANTS = ("peft_lora", "minimal_lora", "hora")
+VARIANTS = ("peft_lora", "minimal_lora", "hora", "hora_joint")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -207,8 +207,9 @@ def build_variant(workload: Workload, variant: str, settings: Settings, device: 
         model = peft.get_peft_model(model, config)
     elif variant == "minimal_lora":
         model = apply_minimal_lora(model, targets, settings.r, settings.alpha)
-    elif variant == "hora":
-        config = HoraConfig(r=settings.r, alpha=settings.alpha, projections=list(settings.projections))
+    elif variant in ("hora", "hora_joint"):
+        config = HoraConfig(r=settings.r, alpha=settings.alpha, projections=list(settings.projections),
+                            generator="joint" if variant == "hora_joint" else "mlp")
         model = peft.get_peft_model(model, config)
     else:
         raise ValueError(f"Unknown variant {variant!r}; expected base or one of {VARIANTS}.")
@@ -368,7 +369,7 @@ def generation_counts(model: nn.Module, batch: dict[str, torch.Tensor], loss: Ca
     no-grad forwards, the aten ops of one generation (all layers' head factors), and the number of
     adapted layers they serve.
     """
-    banks = [m for m in model.modules() if isinstance(m, HoraBank)]
+    banks = [m for m in model.modules() if isinstance(m, FactorBank)]
     calls = {"n": 0}
     counter = _OpCounter()
     originals = {}
@@ -506,6 +507,9 @@ def run_workload(workload: Workload, device: torch.device | str = "cpu", setting
     # the same from the fastest step of each variant: less sensitive to other processes on a shared machine
     result.ratios["train_hora_over_peft_lora_best"] = train["hora"]["min_s"] / train["peft_lora"]["min_s"]
     result.ratios["train_hora_over_minimal_lora_best"] = train["hora"]["min_s"] / train["minimal_lora"]["min_s"]
+    result.ratios["train_hora_joint_over_peft_lora"] = train["hora_joint"]["median_s"] / train["peft_lora"]["median_s"]
+    result.ratios["train_hora_joint_over_minimal_lora"] = (
+        train["hora_joint"]["median_s"] / train["minimal_lora"]["median_s"])
 
     if memory:
         log(f"[{workload.name}] peak memory of a training step ...")
@@ -514,6 +518,8 @@ def run_workload(workload: Workload, device: torch.device | str = "cpu", setting
             result.memory["hora"]["peak_bytes"] / result.memory["peft_lora"]["peak_bytes"])
         result.ratios["step_memory_hora_over_peft_lora"] = (
             result.memory["hora"]["step_bytes"] / result.memory["peft_lora"]["step_bytes"])
+        result.ratios["peak_memory_hora_joint_over_peft_lora"] = (
+            result.memory["hora_joint"]["peak_bytes"] / result.memory["peft_lora"]["peak_bytes"])
 
     hora_model = trainers["hora"].model
     result.generation = generation_counts(hora_model, trainers["hora"].batch, workload.loss)
