@@ -29,7 +29,7 @@ from safetensors.torch import load_file
 from hora.fsdp import block_classes, fully_shard_blocks
 
 TESTS_DIR = Path(__file__).resolve().parents[1]
-KINDS = ("bert", "llama_gqa")
+KINDS = ("bert", "llama_gqa", "llama_gqa:joint")  # model kind, optionally ":generator"
 STEPS = 3
 RTOL = 1e-5
 
@@ -41,7 +41,7 @@ from safetensors.torch import save_file
 from tiny_models import make_inputs, make_model, task_type
 import hora, peft
 from hora.fsdp import fully_shard_blocks
-from hora.generator import HoraBank
+from hora.generator import FactorBank
 
 STEPS, BATCH = int(os.environ["HORA_TEST_STEPS"]), 4
 world, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
@@ -56,13 +56,14 @@ def check_bank_in_root(model):
     from torch.distributed.tensor import DTensor
     assert isinstance(model, FSDPModule)
     units = [m for m in model.modules() if isinstance(m, FSDPModule) and m is not model]
-    assert units and not any(isinstance(x, HoraBank) for unit in units for x in unit.modules())
-    banks = [m for m in model.modules() if isinstance(m, HoraBank)]
+    assert units and not any(isinstance(x, FactorBank) for unit in units for x in unit.modules())
+    banks = [m for m in model.modules() if isinstance(m, FactorBank)]
     assert banks and all(isinstance(p, DTensor) for bank in banks for p in bank.parameters())
 
 
-def run(kind, out):
-    config = hora.HoraConfig(r=4, init_weights=False, task_type=task_type(kind))
+def run(name, out):
+    kind, _, generator = name.partition(":")
+    config = hora.HoraConfig(r=4, init_weights=False, task_type=task_type(kind), generator=generator or "mlp")
     model = peft.get_peft_model(make_model(kind), config)
     if world > 1:
         fully_shard_blocks(model)
@@ -82,7 +83,7 @@ def run(kind, out):
     saved.update({f"init.{n}": p for n, p in init.items()})
     saved.update({f"param.{n}": gathered(p).detach() for n, p in model.named_parameters() if n in init})
     if rank == 0:
-        save_file({k: v.contiguous() for k, v in saved.items()}, os.path.join(out, f"{kind}.safetensors"))
+        save_file({k: v.contiguous() for k, v in saved.items()}, os.path.join(out, f"{name}.safetensors"))
 
 
 if world > 1:
