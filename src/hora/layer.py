@@ -24,6 +24,7 @@ from transformers.pytorch_utils import Conv1D
 from .generator import HoraBank, ModulePlan
 from .heads import HeadLayout, weight_dims
 from .lowrank import add_low_rank_update
+from .placement import factory_kwargs
 
 
 class HoraLayer(nn.Module, BaseTunerLayer):
@@ -52,16 +53,17 @@ class HoraLayer(nn.Module, BaseTunerLayer):
 
     def update_layer(self, adapter_name: str, r: int, dropout: float, joint_free_factor: bool,
                      init_weights: bool) -> None:
-        """Create the free factor of a new adapter (its head factor is created by the tuner's bank)."""
+        """Create the free factor of a new adapter (its head factor is created by the tuner's bank), on the base
+        weight's device and in its dtype (meta under PEFT's ``low_cpu_mem_usage=True``)."""
         if r <= 0:
             raise ValueError(f"r must be a positive integer, got {r}.")
-        weight = self.get_base_layer().weight
+        factory = factory_kwargs(self.get_base_layer().weight)  # base weight's device and dtype, as PEFT's LoRA
         if self.layout.side == "in":
-            self.hora_B[adapter_name] = nn.Parameter(torch.empty(self.out_features, r, device=weight.device))
+            self.hora_B[adapter_name] = nn.Parameter(torch.empty(self.out_features, r, **factory))
         elif joint_free_factor:
-            self.hora_mix[adapter_name] = nn.Parameter(torch.empty(r, r, device=weight.device))
+            self.hora_mix[adapter_name] = nn.Parameter(torch.empty(r, r, **factory))
         else:
-            self.hora_A[adapter_name] = nn.Parameter(torch.empty(r, self.in_features, device=weight.device))
+            self.hora_A[adapter_name] = nn.Parameter(torch.empty(r, self.in_features, **factory))
         if dropout > 0:
             self.hora_dropout[adapter_name] = nn.Dropout(p=dropout)
         self.reset_free_factor(adapter_name, init_weights)

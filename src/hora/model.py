@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from collections.abc import Sequence
 from typing import Any
 
+from accelerate import init_empty_weights
 from peft.tuners.tuners_utils import BaseTuner, BaseTunerLayer, check_target_module_exists
 from torch import nn
 from transformers.pytorch_utils import Conv1D
@@ -14,6 +16,7 @@ from .config import HoraConfig
 from .generator import HoraBank, ModulePlan, SeedSlot
 from .heads import HeadLayoutError, discover_layout, find_attention_targets, layer_key
 from .layer import HoraLayer
+from .placement import place_bank, rebuild_plans_after_load
 
 
 class HoraModel(BaseTuner):
@@ -94,9 +97,9 @@ class HoraModel(BaseTuner):
         """Inject the layers (PEFT), then build the adapter's bank from the injected layers."""
         self._pre_injection_hook(model, self.peft_config[adapter_name], adapter_name)
         super().inject_adapter(model, adapter_name, *args, **kwargs)
-        self._build_bank(model, adapter_name)
+        self._build_bank(model, adapter_name, low_cpu_mem_usage=kwargs.get("low_cpu_mem_usage", False))
 
-    def _build_bank(self, model: nn.Module, adapter_name: str) -> None:
+    def _build_bank(self, model: nn.Module, adapter_name: str, low_cpu_mem_usage: bool = False) -> None:
         config: HoraConfig = self.peft_config[adapter_name]
         layers = [
             (name, module) for name, module in model.named_modules()
@@ -134,14 +137,25 @@ class HoraModel(BaseTuner):
         if len(shared_free_dims) > 1:
             raise HeadLayoutError(f"joint_free_factor needs one input size for q/k/v, found {shared_free_dims}.")
         shared_shape = (len(shared_free), config.r, shared_free_dims.pop()) if shared_free else None
-        bank = HoraBank(config, head_dims.pop(), heads, counts, len(bodies), shared_shape)
+        with init_empty_weights() if low_cpu_mem_usage else contextlib.nullcontext():  # meta, as PEFT's LoRA
+            bank = HoraBank(config, head_dims.pop(), heads, counts, len(bodies), shared_shape)
         bank.set_plans(plans)
-        bank.to(layers[0][1].get_base_layer().weight.device)
+        bank.register_load_state_dict_post_hook(rebuild_plans_after_load(plans))
+        place_bank(bank, layers[0][1].get_base_layer().weight, autocast_adapter_dtype=False)
         if adapter_name not in self.active_adapters or config.inference_mode:
             bank.requires_grad_(False)
         self.hora_bank[adapter_name] = bank
         for plan, (_, module) in zip(plans, layers, strict=True):
             module.attach(adapter_name, bank, plan)
+
+    def _cast_adapter_dtype(self, adapter_name: str, autocast_adapter_dtype: bool = True) -> None:
+        """PEFT's rule for the layers' factors (upcast float16/bfloat16 to float32 when
+        ``autocast_adapter_dtype``), and the same device and dtype for the adapter's bank."""
+        super()._cast_adapter_dtype(adapter_name, autocast_adapter_dtype=autocast_adapter_dtype)
+        bank = self.hora_bank[adapter_name] if "hora_bank" in self._modules and adapter_name in self.hora_bank else None
+        layers = [m for _, m in iter_hora_layers(self.model) if adapter_name in m.hora_plans]
+        if bank is not None and layers:
+            place_bank(bank, layers[0].get_base_layer().weight, autocast_adapter_dtype)
 
     def _mark_only_adapters_as_trainable(self, model: nn.Module) -> None:
         super()._mark_only_adapters_as_trainable(model)
