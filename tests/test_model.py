@@ -283,3 +283,14 @@ def test_free_factors_have_loras_scale_on_every_projection():
                 checked += 1
     assert checked >= 8 and any("default" in m.hora_B for m in model.modules() if isinstance(m, HoraLayer))
     assert lora_bound <= 1 / 32 ** 0.5  # LoRA's A on these 32-wide modules: the same bound
+
+
+@pytest.mark.parametrize("is_trainable", [False, True])
+def test_loading_another_adapter_keeps_trainability(tmp_path, is_trainable):
+    """PEFT's rule: load_adapter leaves existing adapters' trainability alone, the bank included."""
+    hora_model("llama_gqa").save_pretrained(tmp_path)
+    model = peft.PeftModel.from_pretrained(make_model("llama_gqa"), tmp_path, is_trainable=is_trainable)
+    model.load_adapter(tmp_path, adapter_name="other", is_trainable=is_trainable)
+    for name, param in model.named_parameters():
+        adapter = ".default" in name or ".other" in name
+        assert param.requires_grad == (is_trainable and adapter), name

@@ -96,7 +96,12 @@ class HoraModel(BaseTuner):
     def inject_adapter(self, model: nn.Module, adapter_name: str, *args: Any, **kwargs: Any) -> None:
         """Inject the layers (PEFT), then build the adapter's bank from the injected layers."""
         self._pre_injection_hook(model, self.peft_config[adapter_name], adapter_name)
+        # PEFT keeps the trainability of existing adapters' parameters across an injection, but only those inside
+        # the base model; the banks live on the tuner, so keep theirs here
+        existing = [(p, p.requires_grad) for p in self.hora_bank.parameters()]
         super().inject_adapter(model, adapter_name, *args, **kwargs)
+        for parameter, requires_grad in existing:
+            parameter.requires_grad = requires_grad
         self._build_bank(model, adapter_name, low_cpu_mem_usage=kwargs.get("low_cpu_mem_usage", False))
 
     def _build_bank(self, model: nn.Module, adapter_name: str, low_cpu_mem_usage: bool = False) -> None:
