@@ -86,10 +86,15 @@ def test_safe_merge_refuses_nan():
     with torch.no_grad():
         bank.seeds["q"].fill_(float("nan"))
     before = {k: v.clone() for k, v in model.state_dict().items() if "base_layer" in k}
-    with pytest.raises(ValueError, match="NaN"):
+    with pytest.raises(ValueError, match="NaNs detected in the merged weights. The adapter default seems to be broken"):
         model.base_model.merge_adapter(safe_merge=True)
     after = model.state_dict()
     assert all(torch.equal(after[k], v) for k, v in before.items() if ".query." in k)
+    with torch.no_grad():  # inf in a free factor: the same error from merge_and_unload
+        bank.seeds["q"].fill_(0.5)
+        next(iter(model.base_model.model.bert.encoder.layer[0].attention.self.value.hora_A.values())).fill_(float("inf"))
+    with pytest.raises(ValueError, match="NaNs detected in the merged weights. The adapter default seems to be broken"):
+        model.merge_and_unload(safe_merge=True)
 
 
 @pytest.mark.parametrize("kind", ["bert", "llama_gqa", "gpt2_conv1d"])

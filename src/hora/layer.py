@@ -119,9 +119,10 @@ class HoraLayer(nn.Module, BaseTunerLayer):
                 if safe_merge:
                     merged = base.weight.data + delta
                     if not torch.isfinite(merged).all():
-                        raise ValueError(
-                            f"NaNs or infs in the merged weights of adapter '{name}'; the adapter is broken, "
-                            "nothing was merged into this layer."
+                        raise ValueError(  # PEFT's message (callers match it), then ours
+                            f"NaNs detected in the merged weights. The adapter {name} seems to be broken: its update "
+                            "holds NaN or inf; nothing was merged into this layer. Check the training run (learning "
+                            "rate, loss scaling) or reload a good checkpoint."
                         )
                     base.weight.data = merged
                 else:
