@@ -16,6 +16,7 @@ from .config import HoraConfig
 from .generator import HoraBank, ModulePlan, SeedSlot
 from .heads import HeadLayoutError, discover_layout, find_attention_targets, layer_key
 from .layer import HoraLayer
+from .loading import check_adapter_shapes
 from .placement import place_bank, rebuild_plans_after_load
 
 
@@ -36,6 +37,7 @@ class HoraModel(BaseTuner):
     def _pre_injection_hook(self, model: nn.Module, config: HoraConfig, adapter_name: str) -> None:
         if "hora_bank" not in self._modules:
             self.hora_bank = nn.ModuleDict()
+            self.register_load_state_dict_pre_hook(check_adapter_shapes)
             self._forward_hooks_handles = (
                 model.register_forward_pre_hook(self._enter_forward),
                 model.register_forward_hook(self._exit_forward, always_call=True),
