@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -73,6 +74,13 @@ class HoraModel(BaseTuner):
         **optional_kwargs: Any,
     ) -> None:
         base = target.get_base_layer() if isinstance(target, BaseTunerLayer) else target
+        if isinstance(base, nn.MultiheadAttention) or isinstance(parent, nn.MultiheadAttention):
+            raise TypeError(
+                f"HoRA cannot adapt torch.nn.MultiheadAttention ('{current_key}'): it keeps q, k and v in one "
+                "packed in_proj_weight and uses out_proj.weight directly, so an adapter there would never run. "
+                "Use a model with separate q/k/v/o Linear layers (as transformers models have), or remove it "
+                "from target_modules."
+            )
         if not isinstance(base, (nn.Linear, Conv1D)):
             raise TypeError(
                 f"HoRA adapts nn.Linear and transformers Conv1D layers; '{current_key}' is a "
@@ -205,11 +213,16 @@ class HoraModel(BaseTuner):
 
 
 def _check_rank(r: int, layer: nn.Module, name: str) -> None:
-    """A rank above min(d_in, d_out) cannot be a low-rank update of this weight."""
-    weight = layer.weight
-    limit = min(weight.shape)
+    """r > min(d_in, d_out) is accepted, as by PEFT's LoRA (the update is valid, its rank is simply at most
+    min(d_in, d_out)), with a warning: the extra rank costs parameters and buys nothing."""
+    limit = min(layer.weight.shape)
     if r > limit:
-        raise ValueError(f"r={r} exceeds the dimensions of '{name}' ({tuple(weight.shape)}); use r <= {limit}.")
+        warnings.warn(
+            f"r={r} exceeds min(d_in, d_out) = {limit} of '{name}': its update has rank at most {limit}, and the "
+            f"extra rank only adds parameters; r <= {limit} gives the same expressivity.",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 def iter_hora_layers(model: nn.Module) -> list[tuple[str, HoraLayer]]:
