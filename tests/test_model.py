@@ -299,3 +299,23 @@ def test_loading_another_adapter_keeps_trainability(tmp_path, is_trainable):
     for name, param in model.named_parameters():
         adapter = ".default" in name or ".other" in name
         assert param.requires_grad == (is_trainable and adapter), name
+
+
+def test_mixed_adapter_batches_are_refused_as_peft_does():
+    """PEFT drops ``adapter_names`` silently for tuners without support; HoRA says so instead."""
+    model = hora_model("llama_gqa")
+    model.add_adapter("other", HoraConfig(r=2, init_weights=False))
+    inputs = make_inputs("llama_gqa")
+    for call in (model, model.generate):
+        with pytest.raises(ValueError, match="Cannot pass `adapter_names` to a HoRA model"):
+            call(**inputs, adapter_names=["default", "other"])
+    assert logits(model, inputs).shape[0] == 2  # without it, the forward runs as before
+
+
+def test_torch_compile_of_the_merged_model():
+    inputs = make_inputs("llama_gqa")
+    model = hora_model("llama_gqa")
+    expected = logits(model, inputs)
+    merged = model.merge_and_unload()
+    compiled = torch.compile(merged, backend="aot_eager", fullgraph=True)
+    assert close(logits(compiled, inputs), expected, 1e-4)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from accelerate import init_empty_weights
@@ -162,6 +162,21 @@ class HoraModel(BaseTuner):
         self.hora_bank[adapter_name] = bank
         for plan, (_, module) in zip(plans, layers, strict=True):
             module.attach(adapter_name, bank, plan)
+
+    @contextlib.contextmanager
+    def _enable_peft_forward_hooks(self, *args: Any, **kwargs: Any) -> Iterator[None]:
+        """PeftModel.forward/generate call this with their kwargs: refuse PEFT's mixed adapter batches (which
+        PEFT would otherwise drop silently for a tuner without support, running every row with the active
+        adapter)."""
+        if kwargs.get("adapter_names") is not None:
+            raise ValueError(
+                "Cannot pass `adapter_names` to a HoRA model: HoRA does not support mixed adapter batches. Run "
+                "each adapter's rows in their own forward after `model.set_adapter(name)`, or export each adapter "
+                "to LoRA (hora.export_lora), which supports them."
+            )
+        if kwargs.get("alora_offsets") is not None:
+            raise ValueError("Cannot pass `alora_offsets` to a HoRA model: it is an activated-LoRA (aLoRA) option.")
+        yield
 
     def _cast_adapter_dtype(self, adapter_name: str, autocast_adapter_dtype: bool = True) -> None:
         """PEFT's rule for the layers' factors (upcast float16/bfloat16 to float32 when
