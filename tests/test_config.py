@@ -45,3 +45,26 @@ def test_round_trip_through_peft_config(tmp_path):
     assert loaded.peft_type == "HORA"
     for field in ("r", "alpha", "hidden", "activation", "scope", "projections", "head_layout"):
         assert getattr(loaded, field) == getattr(config, field)
+
+
+def test_peft_type_is_saved_as_a_plain_string_and_reads_like_peft_enum(tmp_path):
+    """PEFT's own code reads ``config.peft_type.value`` (model cards, mixed models, hotswap errors)."""
+    import json
+
+    config = HoraConfig()
+    assert config.peft_type == "HORA" and config.peft_type.value == "HORA" and config.peft_type.name == "HORA"
+    config.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "adapter_config.json").read_text())
+    assert saved["peft_type"] == "HORA"
+    saved_old_style = dict(saved, peft_type="HORA")  # adapters saved before peft_type had .value load too
+    (tmp_path / "adapter_config.json").write_text(json.dumps(saved_old_style))
+    assert PeftConfig.from_pretrained(tmp_path).peft_type.value == "HORA"
+
+
+def test_mixed_model_refuses_hora_with_pefts_error():
+    import peft
+
+    from tiny_models import make_model
+
+    with pytest.raises(ValueError, match="'HORA' is not compatible with the `PeftMixedModel`"):
+        peft.get_peft_model(make_model("llama_gqa"), HoraConfig(r=2), mixed=True)

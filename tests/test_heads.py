@@ -97,16 +97,35 @@ def test_no_target_module_found():
         peft.get_peft_model(make_model("bert"), HoraConfig(target_modules=["does_not_exist"], task_type="SEQ_CLS"))
 
 
-def test_rank_larger_than_the_weight():
-    with pytest.raises(ValueError, match="r=64 exceeds the dimensions"):
-        peft.get_peft_model(make_model("bert"), HoraConfig(r=64, task_type="SEQ_CLS"))
+def test_rank_larger_than_the_weight_is_accepted_with_a_warning():
+    """As PEFT's LoRA: r > min(d_in, d_out) is a valid (if wasteful) update of rank <= min(d_in, d_out)."""
+    with pytest.warns(UserWarning, match=r"r=64 exceeds min\(d_in, d_out\) = 32 of '.*query'"):
+        model = peft.get_peft_model(make_model("bert"), HoraConfig(r=64, init_weights=False, task_type="SEQ_CLS"))
+    inputs = make_inputs("bert")
+    unmerged = logits(model, inputs)
+    assert torch.isfinite(unmerged).all()
+    assert torch.allclose(logits(model.merge_and_unload(), inputs), unmerged, atol=1e-4)
+
+
+def test_multihead_attention_is_refused_clearly():
+    """nn.MultiheadAttention packs q/k/v into one Parameter and reads out_proj.weight directly."""
+
+    class WithMha(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.mha = nn.MultiheadAttention(16, 2)
+
+    layout = {"sections": [["o", 2]], "head_dim": 8}
+    for target in ("mha", "mha.out_proj"):
+        with pytest.raises(TypeError, match="cannot adapt torch.nn.MultiheadAttention"):
+            peft.get_peft_model(WithMha(), HoraConfig(target_modules=[target], head_layout={target: layout}))
 
 
 def test_adapter_loaded_onto_a_base_model_of_another_shape(tmp_path):
     small = BertModel(BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=4, intermediate_size=8))
     peft.get_peft_model(small, HoraConfig(r=2)).save_pretrained(tmp_path)
     wide = BertModel(BertConfig(hidden_size=48, num_hidden_layers=1, num_attention_heads=4, intermediate_size=8))
-    with pytest.raises(RuntimeError, match="size mismatch"):
+    with pytest.raises(RuntimeError, match="does not fit this base model: module 'encoder.layer.0.attention"):
         peft.PeftModel.from_pretrained(wide, tmp_path)
 
 

@@ -7,10 +7,11 @@ import json
 import peft
 import pytest
 import torch
+from transformers import LlamaConfig, LlamaForCausalLM
 
 from hora import HoraConfig
-from hora.loading import AdapterLoadError, load_adapter
-from tiny_models import logits, make_inputs, make_model
+from hora.loading import AdapterLoadError, AdapterShapeError, load_adapter
+from tiny_models import DECODER, logits, make_inputs, make_model
 
 
 @pytest.fixture
@@ -79,6 +80,32 @@ def test_adapter_for_a_base_model_of_another_shape(saved):
     folder, _ = saved
     with pytest.raises(AdapterLoadError, match="another shape"):
         load_adapter(make_model("llama_mqa_headdim"), folder)
+
+
+@pytest.mark.parametrize("low_cpu_mem_usage", [False, True])
+def test_peft_loading_onto_another_shape_names_module_and_shapes(saved, low_cpu_mem_usage):
+    """PeftModel.from_pretrained itself (not only load_adapter) gives one line, not torch's key dump."""
+    folder, _ = saved
+    with pytest.raises(AdapterShapeError) as caught:
+        peft.PeftModel.from_pretrained(make_model("llama_mqa_headdim"), folder, low_cpu_mem_usage=low_cpu_mem_usage)
+    message = str(caught.value)
+    assert "\n" not in message and "size mismatch" not in message
+    assert "the bank tensor 'hora_bank.default." in message and "in the adapter but (" in message
+    assert "Load it onto the base model it was trained for" in message
+
+
+def test_a_layer_mismatch_names_the_module(saved):
+    folder, _ = saved
+    wider = LlamaForCausalLM(LlamaConfig(**dict(DECODER, hidden_size=48), num_key_value_heads=2))
+    with pytest.raises(AdapterShapeError, match=r"module 'model.layers.0.self_attn.q_proj' \(hora_A.default\) has "
+                       r"shape \(2, 32\) in the adapter but \(2, 48\) in this model and \d+ more tensors\."):
+        peft.PeftModel.from_pretrained(wider, folder)
+
+
+def test_ignore_mismatched_sizes_still_skips_them(saved):
+    folder, _ = saved
+    with pytest.warns(UserWarning, match="ignore_mismatched_sizes"):
+        peft.PeftModel.from_pretrained(make_model("llama_mqa_headdim"), folder, ignore_mismatched_sizes=True)
 
 
 def test_adapter_for_another_architecture(saved):

@@ -90,10 +90,15 @@ def test_safe_merge_refuses_nan():
     with torch.no_grad():
         bank.seeds["q"].fill_(float("nan"))
     before = {k: v.clone() for k, v in model.state_dict().items() if "base_layer" in k}
-    with pytest.raises(ValueError, match="NaN"):
+    with pytest.raises(ValueError, match="NaNs detected in the merged weights. The adapter default seems to be broken"):
         model.base_model.merge_adapter(safe_merge=True)
     after = model.state_dict()
     assert all(torch.equal(after[k], v) for k, v in before.items() if ".query." in k)
+    with torch.no_grad():  # inf in a free factor: the same error from merge_and_unload
+        bank.seeds["q"].fill_(0.5)
+        next(iter(model.base_model.model.bert.encoder.layer[0].attention.self.value.hora_A.values())).fill_(float("inf"))
+    with pytest.raises(ValueError, match="NaNs detected in the merged weights. The adapter default seems to be broken"):
+        model.merge_and_unload(safe_merge=True)
 
 
 @pytest.mark.parametrize("kind", ["bert", "llama_gqa", "gpt2_conv1d"])
@@ -291,3 +296,34 @@ def test_free_factors_have_loras_scale_on_every_projection():
                 checked += 1
     assert checked >= 8 and any("default" in m.hora_B for m in model.modules() if isinstance(m, HoraLayer))
     assert lora_bound <= 1 / 32 ** 0.5  # LoRA's A on these 32-wide modules: the same bound
+
+
+@pytest.mark.parametrize("is_trainable", [False, True])
+def test_loading_another_adapter_keeps_trainability(tmp_path, is_trainable):
+    """PEFT's rule: load_adapter leaves existing adapters' trainability alone, the bank included."""
+    hora_model("llama_gqa").save_pretrained(tmp_path)
+    model = peft.PeftModel.from_pretrained(make_model("llama_gqa"), tmp_path, is_trainable=is_trainable)
+    model.load_adapter(tmp_path, adapter_name="other", is_trainable=is_trainable)
+    for name, param in model.named_parameters():
+        adapter = ".default" in name or ".other" in name
+        assert param.requires_grad == (is_trainable and adapter), name
+
+
+def test_mixed_adapter_batches_are_refused_as_peft_does():
+    """PEFT drops ``adapter_names`` silently for tuners without support; HoRA says so instead."""
+    model = hora_model("llama_gqa")
+    model.add_adapter("other", HoraConfig(r=2, init_weights=False))
+    inputs = make_inputs("llama_gqa")
+    for call in (model, model.generate):
+        with pytest.raises(ValueError, match="Cannot pass `adapter_names` to a HoRA model"):
+            call(**inputs, adapter_names=["default", "other"])
+    assert logits(model, inputs).shape[0] == 2  # without it, the forward runs as before
+
+
+def test_torch_compile_of_the_merged_model():
+    inputs = make_inputs("llama_gqa")
+    model = hora_model("llama_gqa")
+    expected = logits(model, inputs)
+    merged = model.merge_and_unload()
+    compiled = torch.compile(merged, backend="aot_eager", fullgraph=True)
+    assert close(logits(compiled, inputs), expected, 1e-4)

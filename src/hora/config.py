@@ -7,7 +7,25 @@ from typing import Literal
 
 from peft.config import PeftConfig
 
-PEFT_TYPE = "HORA"
+
+class PeftTypeName(str):
+    """A PEFT type that is not a member of PEFT's ``PeftType`` enum: a plain ``str`` (so it is saved as
+    ``"HORA"`` in adapter_config.json, compares equal to ``"HORA"`` and keys PEFT's mapping tables) with the
+    enum's ``.value`` and ``.name``, which PEFT's own code reads (model cards, ``get_peft_model(...,
+    mixed=True)``'s compatibility error, hotswap errors, gradient-checkpointing checks)."""
+
+    __slots__ = ()
+
+    @property
+    def value(self) -> str:
+        return str(self)
+
+    @property
+    def name(self) -> str:
+        return str(self)
+
+
+PEFT_TYPE = PeftTypeName("HORA")
 ACTIVATIONS = ("gelu", "relu", "tanh", "silu", "identity")
 PROJECTIONS = ("q", "k", "v", "o")
 GENERATORS = ("mlp", "embedding", "identity", "joint")

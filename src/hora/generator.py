@@ -100,6 +100,10 @@ class FactorBank(nn.Module):
     def generator_parameters(self) -> list[nn.Parameter]:
         raise NotImplementedError
 
+    def set_plans(self, plans: Sequence[ModulePlan]) -> None:
+        """(Re)build the index buffers that route every module's slots, on the parameters' device."""
+        raise NotImplementedError
+
     def parameter_counts(self) -> dict[str, int]:
         """Exact parameter counts: ``seeds`` (per-head seeds), ``shared_free`` (seeds of shared free
         factors) and ``generator`` (everything :meth:`generator_parameters` returns)."""

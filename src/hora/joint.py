@@ -81,27 +81,37 @@ class JointBank(FactorBank):
         self.gain = float(config.generator_gain)
         self.activation = _ACTIVATIONS[config.activation]
         p, r = self.hidden, config.r
-        head_layers: dict[str, list[int]] = {proj: [] for proj in sorted(heads_per_projection)}
-        free_layers = [0] * len(plans)
+        slots = {proj: 0 for proj in heads_per_projection}
         for plan in plans:
             for slot in plan.slots:
-                head_layers[slot.projection].append(plan.body)
-            free_layers[plan.free] = plan.body
+                slots[slot.projection] += 1
         self.head_seeds = nn.Parameter(torch.empty(num_layers, num_seed_heads, head_dim, r))
         self.free_seeds = nn.Parameter(torch.empty(num_layers, r, free_dim))
         self.head_body = nn.Parameter(torch.empty(num_layers, p, head_dim))
         self.free_body = nn.Parameter(torch.empty(num_layers, p, r))
         self.head_out = nn.ParameterDict(
-            {proj: nn.Parameter(torch.empty(len(layers), head_dim, p)) for proj, layers in head_layers.items()}
+            {proj: nn.Parameter(torch.empty(n, head_dim, p)) for proj, n in sorted(slots.items())}
         )
         self.free_out = nn.Parameter(torch.empty(len(plans), r, p))
         self._gather_identity: dict[str, bool] = {}
-        for proj, layers in head_layers.items():
-            self.register_buffer(f"layer_index_{proj}", torch.tensor(layers, dtype=torch.long), persistent=False)
-            self._gather_identity[proj] = layers == list(range(num_layers))
-        self.register_buffer("free_layer_index", torch.tensor(free_layers, dtype=torch.long), persistent=False)
-        self._gather_identity["free"] = free_layers == list(range(num_layers))
+        self.set_plans(plans)
         self.reset_parameters(config)
+
+    def set_plans(self, plans: Sequence[ModulePlan]) -> None:
+        """(Re)build the index buffers that map every head slot and free slot to its layer, on the
+        parameters' device (meta ones too: loading under ``low_cpu_mem_usage`` calls this again)."""
+        device = self.head_seeds.device
+        head_layers: dict[str, list[int]] = {proj: [] for proj in self.head_out}
+        free_layers = [0] * len(plans)
+        for plan in plans:
+            for slot in plan.slots:
+                head_layers[slot.projection].append(plan.body)
+            free_layers[plan.free] = plan.body
+        layers = list(range(self.head_seeds.shape[0]))
+        for proj, owners in [*head_layers.items(), ("free", free_layers)]:
+            name = "free_layer_index" if proj == "free" else f"layer_index_{proj}"
+            self.register_buffer(name, torch.tensor(owners, dtype=torch.long, device=device), persistent=False)
+            self._gather_identity[proj] = owners == layers
 
     @torch.no_grad()
     def reset_parameters(self, config: HoraConfig) -> None:

@@ -24,6 +24,7 @@ from transformers.pytorch_utils import Conv1D
 from .generator import FactorBank, ModulePlan
 from .heads import HeadLayout, weight_dims
 from .lowrank import add_low_rank_update
+from .placement import factory_kwargs
 
 
 class HoraLayer(nn.Module, BaseTunerLayer):
@@ -54,11 +55,12 @@ class HoraLayer(nn.Module, BaseTunerLayer):
     def update_layer(self, adapter_name: str, r: int, dropout: float, joint_free_factor: bool,
                      init_weights: bool, generated_free: bool = False) -> None:
         """Create the free factor of a new adapter (its head factor is created by the tuner's bank; with
-        ``generated_free`` the free factor is too, and the layer holds no parameter of this adapter)."""
+        ``generated_free`` the free factor is too, and the layer holds no parameter of this adapter), on the
+        base weight's device and in its dtype (meta under PEFT's ``low_cpu_mem_usage=True``)."""
         if r <= 0:
             raise ValueError(f"r must be a positive integer, got {r}.")
         self.hora_r[adapter_name] = r
-        device = self.get_base_layer().weight.device
+        factory = factory_kwargs(self.get_base_layer().weight)  # base weight's device and dtype, as PEFT's LoRA
         if generated_free:
             own_free, shape = None, ()
         elif self.layout.side == "in":
@@ -68,7 +70,7 @@ class HoraLayer(nn.Module, BaseTunerLayer):
         else:
             own_free, shape = self.hora_A, (r, self.in_features)
         if own_free is not None:
-            own_free[adapter_name] = nn.Parameter(torch.empty(*shape, device=device))
+            own_free[adapter_name] = nn.Parameter(torch.empty(*shape, **factory))
         if dropout > 0:
             self.hora_dropout[adapter_name] = nn.Dropout(p=dropout)
         self.reset_free_factor(adapter_name, init_weights)
@@ -127,9 +129,10 @@ class HoraLayer(nn.Module, BaseTunerLayer):
                 if safe_merge:
                     merged = base.weight.data + delta
                     if not torch.isfinite(merged).all():
-                        raise ValueError(
-                            f"NaNs or infs in the merged weights of adapter '{name}'; the adapter is broken, "
-                            "nothing was merged into this layer."
+                        raise ValueError(  # PEFT's message (callers match it), then ours
+                            f"NaNs detected in the merged weights. The adapter {name} seems to be broken: its update "
+                            "holds NaN or inf; nothing was merged into this layer. Check the training run (learning "
+                            "rate, loss scaling) or reload a good checkpoint."
                         )
                     base.weight.data = merged
                 else:

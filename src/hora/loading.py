@@ -27,6 +27,39 @@ class AdapterLoadError(ValueError):
     """An adapter folder cannot be loaded; the message says why and what to do."""
 
 
+class AdapterShapeError(RuntimeError):
+    """An adapter's tensors do not fit this model's (a RuntimeError, as torch's own size-mismatch error)."""
+
+
+def check_adapter_shapes(tuner: nn.Module, state_dict: dict, prefix: str, *args: object) -> None:
+    """``load_state_dict`` pre-hook of the HoRA tuner: refuse tensors whose shape differs from the model's
+    with one line naming the first module, both shapes and what to do, instead of torch's multi-line
+    ``size mismatch`` report. PEFT's ``ignore_mismatched_sizes=True`` drops such tensors before loading, so
+    they never reach this check.
+    """
+    parameters = dict(tuner.named_parameters())
+    mismatched = []
+    for key, tensor in state_dict.items():
+        if not key.startswith(prefix) or not hasattr(tensor, "shape"):
+            continue
+        parameter = parameters.get(key[len(prefix):])
+        if parameter is not None and tuple(parameter.shape) != tuple(tensor.shape):
+            mismatched.append((key[len(prefix):], tuple(tensor.shape), tuple(parameter.shape)))
+    if not mismatched:
+        return
+    mismatched.sort(key=lambda item: item[0].startswith("hora_bank."))  # a layer names the module best
+    name, saved, expected = mismatched[0]
+    module, _, tensor_name = name.removeprefix("model.").partition(".hora_")
+    where = (f"module '{module}' (hora_{tensor_name})" if tensor_name
+             else f"the bank tensor '{name}' (seeds and generators of all adapted layers)")
+    more = f" and {len(mismatched) - 1} more tensors" if len(mismatched) > 1 else ""
+    raise AdapterShapeError(
+        f"The HoRA adapter does not fit this base model: {where} has shape {saved} in the adapter but {expected} "
+        f"in this model{more}. Load it onto the base model it was trained for (base_model_name_or_path in its "
+        "adapter_config.json), or pass ignore_mismatched_sizes=True to leave those tensors untrained."
+    )
+
+
 def read_adapter_config(folder: str | Path) -> HoraConfig:
     """Parse and validate ``adapter_config.json`` of a HoRA adapter folder."""
     path = Path(folder) / CONFIG_NAME
@@ -101,13 +134,9 @@ def load_adapter(base_model: nn.Module, folder: str | Path, adapter_name: str = 
     try:
         model = peft.PeftModel.from_pretrained(base_model, str(folder), adapter_name=adapter_name,
                                                is_trainable=is_trainable)
-    except RuntimeError as error:
-        if "size mismatch" in str(error):
-            first = next((line.strip() for line in str(error).splitlines() if "size mismatch" in line), str(error))
-            raise AdapterLoadError(
-                f"The adapter in {folder} was trained for a base model of another shape: {first}"
-            ) from error
-        raise
+    except AdapterShapeError as error:
+        raise AdapterLoadError(f"The adapter in {folder} was trained for a base model of another shape. {error}") \
+            from error
     model_keys = set(peft.get_peft_model_state_dict(model, adapter_name=adapter_name))
     if model_keys != file_keys:
         missing, unexpected = sorted(model_keys - file_keys), sorted(file_keys - model_keys)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
 from typing import Any
 
+from accelerate import init_empty_weights
 from peft.tuners.tuners_utils import BaseTuner, BaseTunerLayer, check_target_module_exists
 from torch import nn
 from transformers.pytorch_utils import Conv1D
@@ -15,6 +18,8 @@ from .generator import HoraBank, ModulePlan, SeedSlot
 from .heads import HeadLayoutError, discover_layout, find_attention_targets, layer_key
 from .joint import JointBank
 from .layer import HoraLayer
+from .loading import check_adapter_shapes
+from .placement import place_bank, rebuild_plans_after_load
 
 
 class HoraModel(BaseTuner):
@@ -34,6 +39,7 @@ class HoraModel(BaseTuner):
     def _pre_injection_hook(self, model: nn.Module, config: HoraConfig, adapter_name: str) -> None:
         if "hora_bank" not in self._modules:
             self.hora_bank = nn.ModuleDict()
+            self.register_load_state_dict_pre_hook(check_adapter_shapes)
             self._forward_hooks_handles = (
                 model.register_forward_pre_hook(self._enter_forward),
                 model.register_forward_hook(self._exit_forward, always_call=True),
@@ -69,6 +75,13 @@ class HoraModel(BaseTuner):
         **optional_kwargs: Any,
     ) -> None:
         base = target.get_base_layer() if isinstance(target, BaseTunerLayer) else target
+        if isinstance(base, nn.MultiheadAttention) or isinstance(parent, nn.MultiheadAttention):
+            raise TypeError(
+                f"HoRA cannot adapt torch.nn.MultiheadAttention ('{current_key}'): it keeps q, k and v in one "
+                "packed in_proj_weight and uses out_proj.weight directly, so an adapter there would never run. "
+                "Use a model with separate q/k/v/o Linear layers (as transformers models have), or remove it "
+                "from target_modules."
+            )
         if not isinstance(base, (nn.Linear, Conv1D)):
             raise TypeError(
                 f"HoRA adapts nn.Linear and transformers Conv1D layers; '{current_key}' is a "
@@ -94,10 +107,15 @@ class HoraModel(BaseTuner):
     def inject_adapter(self, model: nn.Module, adapter_name: str, *args: Any, **kwargs: Any) -> None:
         """Inject the layers (PEFT), then build the adapter's bank from the injected layers."""
         self._pre_injection_hook(model, self.peft_config[adapter_name], adapter_name)
+        # PEFT keeps the trainability of existing adapters' parameters across an injection, but only those inside
+        # the base model; the banks live on the tuner, so keep theirs here
+        existing = [(p, p.requires_grad) for p in self.hora_bank.parameters()]
         super().inject_adapter(model, adapter_name, *args, **kwargs)
-        self._build_bank(model, adapter_name)
+        for parameter, requires_grad in existing:
+            parameter.requires_grad = requires_grad
+        self._build_bank(model, adapter_name, low_cpu_mem_usage=kwargs.get("low_cpu_mem_usage", False))
 
-    def _build_bank(self, model: nn.Module, adapter_name: str) -> None:
+    def _build_bank(self, model: nn.Module, adapter_name: str, low_cpu_mem_usage: bool = False) -> None:
         config: HoraConfig = self.peft_config[adapter_name]
         layers = [
             (name, module) for name, module in model.named_modules()
@@ -141,18 +159,44 @@ class HoraModel(BaseTuner):
                 f"adapted module's free side (input of q/k/v, output of o) must have one size; found "
                 f"{sorted(shared_free_dims)}. Adapt fewer projections (e.g. projections=['q', 'v'])."
             )
-        if joint:
-            bank = _joint_bank(config, head_dims.pop(), heads, plans, shared_free_dims.pop(), len(bodies))
-        else:
-            shared_shape = (len(shared_free), config.r, shared_free_dims.pop()) if shared_free else None
-            bank = HoraBank(config, head_dims.pop(), heads, counts, len(bodies), shared_shape)
-            bank.set_plans(plans)
-        bank.to(layers[0][1].get_base_layer().weight.device)
+        with init_empty_weights() if low_cpu_mem_usage else contextlib.nullcontext():  # meta, as PEFT's LoRA
+            if joint:
+                bank = _joint_bank(config, head_dims.pop(), heads, plans, shared_free_dims.pop(), len(bodies))
+            else:
+                shared_shape = (len(shared_free), config.r, shared_free_dims.pop()) if shared_free else None
+                bank = HoraBank(config, head_dims.pop(), heads, counts, len(bodies), shared_shape)
+        bank.set_plans(plans)
+        bank.register_load_state_dict_post_hook(rebuild_plans_after_load(plans))
+        place_bank(bank, layers[0][1].get_base_layer().weight, autocast_adapter_dtype=False)
         if adapter_name not in self.active_adapters or config.inference_mode:
             bank.requires_grad_(False)
         self.hora_bank[adapter_name] = bank
         for plan, (_, module) in zip(plans, layers, strict=True):
             module.attach(adapter_name, bank, plan)
+
+    @contextlib.contextmanager
+    def _enable_peft_forward_hooks(self, *args: Any, **kwargs: Any) -> Iterator[None]:
+        """PeftModel.forward/generate call this with their kwargs: refuse PEFT's mixed adapter batches (which
+        PEFT would otherwise drop silently for a tuner without support, running every row with the active
+        adapter)."""
+        if kwargs.get("adapter_names") is not None:
+            raise ValueError(
+                "Cannot pass `adapter_names` to a HoRA model: HoRA does not support mixed adapter batches. Run "
+                "each adapter's rows in their own forward after `model.set_adapter(name)`, or export each adapter "
+                "to LoRA (hora.export_lora), which supports them."
+            )
+        if kwargs.get("alora_offsets") is not None:
+            raise ValueError("Cannot pass `alora_offsets` to a HoRA model: it is an activated-LoRA (aLoRA) option.")
+        yield
+
+    def _cast_adapter_dtype(self, adapter_name: str, autocast_adapter_dtype: bool = True) -> None:
+        """PEFT's rule for the layers' factors (upcast float16/bfloat16 to float32 when
+        ``autocast_adapter_dtype``), and the same device and dtype for the adapter's bank."""
+        super()._cast_adapter_dtype(adapter_name, autocast_adapter_dtype=autocast_adapter_dtype)
+        bank = self.hora_bank[adapter_name] if "hora_bank" in self._modules and adapter_name in self.hora_bank else None
+        layers = [m for _, m in iter_hora_layers(self.model) if adapter_name in m.hora_plans]
+        if bank is not None and layers:
+            place_bank(bank, layers[0].get_base_layer().weight, autocast_adapter_dtype)
 
     def _mark_only_adapters_as_trainable(self, model: nn.Module) -> None:
         super()._mark_only_adapters_as_trainable(model)
@@ -195,11 +239,16 @@ class HoraModel(BaseTuner):
 
 
 def _check_rank(r: int, layer: nn.Module, name: str) -> None:
-    """A rank above min(d_in, d_out) cannot be a low-rank update of this weight."""
-    weight = layer.weight
-    limit = min(weight.shape)
+    """r > min(d_in, d_out) is accepted, as by PEFT's LoRA (the update is valid, its rank is simply at most
+    min(d_in, d_out)), with a warning: the extra rank costs parameters and buys nothing."""
+    limit = min(layer.weight.shape)
     if r > limit:
-        raise ValueError(f"r={r} exceeds the dimensions of '{name}' ({tuple(weight.shape)}); use r <= {limit}.")
+        warnings.warn(
+            f"r={r} exceeds min(d_in, d_out) = {limit} of '{name}': its update has rank at most {limit}, and the "
+            f"extra rank only adds parameters; r <= {limit} gives the same expressivity.",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 def _joint_bank(config: HoraConfig, head_dim: int, heads: dict[str, int], plans: list[ModulePlan],
