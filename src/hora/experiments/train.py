@@ -27,7 +27,7 @@ import numpy as np
 
 from hora.experiments import methods, tasks, variants
 from hora.experiments.errors import HoraError, HoraWarning
-from hora.io import atomic_write_json
+from hora.io import atomic_save_files, atomic_write_json
 
 
 @dataclass
@@ -107,23 +107,6 @@ def validate(cfg: TrainConfig) -> None:
         raise HoraError(f"--save-every must be >= 1, got {cfg.save_every}")
     if cfg.keep_checkpoints < 1:
         raise HoraError(f"--keep-checkpoints must be >= 1, got {cfg.keep_checkpoints}")
-
-
-def _save_files_atomically(model, out: Path) -> None:
-    """``save_pretrained`` into a temporary folder inside ``out``, then rename each file into place, so no
-    file of ``out`` is ever half-written (``out`` also holds checkpoints, so it is not swapped whole)."""
-    tmp = Path(tempfile.mkdtemp(prefix=".save.", dir=out))
-    try:
-        model.save_pretrained(tmp)
-        for path in sorted(tmp.rglob("*")):
-            if path.is_file():
-                target = out / path.relative_to(tmp)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                with open(path, "rb") as stream:
-                    os.fsync(stream.fileno())
-                os.replace(path, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _world_size() -> int:
@@ -394,7 +377,7 @@ def train(cfg: TrainConfig, data: tasks.TaskData | None = None) -> dict:
         out = Path(cfg.output)
         out.mkdir(parents=True, exist_ok=True)
         if cfg.save:
-            _save_files_atomically(model, out)
+            atomic_save_files(out, model.save_pretrained)
         atomic_write_json(out / "metrics.json", {**metrics, "config": asdict(cfg)})
     return metrics
 
