@@ -130,6 +130,8 @@ def train(
                                    "every N steps into OUTPUT/checkpoints, so the run can be resumed."),
     resume: bool = typer.Option(False, help="Continue from the latest checkpoint in OUTPUT/checkpoints "
                                 "(same options as the interrupted run)."),
+    overwrite: bool = typer.Option(False, help="Replace the run already in --output (its adapter, metrics and "
+                                   "checkpoints); without it such a folder is refused."),
     keep_checkpoints: int = typer.Option(2, help="With --save-every: how many of the newest checkpoints to keep."),
 ) -> None:
     """Train one model: a method on a task, then report validation and test accuracy.
@@ -146,8 +148,9 @@ def train(
             lr=lr, r=r, alpha=alpha, hidden=hidden, dropout=dropout, targets=targets, steps=steps,
             epochs=epochs, batch_size=batch_size, max_length=max_length, max_eval_samples=max_eval_samples,
             output=str(output), save=save, progress=progress, save_every=save_every, resume=resume,
-            keep_checkpoints=keep_checkpoints)
+            overwrite=overwrite, keep_checkpoints=keep_checkpoints)
         train_mod.validate(cfg)
+        train_mod.check_output(cfg)
         m = train_mod.train(cfg)
     if os.environ.get("RANK", "0") != "0":  # under torchrun only the main process reports
         return
@@ -265,9 +268,11 @@ def report(
     """Summarise one or several comparisons together (e.g. methods run in parallel into separate folders):
     learning rate chosen on validation, mean ± sd, paired differences to LoRA, accuracy-vs-fraction plot."""
     with _errors():
+        from hora.experiments import paths
         from hora.experiments import report as report_mod
         from hora.io import atomic_write
 
+        paths.check_output_dir(output)
         df = report_mod.select_lr(report_mod.read_results(list(results)))
         output.mkdir(parents=True, exist_ok=True)
         atomic_write(output / "results.csv", lambda tmp: df.to_csv(tmp, index=False))
@@ -287,26 +292,14 @@ def export(
     """Export a trained HoRA adapter to a standard PEFT LoRA adapter (exact, no SVD).
 
     The base model is rebuilt from the adapter folder's metrics.json; the LoRA adapter then loads with
-    plain PEFT (PeftModel.from_pretrained) or any server that reads LoRA adapters.
+    plain PEFT (PeftModel.from_pretrained) or any server that reads LoRA adapters. OUT_DIR/hora_export.json
+    records the base model and the label names (id2label, label2id). OUT_DIR may not be ADAPTER_DIR or
+    inside it, nor hold a training run: the export never overwrites the adapter it exports.
     """
     with _errors():
-        import json
+        from hora.experiments.exporting import export_run
 
-        meta_path = adapter_dir / "metrics.json"
-        if meta_path.is_file():
-            method = json.loads(meta_path.read_text()).get("method")
-            from hora.experiments import variants
-
-            if method not in variants.VARIANTS or variants.resolve(method).method != "hora":
-                raise HoraError(f"{adapter_dir} holds a '{method}' run; only HoRA adapters are exported "
-                                "(LoRA/DoRA/VeRA adapters are already PEFT adapters)")
-        from hora.experiments import methods as methods_mod
-
-        model, meta = methods_mod.load_trained(adapter_dir)
-        import hora
-
-        hora.export_lora(model, out_dir)
-        diff = methods_mod.verify_export(model, out_dir, meta) if check else None
+        diff = export_run(adapter_dir, out_dir, check=check)
     msg = f"exported LoRA adapter to {out_dir}"
     if diff is not None:
         msg += f" (max |logit difference| vs HoRA: {diff:.2e})"
@@ -369,6 +362,9 @@ def simulate(
 ) -> None:
     """Simulate the theory: sample efficiency of a shared (joint) generator vs independent heads."""
     with _errors():
+        from hora.experiments import paths
+
+        paths.check_output_dir(output)
         try:
             from hora.experiments.simulate import run_simulation
         except ImportError as exc:
@@ -446,6 +442,9 @@ def bench(
 ) -> None:
     """Speed and memory of HoRA vs PEFT's LoRA and a minimal LoRA on CPU, as ratios (docs/performance.md)."""
     with _errors():
+        from hora.experiments import paths
+
+        paths.check_output_file(output)
         from hora.bench import run_cpu_suite
 
         run_cpu_suite(output=output, threads=threads, tiny=tiny, repeats=repeats, steps=steps,

@@ -114,7 +114,7 @@ def test_partial_checkpoint_is_ignored_and_bad_resumes_fail(tiny_bert, tiny_csv,
     (partial / "adapter_model.safetensors").write_bytes(b"truncated")
 
     again = runner.invoke(app, [*_args(tiny_bert, tiny_csv, out, "--save-every", "2"), "--steps", "4"])
-    assert again.exit_code == 2 and "already holds checkpoints" in again.stderr
+    assert again.exit_code == 2 and "already holds a finished run" in again.stderr and "--overwrite" in again.stderr
     other = runner.invoke(app, [*_args(tiny_bert, tiny_csv, out, "--resume"), "--steps", "4", "--lr", "0.5"])
     assert other.exit_code == 2 and "other settings" in other.stderr and "lr" in other.stderr
     assert "\n" not in other.stderr.strip()

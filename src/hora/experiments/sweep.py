@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from hora.experiments import methods, report, tasks
+from hora.experiments import methods, paths, report, tasks
 from hora.experiments.errors import HoraError
 from hora.experiments.train import TrainConfig, train, validate
 from hora.io import atomic_write
@@ -127,7 +127,7 @@ def run_compare(base: TrainConfig, method_list: list[str], fractions: list[float
         if not lr_grid(m) or not all(lr > 0 for lr in lr_grid(m)):
             raise HoraError(f"learning rates must be > 0, got {lr_grid(m)} for {m}")
     validate(dataclasses.replace(base, method=method_list[0], fraction=fractions[0]))
-    output = Path(output)
+    output = paths.check_output_dir(output)
     reuse_folders = [Path(f) for f in reuse_from or []]
 
     data = tasks.load_task(base.task, base.data, base.text_column, base.label_column)
@@ -152,8 +152,9 @@ def run_compare(base: TrainConfig, method_list: list[str], fractions: list[float
         def run(method: str, fraction: float, lr: float, seed: int) -> dict:
             name = run_name(method, fraction, lr, seed)
             run_dir = output / "runs" / name
+            # overwrite: a run folder is reused above only when finished with these settings; else retrained
             cfg = dataclasses.replace(base, method=method, fraction=fraction, lr=lr, seed=seed,
-                                      output=str(run_dir), save=save_adapters, progress=False)
+                                      output=str(run_dir), save=save_adapters, progress=False, overwrite=True)
             bar.update(job, description=name)
             metrics = _finished(run_dir, cfg) if resume else None
             if metrics is None and resume:
