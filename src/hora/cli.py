@@ -167,6 +167,7 @@ def train(
         table.add_row("LoRA of equal rank", f"{m['lora_equivalent_params']:,} (adapter only)")
     table.add_row("training examples", f"{m['n_train']:,} (fraction {m['fraction']:g})")
     table.add_row("steps / lr", f"{m['steps']} / {m['lr']:g}")
+    table.add_row("train loss", f"{m['train_loss']:.4f}  (mean over all steps)")
     table.add_row("train time", f"{m['train_seconds']:.1f} s")
     table.add_row("wall time", f"{m['total_seconds']:.1f} s")
     table.add_row("output", str(output))
