@@ -236,3 +236,40 @@ def test_a_hora_variant_trains_with_diagnostics_and_exports(tiny_bert, tiny_csv,
     exported = runner.invoke(app, ["export", str(out), str(tmp_path / "mix-lora")])
     assert exported.exit_code == 0, exported.output
     assert float(exported.output.rsplit(":", 1)[1].strip(" )\n")) < 1e-4
+
+
+def _interrupt_at(monkeypatch, step: int) -> None:
+    """Make training raise KeyboardInterrupt (Ctrl-C) when it reaches ``step``."""
+    from hora.experiments import checkpoints
+
+    real = checkpoints.HoraTrainer.training_step
+
+    def training_step(self, *args, **kwargs):
+        if self.state.global_step >= step:
+            raise KeyboardInterrupt
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(checkpoints.HoraTrainer, "training_step", training_step)
+
+
+def test_ctrl_c_says_what_was_saved_and_the_command_that_resumes(tiny_bert, tiny_csv, tmp_path, monkeypatch):
+    import shlex
+
+    out = tmp_path / "run"
+    args = ["train", *_tiny(tiny_bert, tiny_csv), "--steps", "4", "--output", str(out)]
+    with monkeypatch.context() as patch:
+        _interrupt_at(patch, 3)
+        stopped = runner.invoke(app, [*args, "--save-every", "2"])
+    assert stopped.exit_code == 130, stopped.output
+    assert "interrupted at step 3" in stopped.stderr and str(out / "checkpoints" / "checkpoint-2") in stopped.stderr
+    command = stopped.stderr.strip().splitlines()[-1].strip()
+    assert command.startswith("hora train ") and command.endswith("--resume") and "--save-every 2" in command
+    resumed = runner.invoke(app, shlex.split(command)[1:])  # the printed command, as a user would paste it
+    assert resumed.exit_code == 0, resumed.output
+    assert json.loads((out / "metrics.json").read_text())["steps"] == 4
+
+    with monkeypatch.context() as patch:
+        _interrupt_at(patch, 1)
+        unsaved = runner.invoke(app, [*args[:-1], str(tmp_path / "unsaved")])
+    assert unsaved.exit_code == 130 and "nothing was saved (--save-every was off" in unsaved.stderr
+    assert not (tmp_path / "unsaved" / "metrics.json").exists()

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import typer
 
-from hora.experiments.errors import HoraError, HoraWarning
+from hora.experiments.errors import HoraError, HoraWarning, TrainingInterrupted
 
 app = typer.Typer(
     name="hora",
@@ -77,6 +77,9 @@ def _errors():
     try:
         with _warnings_as_lines():
             yield
+    except KeyboardInterrupt:
+        typer.echo("hora: interrupted", err=True)
+        raise typer.Exit(130) from None
     except HoraError as exc:
         _fail(str(exc))
     except (ValueError, OSError, KeyError, ImportError) as exc:  # e.g. a head layout the core cannot read
@@ -101,6 +104,7 @@ def _train_config(**kw):
 
 @app.command()
 def train(
+    ctx: typer.Context,
     task: str = typer.Option("rotten_tomatoes", help=TASK_HELP),
     model: str = typer.Option(None, help=MODEL_HELP),
     data: Path = typer.Option(None, help=DATA_HELP),
@@ -151,7 +155,13 @@ def train(
             overwrite=overwrite, keep_checkpoints=keep_checkpoints)
         train_mod.validate(cfg)
         train_mod.check_output(cfg)
-        m = train_mod.train(cfg)
+        try:
+            m = train_mod.train(cfg)
+        except TrainingInterrupted as exc:  # Ctrl-C: what was saved, and the command that resumes
+            from hora.experiments.interrupt import interrupted_message
+
+            typer.echo(interrupted_message(exc, ctx), err=True)
+            raise typer.Exit(130) from None
     if os.environ.get("RANK", "0") != "0":  # under torchrun only the main process reports
         return
     from rich.table import Table
@@ -229,9 +239,14 @@ def compare(
             label_column=label_column, split_seed=split_seed, r=r, alpha=alpha, hidden=hidden, dropout=dropout,
             targets=targets, steps=steps, epochs=epochs, batch_size=batch_size, max_length=max_length,
             max_eval_samples=max_eval_samples, stop_on_nan=False)  # a diverged run is a result, not an error
-        df = sweep.run_compare(base, method_list, fraction_list, seed_list, output, lrs=lr_list,
-                               save_adapters=save_adapters, progress=progress, resume=resume,
-                               tune_seeds=tune_list)
+        try:
+            df = sweep.run_compare(base, method_list, fraction_list, seed_list, output, lrs=lr_list,
+                                   save_adapters=save_adapters, progress=progress, resume=resume,
+                                   tune_seeds=tune_list)
+        except TrainingInterrupted:
+            typer.echo(f"hora: interrupted; the finished runs are kept in {output / 'runs'}: rerun the same "
+                       "command to continue", err=True)
+            raise typer.Exit(130) from None
     typer.echo((output / "summary.md").read_text())  # plain: markdown tables must not be re-wrapped
     typer.echo(f"{len(df)} runs; wrote {output / 'results.csv'}, {output / 'summary.md'}, "
                f"{output / 'accuracy_vs_fraction.png'}")

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from hora.experiments import methods, paths, tasks, variants
-from hora.experiments.errors import HoraError, HoraWarning
+from hora.experiments.errors import HoraError, HoraWarning, TrainingInterrupted
 from hora.io import atomic_save_files, atomic_write_json
 
 
@@ -320,6 +320,10 @@ def train(cfg: TrainConfig, data: tasks.TaskData | None = None) -> dict:
                 checkpoints.load_final(trainer, resume_from)
             else:
                 trainer.train(resume_from_checkpoint=str(resume_from) if resume_from is not None else None)
+        except KeyboardInterrupt:
+            raise TrainingInterrupted(
+                step=int(trainer.state.global_step), save_every=save_every, output=cfg.output,
+                checkpoint=checkpoints.latest_checkpoint(ckpt_root) if save_every else None) from None
         except checkpoints.NonFiniteLossError as exc:
             last = checkpoints.latest_checkpoint(ckpt_root) if save_every else None
             kept = (f"the last good checkpoint is {last}" if last is not None
