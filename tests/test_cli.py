@@ -273,3 +273,15 @@ def test_ctrl_c_says_what_was_saved_and_the_command_that_resumes(tiny_bert, tiny
         unsaved = runner.invoke(app, [*args[:-1], str(tmp_path / "unsaved")])
     assert unsaved.exit_code == 130 and "nothing was saved (--save-every was off" in unsaved.stderr
     assert not (tmp_path / "unsaved" / "metrics.json").exists()
+
+
+def test_compare_off_a_terminal_prints_a_line_per_run_and_one_truncation_warning(tiny_bert, tiny_csv, tmp_path):
+    args = [a for a in _tiny(tiny_bert, tiny_csv) if a != "--no-progress"]
+    args[args.index("--max-length") + 1] = "4"  # every text is cut
+    result = runner.invoke(app, ["compare", *args, "--methods", "hora,lora", "--fractions", "1", "--seeds", "0,1",
+                                 "--steps", "1", "--output", str(tmp_path / "cmp")])
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.stdout.splitlines() if line.startswith("[")]
+    assert [line.split("]")[0] for line in lines] == ["[1/4", "[2/4", "[3/4", "[4/4"], result.stdout
+    assert all("ETA" in line and "trained" in line for line in lines)
+    assert result.stderr.count("were truncated") == 1, result.stderr
