@@ -196,8 +196,9 @@ def fashion_mnist_dir() -> Path:
         if all((root / f).exists() for f in FASHION_MNIST_FILES):
             return root
     raise AssetMissingError(
-        f"Fashion-MNIST is not installed; install it with: apt-get install {FASHION_MNIST_DEB} "
-        "(or without root: hora assets --fetch-fashion-mnist)"
+        f"Fashion-MNIST (needed only by 'hora pretrain-vit', which the vision tasks run first) is not installed; "
+        f"install it with: apt-get install {FASHION_MNIST_DEB} (or without root: hora assets --fetch-fashion-mnist; "
+        "in a clone of the repository: make fashion-mnist)"
     )
 
 
