@@ -70,6 +70,72 @@ def test_train_then_export_end_to_end(tiny_bert, tiny_csv, tmp_path):
     assert diff < 1e-4
     config = json.loads((lora_dir / "adapter_config.json").read_text())
     assert config["peft_type"] == "LORA"
+    assert len(config["modules_to_save"]) == len(set(config["modules_to_save"]))  # each module once
+    info = json.loads((lora_dir / "hora_export.json").read_text())
+    assert info["id2label"] == {"0": "neg", "1": "pos"} and info["label2id"] == {"neg": 0, "pos": 1}
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_export_never_overwrites_the_adapter_it_exports(tiny_bert, tiny_csv, tmp_path, monkeypatch):
+    import os
+
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["train", *_tiny(tiny_bert, tiny_csv), "--steps", "1", "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    before = _snapshot(out)
+    for target in (out, out / "lora", tmp_path / "." / "run"):
+        _one_line_error(runner.invoke(app, ["export", str(out), str(target)]), "would overwrite the HoRA adapter")
+    assert _snapshot(out) == before and not (out / "lora").exists()
+
+    previous = os.umask(0o022)  # files a serving process can read: the mode a plain write gives
+    try:
+        exported = runner.invoke(app, ["export", str(out), str(tmp_path / "lora")])
+    finally:
+        os.umask(previous)
+    assert exported.exit_code == 0, exported.output
+    for path in (tmp_path / "lora").iterdir():
+        assert path.stat().st_mode & 0o777 == 0o644, path
+    for path in (out / "metrics.json", out / "adapter_model.safetensors"):
+        assert path.stat().st_mode & 0o044 == 0o044, path  # the trained run's files are readable too
+
+
+def test_train_checks_its_paths_before_any_work(tiny_bert, tiny_csv, tmp_path, monkeypatch):
+    from hora.experiments import tasks
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("data were loaded before the paths were checked")
+
+    monkeypatch.setattr(tasks, "load_task", no_work)
+    existing = tmp_path / "notes.txt"
+    existing.write_text("keep me")
+    _one_line_error(runner.invoke(app, ["train", *_tiny(tiny_bert, tiny_csv), "--output", str(existing)]),
+                    "is an existing file, not a folder")
+    _one_line_error(runner.invoke(app, ["train", *_tiny(tiny_bert, tiny_csv), "--output", str(existing / "run")]),
+                    "is a file, not a folder")
+    _one_line_error(runner.invoke(app, ["compare", *_tiny(tiny_bert, tiny_csv), "--output", str(existing)]),
+                    "is an existing file, not a folder")
+    _one_line_error(runner.invoke(app, ["simulate", "--quick", "--output", str(existing)]), "not a folder")
+    _one_line_error(runner.invoke(app, ["bench", "--tiny", "--output", str(tmp_path)]), "is a folder")
+    assert existing.read_text() == "keep me"
+
+
+def test_second_train_into_a_finished_run_refuses_until_overwrite(tiny_bert, tiny_csv, tmp_path):
+    out = tmp_path / "run"
+    first = runner.invoke(app, ["train", *_tiny(tiny_bert, tiny_csv), "--steps", "1", "--output", str(out)])
+    assert first.exit_code == 0, first.output
+    before = _snapshot(out)
+    _one_line_error(runner.invoke(app, ["train", *_tiny(tiny_bert, tiny_csv), "--steps", "2", "--output", str(out)]),
+                    "already holds a finished run", "--overwrite", "--resume")
+    assert _snapshot(out) == before
+    _one_line_error(runner.invoke(app, ["train", *_tiny(tiny_bert, tiny_csv), "--output", str(out), "--overwrite",
+                                        "--resume"]), "exclude each other")
+    again = runner.invoke(app, ["train", *_tiny(tiny_bert, tiny_csv), "--steps", "2", "--output", str(out),
+                                "--overwrite"])
+    assert again.exit_code == 0, again.output
+    assert json.loads((out / "metrics.json").read_text())["steps"] == 2
 
 
 def test_compare_end_to_end(tiny_bert, tiny_csv, tmp_path):
@@ -170,3 +236,52 @@ def test_a_hora_variant_trains_with_diagnostics_and_exports(tiny_bert, tiny_csv,
     exported = runner.invoke(app, ["export", str(out), str(tmp_path / "mix-lora")])
     assert exported.exit_code == 0, exported.output
     assert float(exported.output.rsplit(":", 1)[1].strip(" )\n")) < 1e-4
+
+
+def _interrupt_at(monkeypatch, step: int) -> None:
+    """Make training raise KeyboardInterrupt (Ctrl-C) when it reaches ``step``."""
+    from hora.experiments import checkpoints
+
+    real = checkpoints.HoraTrainer.training_step
+
+    def training_step(self, *args, **kwargs):
+        if self.state.global_step >= step:
+            raise KeyboardInterrupt
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(checkpoints.HoraTrainer, "training_step", training_step)
+
+
+def test_ctrl_c_says_what_was_saved_and_the_command_that_resumes(tiny_bert, tiny_csv, tmp_path, monkeypatch):
+    import shlex
+
+    out = tmp_path / "run"
+    args = ["train", *_tiny(tiny_bert, tiny_csv), "--steps", "4", "--output", str(out)]
+    with monkeypatch.context() as patch:
+        _interrupt_at(patch, 3)
+        stopped = runner.invoke(app, [*args, "--save-every", "2"])
+    assert stopped.exit_code == 130, stopped.output
+    assert "interrupted at step 3" in stopped.stderr and str(out / "checkpoints" / "checkpoint-2") in stopped.stderr
+    command = stopped.stderr.strip().splitlines()[-1].strip()
+    assert command.startswith("hora train ") and command.endswith("--resume") and "--save-every 2" in command
+    resumed = runner.invoke(app, shlex.split(command)[1:])  # the printed command, as a user would paste it
+    assert resumed.exit_code == 0, resumed.output
+    assert json.loads((out / "metrics.json").read_text())["steps"] == 4
+
+    with monkeypatch.context() as patch:
+        _interrupt_at(patch, 1)
+        unsaved = runner.invoke(app, [*args[:-1], str(tmp_path / "unsaved")])
+    assert unsaved.exit_code == 130 and "nothing was saved (--save-every was off" in unsaved.stderr
+    assert not (tmp_path / "unsaved" / "metrics.json").exists()
+
+
+def test_compare_off_a_terminal_prints_a_line_per_run_and_one_truncation_warning(tiny_bert, tiny_csv, tmp_path):
+    args = [a for a in _tiny(tiny_bert, tiny_csv) if a != "--no-progress"]
+    args[args.index("--max-length") + 1] = "4"  # every text is cut
+    result = runner.invoke(app, ["compare", *args, "--methods", "hora,lora", "--fractions", "1", "--seeds", "0,1",
+                                 "--steps", "1", "--output", str(tmp_path / "cmp")])
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.stdout.splitlines() if line.startswith("[")]
+    assert [line.split("]")[0] for line in lines] == ["[1/4", "[2/4", "[3/4", "[4/4"], result.stdout
+    assert all("ETA" in line and "trained" in line for line in lines)
+    assert result.stderr.count("were truncated") == 1, result.stderr

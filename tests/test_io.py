@@ -46,3 +46,35 @@ def test_atomic_save_dir_replaces_or_keeps_the_previous_folder(tmp_path):
         io.atomic_save_dir(target, half_written)
     assert (target / "weights.bin").read_text() == "two"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["adapter"]
+
+
+@pytest.fixture
+def umask():
+    """Set a umask for one test and restore the previous one after it."""
+    import os
+
+    previous = os.umask(0o022)
+    yield lambda mask: os.umask(mask)
+    os.umask(previous)
+
+
+@pytest.mark.parametrize("mask, file_mode, dir_mode", [(0o022, 0o644, 0o755), (0o077, 0o600, 0o700),
+                                                        (0o002, 0o664, 0o775)])
+def test_written_files_get_the_mode_a_plain_write_gives(tmp_path, umask, mask, file_mode, dir_mode):
+    umask(mask)
+    assert io.current_umask() == mask
+    io.atomic_write_json(tmp_path / "metrics.json", {"x": 1})
+    io.atomic_save_safetensors(tmp_path / "w.safetensors", {"t": torch.zeros(2)})
+    io.atomic_save_dir(tmp_path / "adapter", lambda d: (d / "a.json").write_text("{}") and (d / "a.json").chmod(0o600))
+    io.atomic_save_files(tmp_path / "run", lambda d: (d / "sub").mkdir() or (d / "sub" / "b.json").write_text("{}"))
+    for path in (tmp_path / "metrics.json", tmp_path / "w.safetensors", tmp_path / "adapter" / "a.json",
+                 tmp_path / "run" / "sub" / "b.json"):
+        assert path.stat().st_mode & 0o777 == file_mode, path
+    for path in (tmp_path / "adapter", tmp_path / "run", tmp_path / "run" / "sub"):
+        assert path.stat().st_mode & 0o777 == dir_mode, path
+
+
+def test_atomic_save_files_keeps_other_files_and_leaves_no_temporary(tmp_path):
+    (tmp_path / "checkpoints").mkdir()
+    io.atomic_save_files(tmp_path, lambda d: (d / "adapter_config.json").write_text("{}"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["adapter_config.json", "checkpoints"]

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import typer
 
-from hora.experiments.errors import HoraError, HoraWarning
+from hora.experiments.errors import HoraError, HoraWarning, TrainingInterrupted
 
 app = typer.Typer(
     name="hora",
@@ -77,6 +77,9 @@ def _errors():
     try:
         with _warnings_as_lines():
             yield
+    except KeyboardInterrupt:
+        typer.echo("hora: interrupted", err=True)
+        raise typer.Exit(130) from None
     except HoraError as exc:
         _fail(str(exc))
     except (ValueError, OSError, KeyError, ImportError) as exc:  # e.g. a head layout the core cannot read
@@ -101,6 +104,7 @@ def _train_config(**kw):
 
 @app.command()
 def train(
+    ctx: typer.Context,
     task: str = typer.Option("rotten_tomatoes", help=TASK_HELP),
     model: str = typer.Option(None, help=MODEL_HELP),
     data: Path = typer.Option(None, help=DATA_HELP),
@@ -130,6 +134,8 @@ def train(
                                    "every N steps into OUTPUT/checkpoints, so the run can be resumed."),
     resume: bool = typer.Option(False, help="Continue from the latest checkpoint in OUTPUT/checkpoints "
                                 "(same options as the interrupted run)."),
+    overwrite: bool = typer.Option(False, help="Replace the run already in --output (its adapter, metrics and "
+                                   "checkpoints); without it such a folder is refused."),
     keep_checkpoints: int = typer.Option(2, help="With --save-every: how many of the newest checkpoints to keep."),
 ) -> None:
     """Train one model: a method on a task, then report validation and test accuracy.
@@ -146,9 +152,16 @@ def train(
             lr=lr, r=r, alpha=alpha, hidden=hidden, dropout=dropout, targets=targets, steps=steps,
             epochs=epochs, batch_size=batch_size, max_length=max_length, max_eval_samples=max_eval_samples,
             output=str(output), save=save, progress=progress, save_every=save_every, resume=resume,
-            keep_checkpoints=keep_checkpoints)
+            overwrite=overwrite, keep_checkpoints=keep_checkpoints)
         train_mod.validate(cfg)
-        m = train_mod.train(cfg)
+        train_mod.check_output(cfg)
+        try:
+            m = train_mod.train(cfg)
+        except TrainingInterrupted as exc:  # Ctrl-C: what was saved, and the command that resumes
+            from hora.experiments.interrupt import interrupted_message
+
+            typer.echo(interrupted_message(exc, ctx), err=True)
+            raise typer.Exit(130) from None
     if os.environ.get("RANK", "0") != "0":  # under torchrun only the main process reports
         return
     from rich.table import Table
@@ -164,6 +177,7 @@ def train(
         table.add_row("LoRA of equal rank", f"{m['lora_equivalent_params']:,} (adapter only)")
     table.add_row("training examples", f"{m['n_train']:,} (fraction {m['fraction']:g})")
     table.add_row("steps / lr", f"{m['steps']} / {m['lr']:g}")
+    table.add_row("train loss", f"{m['train_loss']:.4f}  (mean over all steps)")
     table.add_row("train time", f"{m['train_seconds']:.1f} s")
     table.add_row("wall time", f"{m['total_seconds']:.1f} s")
     table.add_row("output", str(output))
@@ -225,9 +239,14 @@ def compare(
             label_column=label_column, split_seed=split_seed, r=r, alpha=alpha, hidden=hidden, dropout=dropout,
             targets=targets, steps=steps, epochs=epochs, batch_size=batch_size, max_length=max_length,
             max_eval_samples=max_eval_samples, stop_on_nan=False)  # a diverged run is a result, not an error
-        df = sweep.run_compare(base, method_list, fraction_list, seed_list, output, lrs=lr_list,
-                               save_adapters=save_adapters, progress=progress, resume=resume,
-                               tune_seeds=tune_list)
+        try:
+            df = sweep.run_compare(base, method_list, fraction_list, seed_list, output, lrs=lr_list,
+                                   save_adapters=save_adapters, progress=progress, resume=resume,
+                                   tune_seeds=tune_list)
+        except TrainingInterrupted:
+            typer.echo(f"hora: interrupted; the finished runs are kept in {output / 'runs'}: rerun the same "
+                       "command to continue", err=True)
+            raise typer.Exit(130) from None
     typer.echo((output / "summary.md").read_text())  # plain: markdown tables must not be re-wrapped
     typer.echo(f"{len(df)} runs; wrote {output / 'results.csv'}, {output / 'summary.md'}, "
                f"{output / 'accuracy_vs_fraction.png'}")
@@ -265,9 +284,11 @@ def report(
     """Summarise one or several comparisons together (e.g. methods run in parallel into separate folders):
     learning rate chosen on validation, mean ± sd, paired differences to LoRA, accuracy-vs-fraction plot."""
     with _errors():
+        from hora.experiments import paths
         from hora.experiments import report as report_mod
         from hora.io import atomic_write
 
+        paths.check_output_dir(output)
         df = report_mod.select_lr(report_mod.read_results(list(results)))
         output.mkdir(parents=True, exist_ok=True)
         atomic_write(output / "results.csv", lambda tmp: df.to_csv(tmp, index=False))
@@ -287,26 +308,14 @@ def export(
     """Export a trained HoRA adapter to a standard PEFT LoRA adapter (exact, no SVD).
 
     The base model is rebuilt from the adapter folder's metrics.json; the LoRA adapter then loads with
-    plain PEFT (PeftModel.from_pretrained) or any server that reads LoRA adapters.
+    plain PEFT (PeftModel.from_pretrained) or any server that reads LoRA adapters. OUT_DIR/hora_export.json
+    records the base model and the label names (id2label, label2id). OUT_DIR may not be ADAPTER_DIR or
+    inside it, nor hold a training run: the export never overwrites the adapter it exports.
     """
     with _errors():
-        import json
+        from hora.experiments.exporting import export_run
 
-        meta_path = adapter_dir / "metrics.json"
-        if meta_path.is_file():
-            method = json.loads(meta_path.read_text()).get("method")
-            from hora.experiments import variants
-
-            if method not in variants.VARIANTS or variants.resolve(method).method != "hora":
-                raise HoraError(f"{adapter_dir} holds a '{method}' run; only HoRA adapters are exported "
-                                "(LoRA/DoRA/VeRA adapters are already PEFT adapters)")
-        from hora.experiments import methods as methods_mod
-
-        model, meta = methods_mod.load_trained(adapter_dir)
-        import hora
-
-        hora.export_lora(model, out_dir)
-        diff = methods_mod.verify_export(model, out_dir, meta) if check else None
+        diff = export_run(adapter_dir, out_dir, check=check)
     msg = f"exported LoRA adapter to {out_dir}"
     if diff is not None:
         msg += f" (max |logit difference| vs HoRA: {diff:.2e})"
@@ -369,6 +378,9 @@ def simulate(
 ) -> None:
     """Simulate the theory: sample efficiency of a shared (joint) generator vs independent heads."""
     with _errors():
+        from hora.experiments import paths
+
+        paths.check_output_dir(output)
         try:
             from hora.experiments.simulate import run_simulation
         except ImportError as exc:
@@ -477,6 +489,9 @@ def bench(
 ) -> None:
     """Speed and memory of HoRA vs PEFT's LoRA and a minimal LoRA on CPU, as ratios (docs/performance.md)."""
     with _errors():
+        from hora.experiments import paths
+
+        paths.check_output_file(output)
         from hora.bench import run_cpu_suite
 
         run_cpu_suite(output=output, threads=threads, tiny=tiny, repeats=repeats, steps=steps,

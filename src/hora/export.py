@@ -58,7 +58,8 @@ def lora_config(model: PeftModel | HoraModel, adapter_name: str = "default") -> 
         lora_dropout=config.dropout,
         target_modules=sorted(name for name, _ in layers),
         fan_in_fan_out=any(layer.fan_in_fan_out for _, layer in layers),
-        modules_to_save=config.modules_to_save,
+        # PEFT appends the task's head names each time a model is wrapped: list each module once
+        modules_to_save=list(dict.fromkeys(config.modules_to_save)) if config.modules_to_save else None,
         task_type=config.task_type,
         base_model_name_or_path=config.base_model_name_or_path,
         revision=config.revision,

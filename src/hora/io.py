@@ -1,5 +1,11 @@
 """Atomic file writes: every file goes to a temporary name in its folder, then is renamed into place,
-so a failure half-way never leaves a partial file and never destroys the previous one."""
+so a failure half-way never leaves a partial file and never destroys the previous one.
+
+Temporary files and folders are created private (``tempfile`` makes them 0600 / 0700, and so does
+safetensors' ``save_file``); before one is renamed into place it is given the mode a plain
+``open(path, "w")`` / ``mkdir`` would give under the process's umask (0644 / 0755 under umask 022), so an
+exported adapter is readable by a serving process.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +21,50 @@ import torch
 from safetensors.torch import save_file
 
 
+def current_umask() -> int:
+    """The process's umask, read without changing it where the system tells it (Linux), else set and reset."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def plain_file_mode() -> int:
+    """The permission bits a plain file write gives under the current umask (0o644 under 022)."""
+    return 0o666 & ~current_umask()
+
+
+def plain_dir_mode() -> int:
+    """The permission bits a plain ``mkdir`` gives under the current umask (0o755 under 022)."""
+    return 0o777 & ~current_umask()
+
+
+def make_temp_dir(parent: str | Path, prefix: str, suffix: str | None = None) -> Path:
+    """A new temporary folder in ``parent`` with a plain folder's mode, ready to be renamed into place."""
+    folder = Path(tempfile.mkdtemp(prefix=prefix, suffix=suffix, dir=parent))
+    os.chmod(folder, plain_dir_mode())
+    return folder
+
+
+def give_plain_modes(folder: str | Path) -> None:
+    """Give every file and folder under ``folder`` (itself included) a plain write's mode under the umask.
+
+    For trees written by other libraries before they are renamed into place: safetensors' ``save_file``
+    (used by ``save_pretrained``) creates its file 0600 whatever the umask.
+    """
+    folder = Path(folder)
+    os.chmod(folder, plain_dir_mode())
+    for path in folder.rglob("*"):
+        if path.is_symlink():
+            continue
+        os.chmod(path, plain_dir_mode() if path.is_dir() else plain_file_mode())
+
+
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     """Call ``write(tmp_path)`` for a temporary file beside ``path``, fsync it, then rename it to ``path``."""
     path = Path(path)
@@ -25,6 +75,7 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     tmp = Path(tmp_name)
     try:
         write(tmp)
+        os.chmod(tmp, plain_file_mode())  # mkstemp made it 0600; give it a plain write's mode
         with open(tmp, "rb") as stream:
             os.fsync(stream.fileno())
         os.replace(tmp, path)
@@ -68,10 +119,11 @@ def atomic_save_dir(folder: str | Path, write: Callable[[Path], None]) -> Path:
     """
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
+    tmp = make_temp_dir(folder.parent, prefix=f".{folder.name}.", suffix=".tmp")
     backup = folder.with_name(f".{folder.name}.old")
     try:
         write(tmp)
+        give_plain_modes(tmp)
         if backup.exists():
             shutil.rmtree(backup)
         if folder.exists():
@@ -83,4 +135,26 @@ def atomic_save_dir(folder: str | Path, write: Callable[[Path], None]) -> Path:
             os.replace(backup, folder)
         raise
     shutil.rmtree(backup, ignore_errors=True)
+    return folder
+
+
+def atomic_save_files(folder: str | Path, write: Callable[[Path], None]) -> Path:
+    """Fill a temporary folder inside ``folder`` with ``write(tmp_folder)``, then rename each of its files
+    into ``folder`` (same relative path), so no file of ``folder`` is ever half-written, while the other
+    files of ``folder`` (e.g. checkpoints) stay. E.g. ``atomic_save_files(out, model.save_pretrained)``."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = make_temp_dir(folder, prefix=".save.")
+    try:
+        write(tmp)
+        give_plain_modes(tmp)
+        for path in sorted(tmp.rglob("*")):
+            if path.is_file():
+                target = folder / path.relative_to(tmp)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with open(path, "rb") as stream:
+                    os.fsync(stream.fileno())
+                os.replace(path, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return folder

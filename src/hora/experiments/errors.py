@@ -17,3 +17,16 @@ class AssetMissingError(HoraError):
 
 class HoraWarning(UserWarning):
     """Something the user should know that does not stop the run (``hora`` prints it as one line)."""
+
+
+class TruncationWarning(HoraWarning):
+    """Texts were cut to ``--max-length`` tokens (a grid of runs shows it once, not once per run)."""
+
+
+class TrainingInterrupted(Exception):
+    """Training was stopped by Ctrl-C (KeyboardInterrupt) at ``step``; ``checkpoint`` is the newest saved
+    checkpoint (None when none was saved), ``save_every`` the checkpoint interval (None: saving was off)."""
+
+    def __init__(self, step: int, checkpoint, save_every: int | None, output):
+        super().__init__(f"training interrupted at step {step}")
+        self.step, self.checkpoint, self.save_every, self.output = step, checkpoint, save_every, output

@@ -20,6 +20,7 @@ import pandas as pd
 from scipy import stats
 
 from hora.experiments.errors import HoraError
+from hora.io import atomic_write, atomic_write_text
 
 REQUIRED = ("method", "fraction", "seed", "lr", "accuracy", "val_accuracy")
 
@@ -189,36 +190,82 @@ def _paired_section(df: pd.DataFrame, a: str, b: str) -> list[str]:
     return lines
 
 
-def plot_accuracy_vs_fraction(df: pd.DataFrame, path: str | Path,
-                              title: str = "Test accuracy vs data fraction") -> Path:
-    """Mean test accuracy per method against the data fraction, with sd error bars (PNG)."""
-    import matplotlib
+# the y-axis spans at least this many percentage points, so seed noise is not blown up into a result
+MIN_Y_SPAN = 10.0
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
+def y_limits(values: list[float], min_span: float = MIN_Y_SPAN) -> tuple[float, float]:
+    """Y-axis limits (percent) that hold every value with a margin and span at least ``min_span`` points,
+    kept inside [0, 100] where the data allow."""
+    lo, hi = min(values), max(values)
+    pad = max(0.08 * (hi - lo), 0.5)
+    lo, hi = lo - pad, hi + pad
+    if hi - lo < min_span:
+        mid = (lo + hi) / 2
+        lo, hi = mid - min_span / 2, mid + min_span / 2
+    if hi > 100:
+        lo, hi = lo - (hi - 100), 100.0
+    if lo < 0:
+        lo, hi = 0.0, max(hi - lo, hi)
+    return lo, hi
+
+
+def draw_accuracy_vs_fraction(df: pd.DataFrame, ax, title: str = "Test accuracy vs data fraction") -> None:
+    """Draw mean test accuracy per method against the data fraction on ``ax``.
+
+    With several seeds each point carries its 95 % t-interval of the mean (the interval of summary.md);
+    a method with one seed per point is drawn without bars (and without bar markers in the legend).
+    The y-axis spans at least :data:`MIN_Y_SPAN` points.
+    """
     summ = summarize(df)
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    values: list[float] = []
+    with_bars = False
     for method, g in summ.groupby("method", sort=True):
         g = g.sort_values("fraction")
-        err = 100 * g["accuracy_std"].fillna(0.0)
-        ax.errorbar(g["fraction"], 100 * g["accuracy_mean"], yerr=err, marker="o", capsize=3, label=method)
+        x, mean = g["fraction"].to_numpy(), 100 * g["accuracy_mean"].to_numpy()
+        values += list(mean)
+        has_ci = g["accuracy_ci_low"].notna().to_numpy()
+        if has_ci.any():
+            low = np.where(has_ci, 100 * g["accuracy_ci_low"].to_numpy(), mean)
+            high = np.where(has_ci, 100 * g["accuracy_ci_high"].to_numpy(), mean)
+            values += list(low[has_ci]) + list(high[has_ci])
+            ax.errorbar(x, mean, yerr=[mean - low, high - mean], marker="o", capsize=3, label=method)
+            with_bars = True
+        else:
+            ax.plot(x, mean, marker="o", label=method)
     fracs = sorted(summ["fraction"].unique())
     if len(fracs) > 1 and fracs[-1] / fracs[0] >= 10:
         ax.set_xscale("log")
     ax.set_xticks(fracs)
     ax.set_xticklabels([f"{f:g}" for f in fracs])
     ax.set_xlabel("fraction of the training split")
-    ax.set_ylabel("test accuracy (%), mean ± sd over seeds")
-    ax.set_title(title)
+    seeds = int(summ["n"].max()) if len(summ) else 0
+    ax.set_ylabel("test accuracy (%), mean over seeds" + (", 95 % interval" if with_bars else ""))
+    if values:
+        ax.set_ylim(*y_limits(values))
+    if seeds < 2:
+        ax.set_title(f"{title}\none seed per point: no interval, differences may be noise", fontsize=10)
+    else:
+        ax.set_title(f"{title}\nup to {seeds} seeds per point; bars: 95 % t-interval of the mean", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+
+
+def plot_accuracy_vs_fraction(df: pd.DataFrame, path: str | Path,
+                              title: str = "Test accuracy vs data fraction") -> Path:
+    """Write the accuracy-vs-fraction plot (see :func:`draw_accuracy_vs_fraction`) as a PNG, atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    try:
+        draw_accuracy_vs_fraction(df, ax, title=title)
+        fig.tight_layout()
+        return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
+    finally:
+        plt.close(fig)
 
 
 def write_report(df: pd.DataFrame, output: str | Path, context: str = "",
@@ -227,9 +274,6 @@ def write_report(df: pd.DataFrame, output: str | Path, context: str = "",
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     df = select_lr(df)
-    md = output / "summary.md"
-    tmp = output / ".summary.md.tmp"
-    tmp.write_text(summary_markdown(df, title=title, context=context))
-    tmp.replace(md)
+    md = atomic_write_text(output / "summary.md", summary_markdown(df, title=title, context=context))
     png = plot_accuracy_vs_fraction(df, output / "accuracy_vs_fraction.png")
     return {"summary": md, "plot": png}

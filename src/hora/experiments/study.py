@@ -31,7 +31,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from hora.experiments import methods, report
+from hora.experiments import methods, paths, report
 from hora.experiments.errors import HoraError
 from hora.experiments.sweep import run_compare
 from hora.experiments.train import TrainConfig, pretrain_vit
@@ -142,7 +142,7 @@ def run_study(preset: str, output: str | Path, only: list[str] | None = None, pr
     HoRA and LoRA at 0.05, which are ``text``'s) is copied from that grid's folder, not trained again.
     """
     grids = select_grids(preset, only)
-    output = Path(output)
+    output = paths.check_output_dir(output)
     if any(g.settings.get("model") == "vit" for g in grids):
         pretrain_vit(progress=progress)  # cached after the first time
     sections = [f"# HoRA evidence study ({preset} preset)", ""]

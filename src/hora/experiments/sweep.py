@@ -15,12 +15,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+import warnings
 from pathlib import Path
 
 import pandas as pd
 
-from hora.experiments import methods, report, tasks
-from hora.experiments.errors import HoraError
+from hora.experiments import methods, paths, report, tasks
+from hora.experiments.errors import HoraError, TruncationWarning
+from hora.experiments.grid_progress import GridProgress
 from hora.experiments.train import TrainConfig, train, validate
 from hora.io import atomic_write
 
@@ -127,7 +129,7 @@ def run_compare(base: TrainConfig, method_list: list[str], fractions: list[float
         if not lr_grid(m) or not all(lr > 0 for lr in lr_grid(m)):
             raise HoraError(f"learning rates must be > 0, got {lr_grid(m)} for {m}")
     validate(dataclasses.replace(base, method=method_list[0], fraction=fractions[0]))
-    output = Path(output)
+    output = paths.check_output_dir(output)
     reuse_folders = [Path(f) for f in reuse_from or []]
 
     data = tasks.load_task(base.task, base.data, base.text_column, base.label_column)
@@ -143,27 +145,33 @@ def run_compare(base: TrainConfig, method_list: list[str], fractions: list[float
     output.mkdir(parents=True, exist_ok=True)
     rows: list[dict] = []
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    trained_once = False
 
-    columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
-    with Progress(*columns, disable=not progress, transient=False) as bar:
-        job = bar.add_task("compare", total=per_fraction * len(fractions))
+    with GridProgress(per_fraction * len(fractions), title=output.name or "compare", enabled=progress) as bar:
 
         def run(method: str, fraction: float, lr: float, seed: int) -> dict:
+            nonlocal trained_once
             name = run_name(method, fraction, lr, seed)
             run_dir = output / "runs" / name
+            # overwrite: a run folder is reused above only when finished with these settings; else retrained
             cfg = dataclasses.replace(base, method=method, fraction=fraction, lr=lr, seed=seed,
-                                      output=str(run_dir), save=save_adapters, progress=False)
-            bar.update(job, description=name)
+                                      output=str(run_dir), save=save_adapters, progress=False, overwrite=True)
+            bar.start(name)
+            how = "done before"
             metrics = _finished(run_dir, cfg) if resume else None
             if metrics is None and resume:
-                metrics = _copy_finished(run_dir, cfg, reuse_folders)
+                how, metrics = "copied", _copy_finished(run_dir, cfg, reuse_folders)
             if metrics is None:
-                metrics = train(cfg, data=data)
+                how = "trained"
+                with warnings.catch_warnings():
+                    if trained_once:  # the same data: its truncation warning was shown by the first run
+                        warnings.simplefilter("ignore", TruncationWarning)
+                    metrics = train(cfg, data=data)
+                trained_once = True
             row = _row(metrics, run_dir)
             rows.append(row)
             atomic_write(output / "results.csv", lambda tmp: pd.DataFrame(rows).to_csv(tmp, index=False))
-            bar.advance(job)
+            bar.finish(name, how, metrics.get("accuracy"), metrics.get("val_accuracy"))
             return row
 
         for fraction in fractions:

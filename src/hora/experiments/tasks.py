@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from hora.experiments import assets
-from hora.experiments.errors import HoraError, HoraWarning
+from hora.experiments.errors import HoraError, HoraWarning, TruncationWarning
 
 TEXT_TASKS = ("rotten_tomatoes",)
 IMAGE_TASKS = ("mnist", "fashion_mnist")
@@ -319,7 +319,7 @@ def warn_truncated(datasets: list[EncodedDataset], max_length: int, name: str) -
         total = sum(len(ds) for ds in datasets)
         longest = max(ds.longest for ds in datasets)
         warnings.warn(f"{cut} of {total} texts of {name} are longer than {max_length} tokens (longest {longest}) "
-                      f"and were truncated to {max_length}; raise --max-length to keep more", HoraWarning,
+                      f"and were truncated to {max_length}; raise --max-length to keep more", TruncationWarning,
                       stacklevel=2)
 
 

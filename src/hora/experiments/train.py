@@ -26,9 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from hora.experiments import methods, tasks, variants
-from hora.experiments.errors import HoraError, HoraWarning
-from hora.io import atomic_write_json
+from hora.experiments import methods, paths, tasks, variants
+from hora.experiments.errors import HoraError, HoraWarning, TrainingInterrupted
+from hora.io import atomic_save_files, atomic_write_json
 
 
 @dataclass
@@ -61,6 +61,7 @@ class TrainConfig:
     progress: bool = True
     save_every: int | None = None  # checkpoint every N steps into OUTPUT/checkpoints (resumable)
     resume: bool = False  # continue from the latest checkpoint in OUTPUT/checkpoints
+    overwrite: bool = False  # replace a finished run (or an earlier run's checkpoints) in OUTPUT
     keep_checkpoints: int = 2  # newest checkpoints kept (older ones are deleted)
     stop_on_nan: bool = True  # stop with an error at the first NaN/inf training loss
 
@@ -80,8 +81,10 @@ RUN_KEYS = ("task", "model", "data", "text_column", "label_column", "method", "f
 
 
 def validate(cfg: TrainConfig) -> None:
-    """Check the options before any heavy work, so bad input fails fast with one line."""
+    """Check the options and the input files before any heavy work, so bad input fails fast with one line."""
     methods.check_method(cfg.method)
+    if cfg.data is not None:
+        paths.check_input_file(cfg.data, "data file")
     tasks.check_fraction(cfg.fraction)
     methods.parse_projections(cfg.targets)
     if cfg.data is None and cfg.task not in tasks.TASKS:
@@ -110,21 +113,10 @@ def validate(cfg: TrainConfig) -> None:
         raise HoraError(f"--keep-checkpoints must be >= 1, got {cfg.keep_checkpoints}")
 
 
-def _save_files_atomically(model, out: Path) -> None:
-    """``save_pretrained`` into a temporary folder inside ``out``, then rename each file into place, so no
-    file of ``out`` is ever half-written (``out`` also holds checkpoints, so it is not swapped whole)."""
-    tmp = Path(tempfile.mkdtemp(prefix=".save.", dir=out))
-    try:
-        model.save_pretrained(tmp)
-        for path in sorted(tmp.rglob("*")):
-            if path.is_file():
-                target = out / path.relative_to(tmp)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                with open(path, "rb") as stream:
-                    os.fsync(stream.fileno())
-                os.replace(path, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+def check_output(cfg: TrainConfig) -> Path:
+    """Check ``cfg.output`` before any work: a folder that can be written and holds no run, unless
+    ``cfg.overwrite`` (replace it) or ``cfg.resume`` (continue it) says what to do with the one there."""
+    return paths.check_train_output(cfg.output, overwrite=cfg.overwrite, resume=cfg.resume)
 
 
 def _world_size() -> int:
@@ -211,6 +203,7 @@ def train(cfg: TrainConfig, data: tasks.TaskData | None = None, callbacks: Seque
     ``transformers.TrainerCallback`` objects (e.g. :mod:`hora.experiments.dynamics`' update recorder).
     """
     validate(cfg)
+    check_output(cfg)
     from hora.experiments import assets
 
     assets.set_offline()
@@ -229,14 +222,14 @@ def train(cfg: TrainConfig, data: tasks.TaskData | None = None, callbacks: Seque
     if cfg.resume:  # find and check the checkpoint before any heavy work
         resume_from = checkpoints.latest_checkpoint(ckpt_root)
         if resume_from is None:
-            raise HoraError(f"--resume: no checkpoint in {ckpt_root}; start the run with --save-every N")
+            raise HoraError(f"--resume: no checkpoint in {ckpt_root}; start the run with --save-every N "
+                            "(or replace the run there with --overwrite)")
         checkpoints.check_resumable(resume_from, cfg.run_settings())
         if save_every is None:  # keep saving as the interrupted run did
             state = json.loads((resume_from / "trainer_state.json").read_text())
             save_every = int(state.get("save_steps") or 0) or None
-    elif save_every is not None and checkpoints.list_checkpoints(ckpt_root):
-        raise HoraError(f"{ckpt_root} already holds checkpoints of an earlier run: continue it with --resume, "
-                        "or use another --output")
+    elif cfg.overwrite and ckpt_root.is_dir():  # the replaced run's checkpoints must not be resumed later
+        shutil.rmtree(ckpt_root)
     if data is None:
         data = tasks.load_task(cfg.task, cfg.data, cfg.text_column, cfg.label_column)
     model_name, folder = tasks.resolve_model(cfg.model, data.kind)
@@ -329,6 +322,10 @@ def train(cfg: TrainConfig, data: tasks.TaskData | None = None, callbacks: Seque
                 checkpoints.load_final(trainer, resume_from)
             else:
                 trainer.train(resume_from_checkpoint=str(resume_from) if resume_from is not None else None)
+        except KeyboardInterrupt:
+            raise TrainingInterrupted(
+                step=int(trainer.state.global_step), save_every=save_every, output=cfg.output,
+                checkpoint=checkpoints.latest_checkpoint(ckpt_root) if save_every else None) from None
         except checkpoints.NonFiniteLossError as exc:
             last = checkpoints.latest_checkpoint(ckpt_root) if save_every else None
             kept = (f"the last good checkpoint is {last}" if last is not None
@@ -396,7 +393,7 @@ def train(cfg: TrainConfig, data: tasks.TaskData | None = None, callbacks: Seque
         out = Path(cfg.output)
         out.mkdir(parents=True, exist_ok=True)
         if cfg.save:
-            _save_files_atomically(model, out)
+            atomic_save_files(out, model.save_pretrained)
         atomic_write_json(out / "metrics.json", {**metrics, "config": asdict(cfg)})
     return metrics
 

@@ -1,0 +1,69 @@
+"""``hora export``: a trained HoRA run folder to a standard PEFT LoRA adapter folder, checked and labelled.
+
+The LoRA adapter itself (``adapter_config.json``, ``adapter_model.safetensors``) is written by
+:func:`hora.export_lora`. Beside it goes ``hora_export.json``: where it came from, the base model, and
+the label names (``id2label`` / ``label2id``), which a PEFT adapter has no field for. Load it as::
+
+    info = json.loads(Path(out_dir, "hora_export.json").read_text())
+    base = AutoModelForSequenceClassification.from_pretrained(
+        info["base_model"], id2label=info["id2label"], label2id=info["label2id"])
+    model = PeftModel.from_pretrained(base, out_dir)
+
+The paths are checked before anything is loaded: OUT_DIR may not be the adapter folder or inside it,
+nor hold a training run or a non-LoRA adapter, so an export never overwrites what it exports.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from hora.experiments import paths, variants
+from hora.experiments.errors import HoraError
+from hora.io import atomic_write_json
+
+EXPORT_INFO = "hora_export.json"
+
+
+def label_maps(label_names: list[str]) -> dict[str, dict]:
+    """``id2label`` (string keys, as in a transformers config.json) and ``label2id`` of the label names."""
+    names = [str(n) for n in label_names]
+    return {"id2label": {str(i): n for i, n in enumerate(names)}, "label2id": {n: i for i, n in enumerate(names)}}
+
+
+def _check_method(adapter_dir: Path) -> None:
+    """Only HoRA runs (or named variants of HoRA) are exported; LoRA/DoRA/VeRA adapters already are PEFT's."""
+    meta_path = adapter_dir / paths.METRICS
+    if not meta_path.is_file():
+        return  # load_trained names what is missing
+    method = json.loads(meta_path.read_text()).get("method")
+    if method not in variants.VARIANTS or variants.resolve(method).method != "hora":
+        raise HoraError(f"{adapter_dir} holds a '{method}' run; only HoRA adapters are exported "
+                        "(LoRA/DoRA/VeRA adapters are already PEFT adapters)")
+
+
+def export_run(adapter_dir: str | Path, out_dir: str | Path, check: bool = True) -> float | None:
+    """Export the HoRA adapter of ``adapter_dir`` (a ``hora train`` folder) to a LoRA adapter in ``out_dir``.
+
+    Returns the max |logit difference| between the HoRA model and the exported LoRA (None without ``check``).
+    """
+    adapter_dir, out_dir = paths.check_export_paths(adapter_dir, out_dir)
+    _check_method(adapter_dir)
+    from hora.experiments import methods
+
+    model, meta = methods.load_trained(adapter_dir)
+    import hora
+
+    hora.export_lora(model, out_dir)
+    diff = methods.verify_export(model, out_dir, meta) if check else None
+    atomic_write_json(out_dir / EXPORT_INFO, {
+        "source_adapter": str(adapter_dir.resolve()),
+        "method": meta.get("method"),
+        "base_model": meta.get("model_path"),
+        "kind": meta.get("kind"),
+        "task": meta.get("task"),
+        "label_names": list(meta.get("label_names") or []),
+        **label_maps(list(meta.get("label_names") or [])),
+        "max_logit_difference": diff,
+    })
+    return diff

@@ -1,0 +1,52 @@
+"""Grid progress: a line per finished run when not on a terminal, an ETA from the runs trained so far."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from hora.experiments.grid_progress import GridProgress, format_seconds
+
+
+@pytest.mark.parametrize("seconds, text", [(0, "0 s"), (42.4, "42 s"), (425, "7 min 05 s"), (7380, "2 h 03 min")])
+def test_format_seconds(seconds, text):
+    assert format_seconds(seconds) == text
+
+
+def test_lines_mode_prints_one_line_per_run_with_an_eta(monkeypatch):
+    clock = iter([0.0, 10.0, 10.0, 10.0, 10.0, 30.0])
+    monkeypatch.setattr("hora.experiments.grid_progress.time.perf_counter", lambda: next(clock))
+    out = io.StringIO()  # not a terminal
+    with GridProgress(4, stream=out) as bar:
+        assert bar.mode == "lines"
+        bar.start("hora_f1_lr0.001_s0")
+        bar.finish("hora_f1_lr0.001_s0", "trained", 0.75, 0.7)
+        bar.start("lora_f1_lr0.001_s0")
+        bar.finish("lora_f1_lr0.001_s0", "done before", 0.7, 0.7)
+        bar.start("hora_f1_lr0.001_s1")
+        bar.finish("hora_f1_lr0.001_s1", "trained")
+    lines = out.getvalue().splitlines()
+    assert lines == [
+        "[1/4] hora_f1_lr0.001_s0: test 75.00 %, val 70.00 % (trained, 10 s); ETA 30 s",
+        "[2/4] lora_f1_lr0.001_s0: test 70.00 %, val 70.00 % (done before); ETA 20 s",
+        "[3/4] hora_f1_lr0.001_s1 (trained, 20 s); ETA 15 s",
+    ]
+
+
+def test_off_mode_prints_nothing_and_bar_mode_on_a_terminal():
+    out = io.StringIO()
+    with GridProgress(2, enabled=False, stream=out) as bar:
+        bar.start("a")
+        bar.finish("a", "trained")
+    assert out.getvalue() == "" and bar.mode == "off"
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    with GridProgress(2, stream=Terminal()) as bar:
+        assert bar.mode == "bar"
+        bar.start("a")
+        bar.finish("a", "trained")
+        assert bar.eta_seconds() is not None
