@@ -15,7 +15,8 @@ def hora_params(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {n: p for n, p in model.named_parameters() if "hora_" in n}
 
 
-@pytest.mark.parametrize("overrides", [{}, {"scope": "module", "joint_free_factor": True}, {"generator": "identity"}])
+@pytest.mark.parametrize("overrides", [{}, {"scope": "module", "joint_free_factor": True}, {"generator": "identity"},
+                                       {"generator": "joint"}])
 def test_low_cpu_mem_usage_loads_identical_outputs(tmp_path, overrides):
     kind = "llama_gqa"
     config = HoraConfig(r=2, projections=["q", "k", "v", "o"], init_weights=False, **overrides)
@@ -39,13 +40,15 @@ def test_low_cpu_mem_usage_loads_identical_outputs(tmp_path, overrides):
     assert torch.equal(logits(loaded, inputs), expected)
 
 
+@pytest.mark.parametrize("generator", ["mlp", "joint"])
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("autocast", [True, False])
 @pytest.mark.parametrize("low_cpu_mem_usage", [True, False])
-def test_adapter_dtype_follows_autocast_adapter_dtype(tmp_path, dtype, autocast, low_cpu_mem_usage):
+def test_adapter_dtype_follows_autocast_adapter_dtype(tmp_path, dtype, autocast, low_cpu_mem_usage, generator):
     kind = "gpt2_conv1d"
     expected = torch.float32 if autocast else dtype
-    config = HoraConfig(r=2, projections=["q", "v", "o"], joint_free_factor=True)
+    config = HoraConfig(r=2, projections=["q", "v", "o"], generator=generator,
+                        joint_free_factor=generator == "mlp")
     model = peft.get_peft_model(make_model(kind).to(dtype), config, autocast_adapter_dtype=autocast)
     model.add_adapter("other", config, autocast_adapter_dtype=autocast)
     assert {p.dtype for p in hora_params(model).values()} == {expected}
