@@ -118,6 +118,22 @@ def generator_share(factor: torch.Tensor, bank, plan) -> float:
     return float((factor - seeds).pow(2).sum() / factor.pow(2).sum())
 
 
+@torch.no_grad()
+def mean_generator_share(model: nn.Module, adapter_name: str = "default") -> float:
+    """The generator share (module docstring) averaged over the adapted modules, without the costlier
+    diagnostics of :func:`adapter_diagnostics` (cheap enough to log every step)."""
+    tuner = _tuner(model)
+    bank = tuner.hora_bank[adapter_name]
+    generated = bank.generate()
+    shares = []
+    for _, layer in iter_hora_layers(tuner.model):
+        plan = layer.hora_plans.get(adapter_name)
+        if plan is not None:
+            factor = torch.cat([generated[s.projection][s.index] for s in plan.slots]) / bank.scaling
+            shares.append(generator_share(factor, bank, plan))
+    return sum(shares) / len(shares)
+
+
 def cross_head_influence(bank: nn.Module, seed: int = 0) -> float:
     """Mean cross-head influence of a bank's head factors (module docstring), over every head of every
     head-split block with at least two heads; 0.0 when there is none. Directions u are N(0, 1), seeded."""

@@ -28,7 +28,8 @@ def test_records_every_group_at_every_step_and_plots(tiny_bert, tiny_csv, tmp_pa
     joint, residual, lora = (results[m]["norms"] for m in ("hora-jointgen", "hora", "lora"))
     assert {"seeds B_h", "free seed Abar", "body W1B", "output W2B", "body W1A", "output W2A",
             "factor A", "factor B"} <= set(joint)
-    assert {"LoRA A", "LoRA B", "factor A", "factor B"} <= set(lora)
+    assert {"LoRA A", "LoRA B", "factor A", "factor B"} <= set(lora) and dynamics.SHARE not in lora
+    assert joint[dynamics.SHARE] == [1.0] * 4 and max(residual[dynamics.SHARE]) < 0.5
     assert all(len(values) == 4 for values in (*joint.values(), *lora.values(), *residual.values()))
     # the joint form: W2B moves at step 1 and the head seeds and body from step 2 on (they sit behind W2B = 0);
     # the residual default: seeds and W2 both start at zero, so W2's first gradient is exactly zero

@@ -11,7 +11,10 @@ B (d_out x r) with the scaling folded into B, summed in quadrature over modules:
 Groups are found by parameter name: LoRA's A and B; the residual HoRA's seeds, generator body W1 and output
 heads W2 and free factors; the joint form's per-head seeds B_h, free seed Abar, bodies W1B, W1A and output
 layers W2B, W2A. A generator that is idle shows as a group whose update norm stays orders of magnitude below
-the seeds' while the factor it makes moves like LoRA's.
+the seeds' while the factor it makes moves like LoRA's. For HoRA the generator share of the head factor
+(``hora.diagnostics``: the part of the factor the generator makes, 1 for the joint form by construction) is
+logged after every step too: Adam moves every parameter by about the learning rate whatever its gradient,
+so an idle generator shows in its share, not in its update norm.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ GROUPS: tuple[tuple[str, str], ...] = (
     (r"hora_bank\.[^.]+\.(mixing|shared_free)", "other generator"),
     (r"\.hora_(A|B|mix)\.", "free factor"),
 )
+SHARE = "generator share"
 
 
 def group_of(name: str) -> str | None:
@@ -69,9 +73,13 @@ def effective_factors(model) -> dict[str, tuple]:
 
 
 def _update_recorder(log: dict[str, list[float]]):
-    """A TrainerCallback that appends each step's update norms to ``log`` (group -> list)."""
+    """A TrainerCallback that appends each step's update norms (and HoRA's generator share, key ``SHARE``)
+    to ``log`` (group -> list)."""
     import torch
     from transformers import TrainerCallback
+
+    from hora import HoraModel
+    from hora.diagnostics import mean_generator_share
 
     class UpdateNorms(TrainerCallback):
         def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
@@ -93,6 +101,8 @@ def _update_recorder(log: dict[str, list[float]]):
                                     for m, f in self.factors.items())
             for group, square in squares.items():
                 log.setdefault(group, []).append(square**0.5)
+            if any(isinstance(m, HoraModel) for m in model.modules()):
+                log.setdefault(SHARE, []).append(mean_generator_share(model))
 
     return UpdateNorms()
 
@@ -110,23 +120,36 @@ def record(methods: list[str], base: TrainConfig, lrs: dict[str, float] | None =
 
 
 def plot(results: dict[str, dict], path: Path) -> None:
-    """One panel per method: update norm per step of each group (log scale), factors dashed."""
+    """Top: one panel per method, update norm per step of each group (log scale; factors dashed; steps
+    with a zero update, such as warm-up's first, are left out). Bottom: HoRA's generator share per step."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(results), figsize=(5.2 * len(results), 4.2), sharey=True, squeeze=False)
-    for ax, (method, result) in zip(axes[0], results.items(), strict=True):
-        for group, values in sorted(result["norms"].items()):
-            style = "--" if group.startswith("factor") else "-"
-            ax.plot(range(1, len(values) + 1), [max(v, 1e-12) for v in values], style, label=group)
+    fig, axes = plt.subplots(2, len(results), figsize=(5.2 * len(results), 7.0), squeeze=False,
+                             gridspec_kw={"height_ratios": [2.2, 1]}, sharex=True)
+    for column, (method, result) in enumerate(results.items()):
+        norms, share = dict(result["norms"]), result["norms"].get(SHARE)
+        norms.pop(SHARE, None)
+        ax = axes[0][column]
+        for group, values in sorted(norms.items()):
+            shown = [v if v > 0 else float("nan") for v in values]
+            ax.plot(range(1, len(values) + 1), shown, "--" if group.startswith("factor") else "-", label=group)
         ax.set_yscale("log")
         ax.set_title(f"{method} (lr {result['lr']:g})")
-        ax.set_xlabel("optimiser step")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
+        below = axes[1][column]
+        if share:
+            below.plot(range(1, len(share) + 1), share, color="black")
+        else:
+            below.text(0.5, 0.5, "no generator", ha="center", va="center", transform=below.transAxes)
+        below.set_ylim(-0.05, 1.05)
+        below.set_xlabel("optimiser step")
+        below.grid(alpha=0.3)
     axes[0][0].set_ylabel("update norm ||delta||_F")
+    axes[1][0].set_ylabel("generator share of B")
     fig.tight_layout()
     tmp = path.with_suffix(".tmp.png")
     fig.savefig(tmp, dpi=110)
