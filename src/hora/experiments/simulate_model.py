@@ -11,12 +11,17 @@ Notation and shapes (P = 2 adapted projections, index 0 = q, 1 = v):
     y         (reps, n, k, H*d_h)  outputs for k parameter sets per replication (R = reps * k)
 The output projection is the identity (heads are concatenated); it would only rotate the target.
 
-Two parametrisations of the updates (DESIGN.md section 1), both with A_P (r x d) shared by the heads:
-    LoRA:  B_P^h free                                          (d_h x r per head)
-    HoRA:  B_P^h[:, c] = s + W2_P phi(W1 s),  s = S_P^h[:, c]   (residual, bias-free, phi = GELU)
-with one generator body W1 (p x d_h) shared by both projections and all heads, and one output head
-W2_P (d_h x p) per projection.  Parameters live in a flat vector theta (R, n_params) so that many
-independent fits can be optimised at once.
+Three parametrisations of the updates (DESIGN.md section 1, docs/method.md), all with A_P (r x d) shared
+by the heads:
+    LoRA:   B_P^h free, A_P free                                 (d_h x r per head)
+    HoRA:   B_P^h[:, c] = s + W2_P phi(W1 s),  s = S_P^h[:, c]    (residual, bias-free, phi = GELU), A_P free
+    joint:  B_P^h = W2_P phi(W1 S_h),  A_P = W2A_P phi(W1A Abar)  (non-residual, bias-free)
+HoRA has one generator body W1 (p x d_h) shared by both projections and all heads, and one output head
+W2_P (d_h x p) per projection.  The joint form (the library's generator="joint") generates both factors:
+its per-head seeds S_h (d_h x r) are shared by q and v and go through the same head hypernetwork (body W1,
+heads W2_P), and one shared free seed Abar (r x d) goes through a free hypernetwork (body W1A p x r, one
+output layer W2A_P r x p per projection).  Parameters live in a flat vector theta (R, n_params) so that
+many independent fits can be optimised at once.
 """
 
 from __future__ import annotations
@@ -59,18 +64,20 @@ class Data:
     pairs: torch.Tensor
 
 
+KINDS = ("lora", "hora", "joint")
+
+
 def param_shapes(kind: str, dims: Dims) -> dict[str, tuple[int, ...]]:
-    """Shapes (without the leading fit dimension R) of the parameters of `kind` in {"lora", "hora"}."""
-    shapes = {"A": (N_PROJ, dims.r, dims.d)}
+    """Shapes (without the leading fit dimension R) of the parameters of `kind` in KINDS."""
     if kind == "lora":
-        shapes["B"] = (N_PROJ, dims.H, dims.d_h, dims.r)
-    elif kind == "hora":
-        shapes["S"] = (N_PROJ, dims.H, dims.d_h, dims.r)
-        shapes["W1"] = (dims.p, dims.d_h)
-        shapes["W2"] = (N_PROJ, dims.d_h, dims.p)
-    else:
-        raise ValueError(f"unknown parametrisation {kind!r}; expected 'lora' or 'hora'")
-    return shapes
+        return {"A": (N_PROJ, dims.r, dims.d), "B": (N_PROJ, dims.H, dims.d_h, dims.r)}
+    if kind == "hora":
+        return {"A": (N_PROJ, dims.r, dims.d), "S": (N_PROJ, dims.H, dims.d_h, dims.r),
+                "W1": (dims.p, dims.d_h), "W2": (N_PROJ, dims.d_h, dims.p)}
+    if kind == "joint":
+        return {"Abar": (dims.r, dims.d), "W1A": (dims.p, dims.r), "W2A": (N_PROJ, dims.r, dims.p),
+                "S": (dims.H, dims.d_h, dims.r), "W1": (dims.p, dims.d_h), "W2": (N_PROJ, dims.d_h, dims.p)}
+    raise ValueError(f"unknown parametrisation {kind!r}; expected one of {KINDS}")
 
 
 def n_params(kind: str, dims: Dims) -> int:
@@ -94,20 +101,59 @@ def flatten(params: dict[str, torch.Tensor], kind: str, dims: Dims) -> torch.Ten
     return torch.cat([params[name].reshape(params[name].shape[0], -1) for name in names], dim=1)
 
 
+def generate(seeds: torch.Tensor, w1: torch.Tensor, w2: torch.Tensor) -> torch.Tensor:
+    """Bias-free two-layer generator applied to every seed column: W2_P GELU(W1 s).
+
+    seeds (R, P or 1, G, e, c) (G seed groups, e.g. heads, of c columns of size e; a projection
+    dimension of 1 means the seeds are shared by the projections), w1 (R, p, e), w2 (R, P, o, p)
+    -> (R, P, G, o, c).
+    """
+    hidden = F.gelu(w1[:, None, None] @ seeds)  # (R, P or 1, G, p, c)
+    return w2[:, :, None] @ hidden
+
+
 def hora_head_factors(seeds: torch.Tensor, w1: torch.Tensor, w2: torch.Tensor) -> torch.Tensor:
     """Residual bias-free generator applied column-wise: B = S + W2_P GELU(W1 S).
 
     seeds (R, P, H, d_h, r), w1 (R, p, d_h), w2 (R, P, d_h, p) -> head factors (R, P, H, d_h, r).
     """
-    hidden = F.gelu(torch.einsum("Rfe,RPher->RPhfr", w1, seeds))
-    return seeds + torch.einsum("RPef,RPhfr->RPher", w2, hidden)
+    return seeds + generate(seeds, w1, w2)
+
+
+def joint_factors(prm: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Factors of the joint form from its named parameters (R, *param_shapes("joint")):
+
+    head factors B_P^h = W2_P GELU(W1 S_h)   (R, P, H, d_h, r), the seeds S (R, H, d_h, r) shared by q and v;
+    free factors A_P  = W2A_P GELU(W1A Abar) (R, P, r, d), from the one shared seed Abar (R, r, d).
+    """
+    b = generate(prm["S"][:, None], prm["W1"], prm["W2"])
+    a = generate(prm["Abar"][:, None, None], prm["W1A"], prm["W2A"])[:, :, 0]
+    return b, a
+
+
+def factors(theta: torch.Tensor, kind: str, dims: Dims) -> tuple[torch.Tensor, torch.Tensor]:
+    """Head factors B (R, P, H, d_h, r) and free factors A (R, P, r, d) from theta (R, n_params)."""
+    prm = unflatten(theta, kind, dims)
+    if kind == "joint":
+        return joint_factors(prm)
+    b = prm["B"] if kind == "lora" else hora_head_factors(prm["S"], prm["W1"], prm["W2"])
+    return b, prm["A"]
 
 
 def updates(theta: torch.Tensor, kind: str, dims: Dims) -> torch.Tensor:
     """Per-head update blocks dW_P^h = B_P^h A_P, shape (R, P, H, d_h, d), from theta (R, n_params)."""
-    prm = unflatten(theta, kind, dims)
-    b = prm["B"] if kind == "lora" else hora_head_factors(prm["S"], prm["W1"], prm["W2"])
-    return torch.einsum("RPher,RPrd->RPhed", b, prm["A"])
+    b, a = factors(theta, kind, dims)
+    return torch.einsum("RPher,RPrd->RPhed", b, a)
+
+
+def local_dimension(kind: str, dims: Dims, gen: torch.Generator, dtype: torch.dtype = torch.float64) -> int:
+    """Rank of the Jacobian d vec(dW) / d theta at a random theta ~ N(0, 1): the number of directions in
+    which the parametrisation can move the update near a generic point, i.e. the dimension of the set of
+    updates it reaches (parameters beyond it are redundant: they change the factors, not dW).
+    """
+    theta = torch.randn(n_params(kind, dims), generator=gen, dtype=dtype)
+    jac = torch.autograd.functional.jacobian(lambda t: updates(t[None], kind, dims).reshape(-1), theta)
+    return int(torch.linalg.matrix_rank(jac))
 
 
 def make_base(dims: Dims, gen: torch.Generator, dtype: torch.dtype) -> Base:
