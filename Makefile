@@ -63,7 +63,7 @@ install-demo: $(PYTHON_DEP)
 # a ViT never uses torchvision, and tests/timm_like.py imports timm without it.
 install: $(PYTHON_DEP)
 	$(PIP) install "torch==$(TORCH_VERSION)"
-	$(PIP) install -e ".[test]"
+	$(PIP) install -e ".[test,trl]"
 	$(PIP) install --no-deps "timm==$(TIMM_VERSION)"
 	$(MAKE) --no-print-directory assets
 
