@@ -48,3 +48,9 @@ def test_demo_installs_only_what_it_uses_and_no_target_but_one_runs_apt_get():
     for target in ("demo", "test", "install", "assets"):
         assert "dataset-fashion-mnist" not in _plan(target), target  # (the venv hint names apt-get, runs nothing)
     assert "apt-get install -y -q dataset-fashion-mnist" in _plan("fashion-mnist")
+
+
+def test_install_brings_trl_and_timm_without_torchvision():
+    plan = _plan("install")
+    assert '-e ".[test,trl]"' in plan  # TRL's SFTTrainer tests run in CI
+    assert 'install --no-deps "timm==' in plan  # timm's torchvision would pull a CUDA torch

@@ -6,7 +6,10 @@ A projection weight W (out x in, as ``nn.Linear`` stores it) is split by heads o
 * o: the ``in`` side. Columns [h*d_h, (h+1)*d_h) belong to head h.
 
 Head counts and the head dimension d_h come from the model config (num_attention_heads,
-num_key_value_heads or multi_query, head_dim or hidden_size / num_attention_heads); the role of a module
+num_key_value_heads or multi_query, head_dim or hidden_size / num_attention_heads). A model without such a
+config (a timm ViT: ``blocks.N.attn.{qkv,proj}``) is read from the attention module that holds the
+projection, as timm's ``Attention`` keeps them: ``num_heads``, ``head_dim`` and, under grouped-query
+attention, ``num_kv_heads`` (``head_dim`` absent: the weight's split side / heads). The role of a module
 comes from its name. Anything that cannot be read raises :class:`HeadLayoutError`, which shows how to
 state the layout explicitly with ``HoraConfig(head_layout=...)``.
 """
@@ -120,6 +123,75 @@ class AttentionShape:
             head_dim = hidden // num_heads
         return cls(int(num_heads), int(num_kv_heads), int(head_dim))
 
+    @classmethod
+    def from_module(cls, attention: nn.Module | None, role: str, fan_in: int, fan_out: int) -> AttentionShape | None:
+        """Read H_q, H_kv and d_h from the attention module that holds a projection, or None if it has none.
+
+        H_q is the first positive int among ``num_heads``, ``num_attention_heads``, ``n_heads``; H_kv among
+        ``num_kv_heads``, ``num_key_value_heads``, ``n_kv_heads`` (default H_q); d_h among ``head_dim``,
+        ``attention_head_size``. Without d_h it is the projection's split side over its heads:
+        fan_out / (H_q + 2 H_kv) for fused q|k|v, fan_out / H_P for q/k/v, fan_in / H_q for o.
+
+        Raises:
+            HeadLayoutError: d_h is absent and the heads do not divide the weight.
+        """
+        num_heads = _int_attribute(attention, _MODULE_HEADS)
+        if num_heads is None:
+            return None
+        num_kv_heads = _int_attribute(attention, _MODULE_KV_HEADS) or num_heads
+        head_dim = _int_attribute(attention, _MODULE_HEAD_DIM)
+        if head_dim is None:
+            heads = {"qkv": num_heads + 2 * num_kv_heads, "q": num_heads, "k": num_kv_heads, "v": num_kv_heads,
+                     "o": num_heads}[role]
+            split = fan_in if role == "o" else fan_out
+            if split % heads:
+                raise HeadLayoutError(
+                    f"Cannot infer head_dim from {type(attention).__name__}: {heads} heads do not divide the "
+                    f"weight's {'input' if role == 'o' else 'output'} size {split}; state it with "
+                    + _LAYOUT_HINT.format(name="MODULE_SUFFIX")
+                )
+            head_dim = split // heads
+        return cls(num_heads, num_kv_heads, head_dim)
+
+
+# Attribute names under which attention modules keep their head counts (timm's Attention: num_heads,
+# head_dim, num_kv_heads), first match wins.
+_MODULE_HEADS = ("num_heads", "num_attention_heads", "n_heads")
+_MODULE_KV_HEADS = ("num_kv_heads", "num_key_value_heads", "n_kv_heads")
+_MODULE_HEAD_DIM = ("head_dim", "attention_head_size")
+
+
+def _int_attribute(module: nn.Module | None, names: tuple[str, ...]) -> int | None:
+    """The first of ``names`` that the module has as a positive int (bools excluded), else None."""
+    for name in names:
+        value = getattr(module, name, None) if module is not None else None
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
+
+
+def _attention_shape(
+    module_name: str, role: str, layer: nn.Module, model_config: object | None, attention: nn.Module | None
+) -> AttentionShape:
+    """Head counts for one module: the model config's when it has them, else its attention module's."""
+    fan_in, fan_out = weight_dims(layer)
+    if model_config is not None:
+        try:
+            return AttentionShape.from_config(model_config)
+        except HeadLayoutError:  # e.g. a wrapper's config without head counts: the attention module may know
+            shape = AttentionShape.from_module(attention, role, fan_in, fan_out)
+            if shape is None:
+                raise
+            return shape
+    shape = AttentionShape.from_module(attention, role, fan_in, fan_out)
+    if shape is None:
+        holder = "" if attention is None else f", nor does its {type(attention).__name__} have num_heads"
+        raise HeadLayoutError(
+            f"The model has no config to read head counts from (module '{module_name}'){holder}; state the "
+            "layout with " + _LAYOUT_HINT.format(name=module_name)
+        )
+    return shape
+
 
 def _explicit_layout(module_name: str, overrides: Mapping[str, Mapping] | None) -> HeadLayout | None:
     """The user's layout for this module (matched by exact name or dotted suffix), if any."""
@@ -150,8 +222,12 @@ def discover_layout(
     layer: nn.Module,
     model_config: object | None,
     overrides: Mapping[str, Mapping] | None = None,
+    attention: nn.Module | None = None,
 ) -> HeadLayout:
     """Find and check the head layout of one target module.
+
+    Order: the explicit ``overrides`` (HoraConfig.head_layout), then the model config, then the head
+    attributes of ``attention``, the module that holds the projection (e.g. timm's ``Attention``).
 
     Raises:
         HeadLayoutError: the role or the head counts cannot be determined, or heads x d_h does not
@@ -167,12 +243,7 @@ def discover_layout(
                 "unknown. HoRA adapts attention projections; state the layout explicitly with "
                 + _LAYOUT_HINT.format(name=module_name)
             )
-        if model_config is None:
-            raise HeadLayoutError(
-                f"The model has no config to read head counts from (module '{module_name}'); state the "
-                "layout with " + _LAYOUT_HINT.format(name=module_name)
-            )
-        shape = AttentionShape.from_config(model_config)
+        shape = _attention_shape(module_name, role, layer, model_config, attention)
         heads = {"q": shape.num_heads, "k": shape.num_kv_heads, "v": shape.num_kv_heads}
         if role == "qkv":
             sections = tuple(Section(p, heads[p]) for p in ("q", "k", "v"))

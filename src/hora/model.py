@@ -87,7 +87,8 @@ class HoraModel(BaseTuner):
                 f"HoRA adapts nn.Linear and transformers Conv1D layers; '{current_key}' is a "
                 f"{type(base).__name__}. Remove it from target_modules."
             )
-        layout = discover_layout(current_key, base, getattr(self.model, "config", None), config.head_layout)
+        layout = discover_layout(current_key, base, getattr(self.model, "config", None), config.head_layout,
+                                 attention=parent)
         _check_rank(config.r, base, current_key)
         args = dict(r=config.r, dropout=config.dropout, joint_free_factor=config.joint_free_factor,
                     init_weights=config.init_weights, generated_free=config.generator == "joint")
