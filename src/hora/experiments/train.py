@@ -283,10 +283,12 @@ def train(cfg: TrainConfig, data: tasks.TaskData | None = None, callbacks: Seque
     steps_per_epoch = math.ceil(len(train_ds) / cfg.batch_size)
     max_steps = -1 if cfg.epochs is not None else int(cfg.steps)
     planned = max_steps if max_steps > 0 else math.ceil(steps_per_epoch * cfg.epochs)
-    scratch = Path(tempfile.mkdtemp(prefix="hora-trainer-"))
+    # Trainer needs an output_dir: the checkpoints folder when saving, else a scratch folder removed at the end
+    # (none with --save-every, so a run killed hard leaves nothing in the temp dir)
+    scratch = None if save_every else Path(tempfile.mkdtemp(prefix="hora-trainer-"))
     try:
         args = TrainingArguments(
-            output_dir=str(ckpt_root if save_every else scratch),
+            output_dir=str(scratch or ckpt_root),
             max_steps=max_steps,
             num_train_epochs=cfg.epochs if cfg.epochs is not None else 1.0,
             # the batch sizes are global: each batch (sampled and padded as in a single process) is split
@@ -357,7 +359,8 @@ def train(cfg: TrainConfig, data: tasks.TaskData | None = None, callbacks: Seque
         eval_seconds = time.perf_counter() - t1
         steps_done = int(trainer.state.global_step)
     finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
 
     metrics = {
         "accuracy": test_acc,
