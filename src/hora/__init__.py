@@ -10,6 +10,7 @@ from .export import export_lora
 from .heads import HeadLayoutError, find_attention_targets
 from .layer import HoraLayer
 from .model import HoraModel
+from .offline import offline_model
 from .optim import param_groups
 from .registration import register
 
@@ -22,6 +23,7 @@ __all__ = [
     "HoraModel",
     "export_lora",
     "find_attention_targets",
+    "offline_model",
     "param_groups",
     "parameter_report",
 ]

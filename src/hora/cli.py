@@ -462,14 +462,10 @@ def assets(
         if fetch_fashion_mnist:
             typer.echo(f"Fashion-MNIST at {assets_mod.fetch_fashion_mnist()}")
         rows = assets_mod.status()
-    from rich.table import Table
-
-    table = Table(title=f"offline assets (cache: {_cache_dir()})")
-    for col in ("asset", "location", "install"):
-        table.add_column(col)
+    # plain lines, not a table: a table cuts long paths at the terminal's (or a pipe's 80) columns
+    typer.echo(f"offline assets (cache: {_cache_dir()})")
     for name, where, cmd in rows:
-        table.add_row(name, where if where != "missing" else "[red]missing[/red]", cmd)
-    _console().print(table)
+        typer.echo(f"\n{name}\n  location: {where}\n  install:  {cmd}")
 
 
 def _cache_dir() -> Path:

@@ -51,9 +51,12 @@ def write_wrapper(folder: Path) -> Path:
 
 
 def loopback_env(rank_dir: Path) -> dict[str, str]:
-    """Environment for 2 CPU processes on gloo over loopback, one thread each, no CUDA."""
+    """Environment for 2 CPU processes on gloo over loopback, one thread each, no CUDA; their temp dir is
+    inside the test's own (torchrun leaves its torchelastic_* log folders behind)."""
+    tmp = rank_dir.parent / "tmp"
+    tmp.mkdir(exist_ok=True)
     return {**os.environ, "HORA_TEST_RANK_DIR": str(rank_dir), "GLOO_SOCKET_IFNAME": "lo",
-            "MASTER_ADDR": "127.0.0.1", "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+            "MASTER_ADDR": "127.0.0.1", "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "", "TMPDIR": str(tmp)}
 
 
 def launch(launcher: list[str], wrapper: Path, args: list[str], rank_dir: Path) -> None:

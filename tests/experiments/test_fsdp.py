@@ -100,15 +100,18 @@ if world > 1:
 """
 
 
-def _env() -> dict[str, str]:
+def _env(tmp: Path) -> dict[str, str]:
+    """``tmp``: the processes' temp dir, inside the test's own (torchrun leaves torchelastic_* folders)."""
     env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK")}
     return {**env, "HORA_TESTS_DIR": str(TESTS_DIR), "HORA_TEST_STEPS": str(STEPS), "GLOO_SOCKET_IFNAME": "lo",
-            "MASTER_ADDR": "127.0.0.1", "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+            "MASTER_ADDR": "127.0.0.1", "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "", "TMPDIR": str(tmp)}
 
 
 def _run(launcher: list[str], worker: Path, out: Path) -> None:
     out.mkdir()
-    done = subprocess.run([*launcher, str(worker), str(out), *KINDS], env=_env(), capture_output=True, text=True,
+    tmp = out.parent / f"{out.name}-tmp"
+    tmp.mkdir()
+    done = subprocess.run([*launcher, str(worker), str(out), *KINDS], env=_env(tmp), capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
 

@@ -40,9 +40,10 @@ def _args(tiny_bert, tiny_csv, out: Path, *extra: str) -> list[str]:
             "--method", "hora", "--dropout", "0.1", "--steps", str(STEPS), "--output", str(out), *extra]
 
 
-def _env(delay: float = 0.0) -> dict:
-    return {**os.environ, "HORA_TEST_STEP_DELAY": str(delay), "OMP_NUM_THREADS": "1",
-            "CUDA_VISIBLE_DEVICES": "", "PYTHONHASHSEED": "0"}
+def _env(delay: float = 0.0, tmp: Path | None = None) -> dict:
+    env = {**os.environ, "HORA_TEST_STEP_DELAY": str(delay), "OMP_NUM_THREADS": "1",
+           "CUDA_VISIBLE_DEVICES": "", "PYTHONHASHSEED": "0"}
+    return env if tmp is None else {**env, "TMPDIR": str(tmp)}
 
 
 def _run(wrapper: Path, args: list[str], delay: float = 0.0) -> subprocess.CompletedProcess:
@@ -62,9 +63,12 @@ def test_killed_run_resumes_to_identical_result(tiny_bert, tiny_csv, tmp_path, w
     done = _run(wrapper, _args(tiny_bert, tiny_csv, full, "--save-every", str(SAVE_EVERY)))
     assert done.returncode == 0, done.stderr
 
+    killed_tmp = tmp_path / "killed-tmp"
+    killed_tmp.mkdir()
     proc = subprocess.Popen([sys.executable, str(wrapper), *_args(tiny_bert, tiny_csv, cut, "--save-every",
                                                                    str(SAVE_EVERY))],
-                            env=_env(delay=0.4), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                            env=_env(delay=0.4, tmp=killed_tmp), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True)
     first = cut / "checkpoints" / f"checkpoint-{SAVE_EVERY}"
     deadline = time.monotonic() + 120
     while not first.is_dir() and proc.poll() is None and time.monotonic() < deadline:
@@ -75,6 +79,8 @@ def test_killed_run_resumes_to_identical_result(tiny_bert, tiny_csv, tmp_path, w
     proc.wait(timeout=30)
     proc.stderr.close()
     assert not (cut / "metrics.json").exists()  # it really was cut short
+    # with --save-every, Trainer works in OUTPUT/checkpoints: a run killed hard leaves no scratch folder behind
+    assert not list(killed_tmp.glob("hora-*")), list(killed_tmp.iterdir())
     ckpts = sorted((cut / "checkpoints").glob("checkpoint-*"))
     assert ckpts and all(int(p.name.split("-")[1]) < STEPS for p in ckpts)
     for ckpt in ckpts:  # only complete checkpoints carry the final name

@@ -157,3 +157,42 @@ def test_trainer_builds_adamw_over_hora_param_groups(tiny_bert, tmp_path):
     bank = model.base_model.hora_bank["default"]
     boosted = next(g for g in optimizer.param_groups if g["lr"] > 1e-2)
     assert {id(p) for p in boosted["params"]} == {id(p) for p in bank.generator_parameters()}
+
+
+def test_many_epochs_over_small_data_warns_once_and_keeps_the_settings(tiny_bert, tiny_csv, tmp_path):
+    from hora.experiments.errors import HoraWarning
+
+    # fraction 0.05: 2 training examples per class, so 4 steps of batch 32 are 32 epochs over them
+    cfg = _cfg(tiny_bert, tiny_csv, tmp_path, fraction=0.05, batch_size=32, save=False)
+    with pytest.warns(HoraWarning) as record:
+        m = train_mod.train(cfg)
+    many = [w for w in record if "epochs over them" in str(w.message)]
+    assert len(many) == 1
+    text = str(many[0].message)
+    assert "4 training examples" in text and "32 epochs" in text and "--epochs" in text and "--steps" in text
+    assert m["steps"] == 4 and m["n_train"] == 4  # warned, not changed
+
+
+def test_many_epochs_warning_only_for_data_files_with_a_step_budget():
+    from hora.experiments.errors import HoraWarning
+
+    with pytest.warns(HoraWarning, match="28 training examples: 300 steps of batch 32 are about 343 epochs"):
+        train_mod.warn_if_many_epochs(TrainConfig(data="small.csv"), 28)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        train_mod.warn_if_many_epochs(TrainConfig(data="big.csv"), 480)  # exactly 20 epochs
+        train_mod.warn_if_many_epochs(TrainConfig(data="small.csv", epochs=300), 28)  # the user chose epochs
+        train_mod.warn_if_many_epochs(TrainConfig(), 28)  # a built-in task's subsample
+
+
+def test_training_leaves_nothing_in_the_temp_dir(tiny_bert, tiny_csv, tmp_path, monkeypatch):
+    import tempfile
+
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setenv("TMPDIR", str(scratch))
+    monkeypatch.setattr(tempfile, "tempdir", None)  # tempfile caches the temp dir; read TMPDIR again
+    assert tempfile.gettempdir() == str(scratch)
+    train_mod.train(_cfg(tiny_bert, tiny_csv, tmp_path, steps=2))
+    train_mod.train(_cfg(tiny_bert, tiny_csv, tmp_path, steps=2, output=str(tmp_path / "ckpt"), save_every=1))
+    assert list(scratch.iterdir()) == []

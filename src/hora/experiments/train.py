@@ -196,6 +196,22 @@ def warn_if_fsdp_falls_back(cuda: bool) -> None:
                       HoraWarning, stacklevel=2)
 
 
+# a user's --data trained for more epochs than this by the step budget alone gets a HoraWarning
+MANY_EPOCHS = 20
+
+
+def warn_if_many_epochs(cfg: TrainConfig, n_train: int) -> None:
+    """A HoraWarning when ``--steps`` (the default 300, sized for the built-in datasets) makes many epochs
+    over a small ``--data`` file; the settings are kept as given."""
+    if cfg.data is None or cfg.epochs is not None or cfg.steps is None or n_train < 1:
+        return
+    epochs = cfg.steps * cfg.batch_size / n_train
+    if epochs > MANY_EPOCHS:
+        warnings.warn(f"{cfg.data} gives {n_train} training examples: {cfg.steps} steps of batch {cfg.batch_size} "
+                      f"are about {epochs:.0f} epochs over them, which can overfit; set the length with "
+                      "--epochs N (e.g. --epochs 10) or fewer --steps", HoraWarning, stacklevel=2)
+
+
 def train(cfg: TrainConfig, data: tasks.TaskData | None = None, callbacks: Sequence = ()) -> dict:
     """Run one training job; returns the metrics dict (also written to ``cfg.output``/metrics.json).
 
@@ -262,14 +278,17 @@ def train(cfg: TrainConfig, data: tasks.TaskData | None = None, callbacks: Seque
         projections=methods.parse_projections(cfg.targets), kind=data.kind, head_modules=heads)
     trainable, total = methods.count_parameters(model)
 
+    warn_if_many_epochs(cfg, len(train_ds))
     lr = cfg.resolved_lr()
     steps_per_epoch = math.ceil(len(train_ds) / cfg.batch_size)
     max_steps = -1 if cfg.epochs is not None else int(cfg.steps)
     planned = max_steps if max_steps > 0 else math.ceil(steps_per_epoch * cfg.epochs)
-    scratch = Path(tempfile.mkdtemp(prefix="hora-trainer-"))
+    # Trainer needs an output_dir: the checkpoints folder when saving, else a scratch folder removed at the end
+    # (none with --save-every, so a run killed hard leaves nothing in the temp dir)
+    scratch = None if save_every else Path(tempfile.mkdtemp(prefix="hora-trainer-"))
     try:
         args = TrainingArguments(
-            output_dir=str(ckpt_root if save_every else scratch),
+            output_dir=str(scratch or ckpt_root),
             max_steps=max_steps,
             num_train_epochs=cfg.epochs if cfg.epochs is not None else 1.0,
             # the batch sizes are global: each batch (sampled and padded as in a single process) is split
@@ -340,7 +359,8 @@ def train(cfg: TrainConfig, data: tasks.TaskData | None = None, callbacks: Seque
         eval_seconds = time.perf_counter() - t1
         steps_done = int(trainer.state.global_step)
     finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
 
     metrics = {
         "accuracy": test_acc,
