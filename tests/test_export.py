@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from hora import HoraConfig, HoraLayer, export_lora
-from tiny_models import ARCHITECTURES, logits, make_inputs, make_model, task_type
+from tiny_models import ARCHITECTURES, logits, make_inputs, make_model, task_type, train_steps
 
 
 def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -35,12 +35,7 @@ def test_export_after_training_with_joint_free_factor(tmp_path):
     config = HoraConfig(r=4, projections=["q", "k", "v", "o"], joint_free_factor=True, init_weights=False)
     model = peft.get_peft_model(make_model("llama_gqa"), config)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
-    model.train()
-    for _ in range(2):
-        model(**inputs).logits.pow(2).mean().backward()
-        optimizer.step()
-        optimizer.zero_grad()
-    model.eval()
+    train_steps(model, inputs, optimizer, 2)
     export_lora(model, tmp_path)
     lora = peft.PeftModel.from_pretrained(make_model("llama_gqa"), tmp_path)
     assert relative_error(logits(lora, inputs), logits(model, inputs)) <= 1e-5

@@ -13,7 +13,7 @@ from hora import HoraConfig, HoraLayer, export_lora, parameter_report
 from hora.diagnostics import adapter_diagnostics
 from hora.heads import HeadLayoutError
 from hora.joint import JointBank
-from tiny_models import logits, make_inputs, make_model, task_type
+from tiny_models import logits, make_inputs, make_model, task_type, train_steps
 
 
 def joint_model(kind: str = "llama_gqa", seed: int = 0, **overrides) -> peft.PeftModel:
@@ -106,12 +106,7 @@ def test_two_layer_gqa_model_trains_saves_loads_merges_and_exports(tmp_path):
     inputs = make_inputs("llama_gqa")
     model = joint_model()
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
-    model.train()
-    for _ in range(3):
-        model(**inputs).logits.pow(2).mean().backward()
-        optimizer.step()
-        optimizer.zero_grad()
-    model.eval()
+    train_steps(model, inputs, optimizer, 3)
     expected = logits(model, inputs)
     assert not torch.allclose(expected, logits(make_model("llama_gqa"), inputs), atol=1e-4)
     model.save_pretrained(tmp_path / "hora")

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from hora import HoraConfig, HoraLayer
-from tiny_models import ARCHITECTURES, logits, make_inputs, make_model, task_type
+from tiny_models import ARCHITECTURES, logits, make_inputs, make_model, task_type, train_steps
 
 ALL_PROJECTIONS = ["q", "k", "v", "o"]
 GENERATORS = ["mlp", "joint"]  # the residual default and the joint form (both factors generated)
@@ -139,12 +139,7 @@ def test_round_trip_after_training_and_under_another_name(tmp_path):
     inputs = make_inputs("bert")
     model = hora_model("bert", init_weights=True)
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.5)
-    model.train()
-    for _ in range(3):
-        model(**inputs).logits.pow(2).mean().backward()
-        optimizer.step()
-        optimizer.zero_grad()
-    model.eval()
+    train_steps(model, inputs, optimizer, 3)
     expected = logits(model, inputs)
     model.save_pretrained(tmp_path)
     loaded = peft.PeftModel.from_pretrained(make_model("bert"), tmp_path, adapter_name="other", is_trainable=True)

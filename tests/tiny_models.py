@@ -83,3 +83,14 @@ def task_type(kind: str) -> str | None:
 def logits(model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
     with torch.no_grad():
         return model(**inputs).logits
+
+
+def train_steps(model: torch.nn.Module, inputs: dict[str, torch.Tensor], optimizer: torch.optim.Optimizer,
+                steps: int) -> None:
+    """``steps`` optimiser steps on the mean squared logits (a loss any head has), then eval mode."""
+    model.train()
+    for _ in range(steps):
+        model(**inputs).logits.pow(2).mean().backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    model.eval()
