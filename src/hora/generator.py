@@ -1,4 +1,7 @@
-"""The head-factor bank: per-head seeds and the joint generators of every adapted layer of one adapter.
+"""The head-factor banks: :class:`FactorBank`, what every bank shares (one batched generation per training
+forward, a cache in evaluation, per-module lookup), and :class:`HoraBank`, the residual/embedding/identity
+forms: per-head seeds and the generators of every adapted layer of one adapter (the joint form is
+:mod:`hora.joint`).
 
 Notation (docs/method.md): projection P of layer l has H_P heads of dimension d_h; its seeds are
 S_P = [S_P^1 .. S_P^H], each d_h x r. One generator per layer (scope="layer") or per module
