@@ -102,6 +102,19 @@ def test_free_factors_start_at_loras_scale():
     assert torch.allclose(rms, torch.full_like(rms, (3 * width) ** -0.5), rtol=1e-4)
 
 
+@pytest.mark.parametrize("seed_std", [0.1, 3.0])
+def test_seed_std_sets_the_seeds_scale_and_keeps_the_update_zero(seed_std):
+    bank = bank_of(joint_model("bert", seed_std=seed_std))
+    for seeds in (bank.head_seeds, bank.free_seeds):
+        assert seeds.std().item() == pytest.approx(seed_std, rel=0.1)
+    assert all(factor.abs().max() == 0 for name, factor in bank.generate().items() if name != "free")
+
+
+def test_seed_std_must_be_positive():
+    with pytest.raises(ValueError, match="seed_std must be a positive number"):
+        HoraConfig(generator="joint", seed_std=0.0)
+
+
 def test_two_layer_gqa_model_trains_saves_loads_merges_and_exports(tmp_path):
     inputs = make_inputs("llama_gqa")
     model = joint_model()

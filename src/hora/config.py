@@ -68,6 +68,8 @@ class HoraConfig(PeftConfig):
         generator_gain: gamma in phi(gamma W1 s), so the activation is not linear where small seeds live.
         generator_lr_ratio: learning-rate multiplier of the shared generator (W1, W2, mixing) relative to
             seeds and free factors, applied by :func:`hora.param_groups` (LoRA+-style).
+        seed_std: standard deviation of the joint form's random seeds B_h and Abar (generator="joint"); under
+            Adam a smaller scale makes the seeds move faster relative to their size.
         w2_init: "zero" or "small" (N(0, 0.01^2)) initial output weight W2 of the generator.
         joint_free_factor: q/k/v of a layer take their free factor A_P = M_{l,P} A_l from one shared A_l
             through r x r maps M_{l,P} initialised to the identity.
@@ -100,6 +102,7 @@ class HoraConfig(PeftConfig):
     head_mixing: bool = field(default=False, metadata={"help": "Mix seeds across heads (H x H, init I)."})
     generator_gain: float = field(default=1.0, metadata={"help": "gamma in phi(gamma W1 s)."})
     generator_lr_ratio: float = field(default=1.0, metadata={"help": "LR multiplier of the generator."})
+    seed_std: float = field(default=1.0, metadata={"help": "Std of the joint form's random seeds."})
     w2_init: Literal["zero", "small"] = field(default="zero", metadata={"help": "Initial W2: zero or small."})
     joint_free_factor: bool = field(default=False, metadata={"help": "Share A across q/k/v of a layer."})
     init_weights: bool = field(default=True, metadata={"help": "True: dW = 0 at init. False: random."})
@@ -144,7 +147,7 @@ class HoraConfig(PeftConfig):
                      f"projections; drop {', '.join(clashes)}.")
         if self.embedding_dim is not None and (not isinstance(self.embedding_dim, int) or self.embedding_dim <= 0):
             fail(f"embedding_dim must be a positive integer or None, got {self.embedding_dim!r}.")
-        for name in ("generator_gain", "generator_lr_ratio"):
+        for name in ("generator_gain", "generator_lr_ratio", "seed_std"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
                 fail(f"{name} must be a positive number, got {value!r}.")

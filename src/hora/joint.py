@@ -22,10 +22,11 @@ bodies, one product per projection and one for all free factors, never a loop ov
     F_P      = W2B_P @ phi(pre_P)       (n_P, H_P, d_h, r)     pre_P: pre of the layers with P, GQA-pooled
     A        = W2A @ phi(W1A @ Abar)    (M, r, d)
 
-Initialisation: dW = 0 at step 0 with W2B = 0 only. Seeds are N(0, 1) and W1B, W1A Kaiming-uniform, so the
-hidden activations are O(1) and W2B receives an O(1) gradient at the first step (the gradient of a factor
-through two zero-initialised quantities, as in the residual form, would be second order). W2A is random and
-rescaled per slot so that A's root mean square equals LoRA's Kaiming-uniform A, 1 / sqrt(3 d).
+Initialisation: dW = 0 at step 0 with W2B = 0 only. Seeds are N(0, seed_std^2) (default 1) and W1B, W1A
+Kaiming-uniform, so the hidden activations are O(1) and W2B receives an O(1) gradient at the first step (the
+gradient of a factor through two zero-initialised quantities, as in the residual form, would be second order).
+W2A is random and rescaled per slot so that A's root mean square equals LoRA's Kaiming-uniform A, 1 / sqrt(3
+d).
 """
 
 from __future__ import annotations
@@ -115,10 +116,10 @@ class JointBank(FactorBank):
 
     @torch.no_grad()
     def reset_parameters(self, config: HoraConfig) -> None:
-        """Seeds N(0, 1); W1B, W1A Kaiming uniform; W2B zero (dW = 0) or, with ``init_weights=False`` (tests),
+        """Seeds N(0, seed_std^2); W1B, W1A Kaiming uniform; W2B zero (dW = 0) or, with ``init_weights=False`` (tests),
         N(0, 1); W2A random, rescaled so every generated A has root mean square 1 / sqrt(3 d)."""
-        nn.init.normal_(self.head_seeds)
-        nn.init.normal_(self.free_seeds)
+        nn.init.normal_(self.head_seeds, std=config.seed_std)
+        nn.init.normal_(self.free_seeds, std=config.seed_std)
         nn.init.kaiming_uniform_(self.head_body, a=math.sqrt(5))
         nn.init.kaiming_uniform_(self.free_body, a=math.sqrt(5))
         for head in self.head_out.values():

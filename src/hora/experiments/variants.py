@@ -34,6 +34,12 @@ VARIANTS: dict[str, Variant] = {
                                   {"generator": "joint", "generator_lr_ratio": 4.0}),
     "hora-jointgen-glr0.25": Variant("hora", "joint form, generator learning rate x0.25",
                                      {"generator": "joint", "generator_lr_ratio": 0.25}),
+    "hora-jointgen-glr0.1": Variant("hora", "joint form, generator learning rate x0.1",
+                                    {"generator": "joint", "generator_lr_ratio": 0.1}),
+    "hora-jointgen-seed0.1": Variant("hora", "joint form, seeds initialised at std 0.1 (they move 10x faster "
+                                     "relative to their size under Adam)", {"generator": "joint", "seed_std": 0.1}),
+    "hora-jointgen-glr0.25-p8": Variant("hora", "joint form, generator learning rate x0.25 at width p = 8",
+                                        {"generator": "joint", "generator_lr_ratio": 0.25, "hidden": 8}),
     "hora-jointgen-p8": Variant("hora", "joint form at width p = 8 (d_h / 4)", {"generator": "joint", "hidden": 8}),
     "hora-identity": Variant("hora", "control: head factor = seed (exactly LoRA)", {"generator": "identity"}),
     "hora-p32": Variant("hora", "generator width p = 32", {"hidden": 32}),
