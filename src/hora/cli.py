@@ -336,13 +336,13 @@ def info(
     """Show HoRA's parameter count on a model against LoRA of equal rank on the same modules."""
     with _errors():
         from hora.experiments import methods as methods_mod
-        from hora.experiments import tasks
+        from hora.experiments import models
 
-        kind = "image" if model in tasks.IMAGE_MODELS else "text"
-        if model not in tasks.MODELS and Path(model).is_dir():
-            kind = tasks._config_kind(Path(model))
-        _, folder = tasks.resolve_model(model, kind)
-        base = tasks.load_base_model(folder, kind, ["0", "1"])
+        kind = "image" if model in models.IMAGE_MODELS else "text"
+        if model not in models.MODELS and Path(model).is_dir():
+            kind = models.model_kind(Path(model))
+        _, folder = models.resolve_model(model, kind)
+        base = models.load_base_model(folder, kind, ["0", "1"])
         peft_model, built = methods_mod.build_adapted_model(
             "hora", base, r=r, alpha=alpha, hidden=hidden, projections=methods_mod.parse_projections(targets),
             kind=kind, head_modules=None)

@@ -12,9 +12,9 @@ def offline_model(name: str = "minilm") -> str:
     ``smollm2``: SmolLM2-135M-Instruct (dequantised from its GGUF once, then cached); ``vit``: the small
     ViT made by ``hora pretrain-vit``. Raises ``HoraError`` naming the install command when it is absent.
     """
-    from hora.experiments import tasks
+    from hora.experiments import models
     from hora.experiments.errors import HoraError
 
     if name not in OFFLINE_MODELS:
         raise HoraError(f"unknown offline model '{name}'; choose one of: {', '.join(OFFLINE_MODELS)}")
-    return str(tasks.resolve_model(name, "image" if name == "vit" else "text")[1])
+    return str(models.resolve_model(name, "image" if name == "vit" else "text")[1])

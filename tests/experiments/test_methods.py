@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hora.experiments import methods, tasks
+from hora.experiments import methods, models
 from hora.experiments.errors import HoraError
 
 
@@ -12,7 +12,7 @@ def _base(folder):
     import torch
 
     torch.manual_seed(0)
-    return tasks.load_base_model(folder, "text", ["neg", "pos"])
+    return models.load_base_model(folder, "text", ["neg", "pos"])
 
 
 @pytest.mark.parametrize("method", methods.METHODS)

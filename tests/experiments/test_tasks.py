@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hora.experiments import tasks
+from hora.experiments import models, tasks
 from hora.experiments.errors import HoraError
 
 
@@ -103,18 +103,9 @@ def test_users_data_errors(tiny_csv, tmp_path):
         tasks.load_user_data(single)
 
 
-def test_unknown_task_and_model_kind_mismatch():
+def test_unknown_task():
     with pytest.raises(HoraError, match="unknown task 'imagenet'"):
         tasks.load_task("imagenet")
-    with pytest.raises(HoraError, match="model 'vit' is for image tasks"):
-        tasks.resolve_model("vit", "text")
-    with pytest.raises(HoraError, match="unknown model 'gpt-9'"):
-        tasks.resolve_model("gpt-9", "text")
-
-
-def test_missing_vit_names_the_pretrain_command():
-    with pytest.raises(HoraError, match="hora pretrain-vit"):
-        tasks.resolve_model("vit", "image")
 
 
 def test_real_rotten_tomatoes_and_its_split():
@@ -135,7 +126,7 @@ def test_real_mnist5k():
 
 def test_encode_text_keeps_labels_and_truncates(tiny_csv, tiny_bert):
     data = tasks.load_task(data=tiny_csv, text_column="review", label_column="sentiment")
-    tok = tasks.load_tokenizer(tiny_bert)
+    tok = models.load_tokenizer(tiny_bert)
     ds = tasks.encode(data, np.arange(10), tok, max_length=4)
     assert len(ds) == 10
     assert all(len(item["input_ids"]) <= 4 for item in ds.items)

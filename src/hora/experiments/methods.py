@@ -132,7 +132,7 @@ def load_trained(adapter_dir: str | Path):
 
     Returns (peft_model, metrics).
     """
-    from hora.experiments import tasks
+    from hora.experiments import models
 
     adapter_dir = Path(adapter_dir)
     meta_path = adapter_dir / "metrics.json"
@@ -149,8 +149,8 @@ def load_trained(adapter_dir: str | Path):
 
     import hora  # noqa: F401
 
-    _, folder = tasks.resolve_model(meta["model"], meta["kind"])
-    base = tasks.load_base_model(folder, meta["kind"], meta["label_names"])
+    _, folder = models.resolve_model(meta["model"], meta["kind"])
+    base = models.load_base_model(folder, meta["kind"], meta["label_names"])
     if variants.resolve(meta["method"]).method == "hora":
         from hora.loading import AdapterLoadError, load_adapter
 
@@ -169,17 +169,17 @@ def verify_export(model, lora_dir: str | Path, meta: dict) -> float:
     import torch
     from peft import PeftModel
 
-    from hora.experiments import tasks
+    from hora.experiments import models
 
-    _, folder = tasks.resolve_model(meta["model"], meta["kind"])
+    _, folder = models.resolve_model(meta["model"], meta["kind"])
     if meta["kind"] == "text":
-        tok = tasks.load_tokenizer(folder)
+        tok = models.load_tokenizer(folder)
         batch = dict(tok(["a fine, moving film", "dull and far too long", "it is what it is"],
                          padding=True, return_tensors="pt"))
     else:
         gen = torch.Generator().manual_seed(0)
         batch = {"pixel_values": torch.randn(3, 1, 28, 28, generator=gen)}
-    base = tasks.load_base_model(folder, meta["kind"], meta["label_names"])
+    base = models.load_base_model(folder, meta["kind"], meta["label_names"])
     lora = PeftModel.from_pretrained(base, lora_dir).eval()
     model.eval()
     with torch.no_grad():

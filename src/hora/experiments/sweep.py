@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from hora.experiments import methods, paths, report, tasks
+from hora.experiments import methods, models, paths, report, tasks
 from hora.experiments.errors import HoraError, TruncationWarning
 from hora.experiments.grid_progress import GridProgress
 from hora.experiments.train import TrainConfig, train, validate
@@ -133,7 +133,7 @@ def run_compare(base: TrainConfig, method_list: list[str], fractions: list[float
     reuse_folders = [Path(f) for f in reuse_from or []]
 
     data = tasks.load_task(base.task, base.data, base.text_column, base.label_column)
-    tasks.resolve_model(base.model, data.kind)  # fail fast on a model that does not fit the task
+    models.resolve_model(base.model, data.kind)  # fail fast on a model that does not fit the task
     splits = tasks.split_indices(data.labels, base.split_seed)
     for f in fractions:  # fail fast: every fraction must leave every class some training examples
         for s in seeds:
@@ -184,7 +184,7 @@ def run_compare(base: TrainConfig, method_list: list[str], fractions: list[float
 
     df = report.select_lr(pd.DataFrame(rows))
     atomic_write(output / "results.csv", lambda tmp: df.to_csv(tmp, index=False))
-    context = (f"Task: {base.data or base.task}; model: {base.model or tasks.DEFAULT_MODEL[data.kind]}; "
+    context = (f"Task: {base.data or base.task}; model: {base.model or models.DEFAULT_MODEL[data.kind]}; "
                f"rank {base.r}, alpha {base.alpha:g}; "
                + (f"{base.epochs:g} epochs" if base.epochs is not None else f"{base.steps} steps")
                + f" at batch {base.batch_size}; targets {base.targets}; split seed {base.split_seed}.")

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hora.experiments import methods, paths, tasks, variants
+from hora.experiments import methods, models, paths, tasks, variants
 from hora.experiments.errors import HoraError, HoraWarning, TrainingInterrupted
 from hora.io import atomic_save_files, atomic_write_json
 
@@ -89,9 +89,9 @@ def validate(cfg: TrainConfig) -> None:
     methods.parse_projections(cfg.targets)
     if cfg.data is None and cfg.task not in tasks.TASKS:
         raise HoraError(f"unknown task '{cfg.task}'; choose one of: {', '.join(tasks.TASKS)} (or pass --data FILE)")
-    if cfg.model is not None and cfg.model not in tasks.MODELS and not Path(cfg.model).expanduser().is_dir():
+    if cfg.model is not None and cfg.model not in models.MODELS and not Path(cfg.model).expanduser().is_dir():
         raise HoraError(
-            f"unknown model '{cfg.model}': use one of {', '.join(tasks.MODELS)} or a local model folder"
+            f"unknown model '{cfg.model}': use one of {', '.join(models.MODELS)} or a local model folder"
         )
     if cfg.steps is not None and cfg.epochs is None and cfg.steps < 1:
         raise HoraError(f"steps must be >= 1, got {cfg.steps}")
@@ -248,7 +248,7 @@ def train(cfg: TrainConfig, data: tasks.TaskData | None = None, callbacks: Seque
         shutil.rmtree(ckpt_root)
     if data is None:
         data = tasks.load_task(cfg.task, cfg.data, cfg.text_column, cfg.label_column)
-    model_name, folder = tasks.resolve_model(cfg.model, data.kind)
+    model_name, folder = models.resolve_model(cfg.model, data.kind)
     splits = tasks.split_indices(data.labels, cfg.split_seed)
     train_idx = tasks.subsample(splits.train, data.labels, cfg.fraction, cfg.seed, data.label_names)
     val_idx, test_idx = splits.val, splits.test
@@ -259,8 +259,8 @@ def train(cfg: TrainConfig, data: tasks.TaskData | None = None, callbacks: Seque
         raise HoraError(f"{len(data)} examples are too few to split into train / validation / test; "
                         "give at least 3 examples of every class")
 
-    tokenizer = tasks.load_tokenizer(folder) if data.kind == "text" else None
-    max_length = tasks.cap_max_length(cfg.max_length, folder, tokenizer) if tokenizer is not None else cfg.max_length
+    tokenizer = models.load_tokenizer(folder) if data.kind == "text" else None
+    max_length = models.cap_max_length(cfg.max_length, folder, tokenizer) if tokenizer is not None else cfg.max_length
     train_ds = tasks.encode(data, train_idx, tokenizer, max_length)
     val_ds = tasks.encode(data, val_idx, tokenizer, max_length)
     test_ds = tasks.encode(data, test_idx, tokenizer, max_length)
@@ -271,8 +271,8 @@ def train(cfg: TrainConfig, data: tasks.TaskData | None = None, callbacks: Seque
             ds.items.sort(key=lambda item: len(item["input_ids"]))
 
     set_seed(cfg.seed)
-    base = tasks.load_base_model(folder, data.kind, data.label_names)
-    heads = tasks.head_module_names(base)
+    base = models.load_base_model(folder, data.kind, data.label_names)
+    heads = models.head_module_names(base)
     model, info = methods.build_adapted_model(
         cfg.method, base, r=cfg.r, alpha=cfg.alpha, dropout=cfg.dropout, hidden=cfg.hidden,
         projections=methods.parse_projections(cfg.targets), kind=data.kind, head_modules=heads)

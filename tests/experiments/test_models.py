@@ -1,0 +1,50 @@
+"""Base models: resolving ``--model`` against the task kind, reading a folder's kind and token limit, loading."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from hora.experiments import models
+from hora.experiments.errors import HoraError, HoraWarning
+
+
+def test_model_kind_mismatch_and_unknown_model():
+    with pytest.raises(HoraError, match="model 'vit' is for image tasks"):
+        models.resolve_model("vit", "text")
+    with pytest.raises(HoraError, match="unknown model 'gpt-9'"):
+        models.resolve_model("gpt-9", "text")
+
+
+def test_missing_vit_names_the_pretrain_command():
+    with pytest.raises(HoraError, match="hora pretrain-vit"):
+        models.resolve_model("vit", "image")
+
+
+def test_a_local_folder_is_resolved_by_the_kind_its_config_names(tiny_bert, tmp_path):
+    assert models.model_kind(tiny_bert) == "text"
+    assert models.resolve_model(str(tiny_bert), "text") == (str(tiny_bert.resolve()), tiny_bert.resolve())
+    vision = tmp_path / "vision"
+    vision.mkdir()
+    (vision / "config.json").write_text(json.dumps({"model_type": "vit"}))
+    assert models.model_kind(vision) == "image"
+    with pytest.raises(HoraError, match="is for image tasks, but this task is text"):
+        models.resolve_model(str(vision), "text")
+    with pytest.raises(HoraError, match="cannot read"):
+        models.model_kind(tmp_path)
+
+
+def test_max_length_is_capped_at_the_models_limit(tiny_bert):
+    assert models.model_max_tokens(tiny_bert) == 64  # the tiny BERT's max_position_embeddings
+    assert models.cap_max_length(16, tiny_bert) == 16
+    with pytest.warns(HoraWarning, match="above the model's limit of 64 tokens; using 64"):
+        assert models.cap_max_length(100, tiny_bert) == 64
+
+
+def test_base_model_gets_a_fresh_head_named_by_head_module_names(tiny_bert):
+    base = models.load_base_model(tiny_bert, "text", ["neg", "pos"])
+    assert models.head_module_names(base) == ["classifier"]
+    assert base.classifier.out_features == 2 and base.config.id2label == {0: "neg", 1: "pos"}
+    with pytest.raises(HoraError, match="cannot find the classification head"):
+        models.head_module_names(base.bert)
