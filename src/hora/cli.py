@@ -440,11 +440,11 @@ def pretrain_vit(
     and adapt it to MNIST digits. Needs Fashion-MNIST: 'make assets' or 'hora assets --fetch-fashion-mnist'.
     """
     with _errors():
-        from hora.experiments import train as train_mod
+        from hora.experiments import pretrain_vit as pretrain_mod
 
         if epochs <= 0:
             raise HoraError(f"epochs must be > 0, got {epochs:g}")
-        m = train_mod.pretrain_vit(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, force=force,
+        m = pretrain_mod.pretrain_vit(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, force=force,
                                    progress=progress)
     acc = m.get("fashion_mnist_test_accuracy")
     typer.echo(f"ViT cached at {m.get('folder')}" + (f"; Fashion-MNIST test accuracy {100 * acc:.2f} %" if acc else ""))

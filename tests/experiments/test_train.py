@@ -89,41 +89,6 @@ def test_real_minilm_on_rotten_tomatoes(tmp_path):
     assert 0 < m["trainable_params"] < 0.02 * m["total_params"]
 
 
-def _fake_fashion_mnist(root, n: int = 64):
-    """Small files in the Fashion-MNIST idx format (the real set is 60k images; this keeps the test fast)."""
-    import gzip
-
-    import numpy as np
-
-    root.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    labels = (np.arange(n) % 10).astype(np.uint8)
-    images = (rng.random((n, 28, 28)) * 64 + labels[:, None, None] * 19).astype(np.uint8)
-    for stem in ("train", "t10k"):
-        with gzip.open(root / f"{stem}-images-idx3-ubyte.gz", "wb") as fh:
-            fh.write(b"\0" * 16 + images.tobytes())
-        with gzip.open(root / f"{stem}-labels-idx1-ubyte.gz", "wb") as fh:
-            fh.write(b"\0" * 8 + labels.tobytes())
-
-
-def test_pretrain_vit_then_adapt_to_mnist(monkeypatch, tmp_path):
-    """The vision path: pre-train the small ViT (here on a few fake Fashion-MNIST images), cache it,
-    then adapt it with HoRA to the real MNIST-5k with a fresh head."""
-    from hora.experiments import assets, tasks
-
-    _fake_fashion_mnist(tmp_path / "fm")
-    monkeypatch.setattr(assets, "FASHION_MNIST_SYSTEM_DIR", tmp_path / "fm")
-    pre = train_mod.pretrain_vit(epochs=1, batch_size=32, progress=False)
-    assert (tasks.vit_dir() / "config.json").is_file() and 0 <= pre["fashion_mnist_test_accuracy"] <= 1
-    again = train_mod.pretrain_vit(epochs=1, batch_size=32, progress=False)  # cached: not retrained
-    assert again["train_seconds"] == pre["train_seconds"]
-    m = train_mod.train(TrainConfig(task="mnist", method="hora", steps=2, batch_size=16, max_eval_samples=32,
-                                    output=str(tmp_path / "mnist"), progress=False))
-    assert m["model"] == "vit" and m["kind"] == "image" and m["n_train"] == 3600
-    assert len(m["targets"]) == 8 and 0 <= m["accuracy"] <= 1
-    assert (tmp_path / "mnist" / "adapter_model.safetensors").is_file()
-
-
 def test_fsdp_request_without_cuda_warns_that_it_runs_as_ddp(monkeypatch):
     from hora.experiments.errors import HoraWarning
     from hora.experiments.train import warn_if_fsdp_falls_back
