@@ -322,3 +322,16 @@ def test_torch_compile_of_the_merged_model():
     merged = model.merge_and_unload()
     compiled = torch.compile(merged, backend="aot_eager", fullgraph=True)
     assert close(logits(compiled, inputs), expected, 1e-4)
+
+
+def test_the_tuner_is_found_through_peft_and_other_wrappers():
+    from hora.model import find_hora_tuner, hora_tuner
+
+    model = hora_model("bert")
+    tuner = model.base_model
+    assert hora_tuner(model) is tuner and hora_tuner(tuner) is tuner
+    assert find_hora_tuner(torch.nn.Sequential(model)) is tuner  # e.g. a DDP wrapper
+    lora = peft.get_peft_model(make_model("bert"), peft.LoraConfig(target_modules=["query"]))
+    assert find_hora_tuner(lora) is None
+    with pytest.raises(TypeError, match="Expected a HoRA PeftModel"):
+        hora_tuner(lora)

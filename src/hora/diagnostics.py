@@ -21,18 +21,10 @@ accuracy, per adapted module:
 from __future__ import annotations
 
 import torch
-from peft import PeftModel
 from torch import nn
 from torch.func import functional_call, jvp, vjp
 
-from .model import HoraModel, iter_hora_layers
-
-
-def _tuner(model: nn.Module) -> HoraModel:
-    tuner = model.base_model if isinstance(model, PeftModel) else model
-    if not isinstance(tuner, HoraModel):
-        raise TypeError(f"Expected a HoRA PeftModel, got {type(tuner).__name__}.")
-    return tuner
+from .model import hora_tuner, iter_hora_layers
 
 
 def parameter_report(model: nn.Module, adapter_name: str = "default") -> dict[str, int | float]:
@@ -45,7 +37,7 @@ def parameter_report(model: nn.Module, adapter_name: str = "default") -> dict[st
     ``other_trainable`` (e.g. modules_to_save), ``trainable`` (every parameter with requires_grad) and
     ``total`` (all parameters of the model).
     """
-    tuner = _tuner(model)
+    tuner = hora_tuner(model)
     if adapter_name not in tuner.hora_bank:
         raise ValueError(f"No HoRA adapter named '{adapter_name}'; available: {sorted(tuner.hora_bank)}.")
     bank = tuner.hora_bank[adapter_name]
@@ -122,7 +114,7 @@ def generator_share(factor: torch.Tensor, bank, plan) -> float:
 def mean_generator_share(model: nn.Module, adapter_name: str = "default") -> float:
     """The generator share (module docstring) averaged over the adapted modules, without the costlier
     diagnostics of :func:`adapter_diagnostics` (cheap enough to log every step)."""
-    tuner = _tuner(model)
+    tuner = hora_tuner(model)
     bank = tuner.hora_bank[adapter_name]
     generated = bank.generate()
     shares = []
@@ -167,7 +159,7 @@ def cross_head_influence(bank: nn.Module, seed: int = 0) -> float:
 def adapter_diagnostics(model: nn.Module, adapter_name: str = "default") -> dict[str, float]:
     """Means over adapted modules of stable rank, head-shared energy (per head-split section) and
     generator share, the bank's cross-head influence, and the per-module values under ``modules``."""
-    tuner = _tuner(model)
+    tuner = hora_tuner(model)
     bank = tuner.hora_bank[adapter_name]
     generated = bank.generate()
     modules = {}

@@ -14,24 +14,17 @@ import torch
 from peft import LoraConfig, PeftModel, get_peft_model_state_dict
 
 from .io import atomic_save_safetensors, atomic_write_json
-from .model import HoraModel, iter_hora_layers
+from .model import HoraModel, hora_tuner, iter_hora_layers
 
 LORA_WEIGHTS_NAME = "adapter_model.safetensors"
 LORA_CONFIG_NAME = "adapter_config.json"
-
-
-def _tuner(model: PeftModel | HoraModel) -> HoraModel:
-    tuner = model.base_model if isinstance(model, PeftModel) else model
-    if not isinstance(tuner, HoraModel):
-        raise TypeError(f"export_lora expects a HoRA PeftModel, got {type(tuner).__name__}.")
-    return tuner
 
 
 @torch.no_grad()
 def lora_state_dict(model: PeftModel | HoraModel, adapter_name: str = "default") -> dict[str, torch.Tensor]:
     """PEFT-LoRA checkpoint tensors (keys ``base_model.model.<module>.lora_{A,B}.weight``) of one adapter,
     plus the adapter's other saved modules (modules_to_save), in the adapter's dtype."""
-    tuner = _tuner(model)
+    tuner = hora_tuner(model)
     if adapter_name not in tuner.hora_bank:
         raise ValueError(f"No HoRA adapter named '{adapter_name}'; available: {sorted(tuner.hora_bank)}.")
     tensors = {}
@@ -49,7 +42,7 @@ def lora_state_dict(model: PeftModel | HoraModel, adapter_name: str = "default")
 
 def lora_config(model: PeftModel | HoraModel, adapter_name: str = "default") -> LoraConfig:
     """The LoraConfig under which :func:`lora_state_dict` reproduces the HoRA adapter exactly."""
-    tuner = _tuner(model)
+    tuner = hora_tuner(model)
     config = tuner.peft_config[adapter_name]
     layers = [(name, layer) for name, layer in iter_hora_layers(tuner.model) if adapter_name in layer.hora_plans]
     return LoraConfig(

@@ -269,3 +269,18 @@ def _joint_bank(config: HoraConfig, head_dim: int, heads: dict[str, int], plans:
 def iter_hora_layers(model: nn.Module) -> list[tuple[str, HoraLayer]]:
     """(name, layer) of every HoRA layer of a model."""
     return [(name, m) for name, m in model.named_modules() if isinstance(m, HoraLayer)]
+
+
+def find_hora_tuner(model: nn.Module) -> HoraModel | None:
+    """The HoraModel (the PEFT tuner that owns the banks) of ``model``: ``model`` itself, a PeftModel's
+    ``base_model``, or the first HoraModel among the submodules of any other wrapper; None when the model
+    has no HoRA adapter (e.g. a PEFT LoRA model)."""
+    return next((m for m in model.modules() if isinstance(m, HoraModel)), None)
+
+
+def hora_tuner(model: nn.Module) -> HoraModel:
+    """:func:`find_hora_tuner`, for callers that need a HoRA model: raises TypeError when there is none."""
+    tuner = find_hora_tuner(model)
+    if tuner is None:
+        raise TypeError(f"Expected a HoRA PeftModel, got {type(model).__name__}.")
+    return tuner

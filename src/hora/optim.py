@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from torch import nn
 
-from .model import HoraModel
+from .model import find_hora_tuner
 
 
 def param_groups(model: nn.Module, lr: float, weight_decay: float = 0.0) -> list[dict]:
     """AdamW-style groups: the generators of every HoRA adapter at ``lr * generator_lr_ratio``, every other
     trainable parameter (seeds, free factors, modules_to_save) at ``lr``. Frozen parameters are left out."""
-    tuner = next((m for m in model.modules() if isinstance(m, HoraModel)), None)
+    tuner = find_hora_tuner(model)
     boosted: dict[int, float] = {}
     if tuner is not None:
         for name, bank in tuner.hora_bank.items():

@@ -78,8 +78,8 @@ def _update_recorder(log: dict[str, list[float]]):
     import torch
     from transformers import TrainerCallback
 
-    from hora import HoraModel
     from hora.diagnostics import mean_generator_share
+    from hora.model import find_hora_tuner
 
     class UpdateNorms(TrainerCallback):
         def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
@@ -101,7 +101,7 @@ def _update_recorder(log: dict[str, list[float]]):
                                     for m, f in self.factors.items())
             for group, square in squares.items():
                 log.setdefault(group, []).append(square**0.5)
-            if any(isinstance(m, HoraModel) for m in model.modules()):
+            if find_hora_tuner(model) is not None:
                 log.setdefault(SHARE, []).append(mean_generator_share(model))
 
     return UpdateNorms()
