@@ -6,9 +6,10 @@ import peft
 import pytest
 import torch
 
-from hora import HoraConfig, parameter_report
-from hora.diagnostics import adapter_diagnostics, head_shared_energy, stable_rank
-from tiny_models import make_model
+from hora import HoraConfig, export_lora, parameter_report
+from hora.config import PROJECTIONS
+from hora.diagnostics import adapter_diagnostics, head_shared_energy, lora_diagnostics, stable_rank
+from tiny_models import make_model, task_type
 
 
 def test_parameter_report_matches_the_formula_on_gqa():
@@ -58,3 +59,19 @@ def test_adapter_diagnostics_report_every_module():
     identity = peft.get_peft_model(make_model("llama_gqa"), HoraConfig(r=4, generator="identity",
                                                                        init_weights=False))
     assert adapter_diagnostics(identity)["generator_share"] == 0.0
+
+
+@pytest.mark.parametrize("kind", ["bert", "llama_gqa", "phi3_fused"])
+def test_lora_diagnostics_of_an_exported_adapter_equal_horas(kind, tmp_path):
+    """The exported LoRA is the same update as the HoRA adapter, so LoRA's diagnostics (the head factor split
+    by the same layout, fused q|k|v sections included) give HoRA's, module by module."""
+    config = HoraConfig(r=2, projections=list(PROJECTIONS), init_weights=False, task_type=task_type(kind))
+    model = peft.get_peft_model(make_model(kind), config)
+    export_lora(model, tmp_path)
+    lora = peft.PeftModel.from_pretrained(make_model(kind), tmp_path)
+    expected, found = adapter_diagnostics(model), lora_diagnostics(lora)
+    assert found["modules"].keys() == expected["modules"].keys()
+    for name, values in found["modules"].items():
+        for key in ("stable_rank", "head_shared_energy"):
+            assert values[key] == pytest.approx(expected["modules"][name][key], rel=1e-4), (name, key)
+    assert lora_diagnostics(lora, adapter_name="other") == {}

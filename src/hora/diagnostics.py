@@ -16,14 +16,21 @@ accuracy, per adapted module:
                               influence = (||dF_{h' != h}|| / sqrt(H - 1)) / ||dF_h||, averaged over heads
                               and modules: 0 for independent heads (LoRA, identity), 1 when every other head
                               moves as much as h itself
+
+Stable rank and head-shared energy are defined for any low-rank update: :func:`lora_diagnostics` gives them
+for PEFT LoRA/DoRA adapters, splitting the same factor by heads (B for q/k/v, A^T for o).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
+from peft.tuners.lora import LoraLayer
 from torch import nn
 from torch.func import functional_call, jvp, vjp
 
+from .heads import HeadLayout, discover_layout
 from .model import hora_tuner, iter_hora_layers
 
 
@@ -87,6 +94,23 @@ def head_shared_energy(blocks: torch.Tensor) -> float:
     if total == 0:
         return 0.0
     return float(blocks.shape[0] * blocks.mean(dim=0).pow(2).sum() / total)
+
+
+def head_blocks(factor: torch.Tensor, layout: HeadLayout) -> list[torch.Tensor]:
+    """A module's head factor (heads x d_h, r), split by the sections of its layout into (H, d_h, r) blocks."""
+    sizes = [section.num_heads * layout.head_dim for section in layout.sections]
+    return [block.reshape(section.num_heads, layout.head_dim, -1)
+            for section, block in zip(layout.sections, factor.split(sizes), strict=True)]
+
+
+def _mean_shared_energy(blocks: Sequence[torch.Tensor]) -> float:
+    """Head-shared energy of one module: the mean over its head-split blocks (one per projection section)."""
+    return sum(head_shared_energy(block) for block in blocks) / len(blocks)
+
+
+def _module_means(modules: dict[str, dict[str, float]], keys: Sequence[str]) -> dict[str, float]:
+    """Each of ``keys`` averaged over the per-module values ``modules``."""
+    return {k: sum(m[k] for m in modules.values()) / len(modules) for k in keys}
 
 
 def _residual_seeds(bank, projection: str, index: int) -> torch.Tensor:
@@ -170,14 +194,34 @@ def adapter_diagnostics(model: nn.Module, adapter_name: str = "default") -> dict
         factor = torch.cat([generated[s.projection][s.index] for s in plan.slots]) / bank.scaling
         modules[name] = {
             "stable_rank": stable_rank(layer.get_delta_weight(adapter_name)),
-            "head_shared_energy": sum(
-                head_shared_energy(generated[s.projection][s.index]) for s in plan.slots
-            ) / len(plan.slots),
+            "head_shared_energy": _mean_shared_energy([generated[s.projection][s.index] for s in plan.slots]),
             "generator_share": generator_share(factor, bank, plan),
         }
-    keys = ("stable_rank", "head_shared_energy", "generator_share")
-    summary = {k: sum(m[k] for m in modules.values()) / len(modules) for k in keys}
+    summary = _module_means(modules, ("stable_rank", "head_shared_energy", "generator_share"))
     with torch.enable_grad():
         summary["cross_head_influence"] = cross_head_influence(bank)
     summary["modules"] = modules
     return summary
+
+
+@torch.no_grad()
+def lora_diagnostics(model: nn.Module, adapter_name: str = "default") -> dict:
+    """Means over the modules of a PEFT LoRA or DoRA adapter of the stable rank of dW and the head-shared energy
+    of its head factor (B for modules split by output rows, A^T for o, split by the head layout HoRA would
+    read), and the per-module values under ``modules``; {} when no module carries the adapter. The same
+    quantities as :func:`adapter_diagnostics`, so the methods are compared on equal terms."""
+    inner = model.get_base_model()
+    modules = {}
+    for name, module in inner.named_modules():
+        if not isinstance(module, LoraLayer) or adapter_name not in module.lora_A:
+            continue
+        layout = discover_layout(name, module.get_base_layer(), inner.config)
+        factor = (module.lora_B[adapter_name].weight if layout.side == "out"
+                  else module.lora_A[adapter_name].weight.T)  # (heads x d_h, r)
+        modules[name] = {
+            "stable_rank": stable_rank(module.get_delta_weight(adapter_name)),
+            "head_shared_energy": _mean_shared_energy(head_blocks(factor, layout)),
+        }
+    if not modules:
+        return {}
+    return {**_module_means(modules, ("stable_rank", "head_shared_energy")), "modules": modules}

@@ -161,3 +161,22 @@ def test_training_leaves_nothing_in_the_temp_dir(tiny_bert, tiny_csv, tmp_path, 
     train_mod.train(_cfg(tiny_bert, tiny_csv, tmp_path, steps=2))
     train_mod.train(_cfg(tiny_bert, tiny_csv, tmp_path, steps=2, output=str(tmp_path / "ckpt"), save_every=1))
     assert list(scratch.iterdir()) == []
+
+
+def test_a_diverged_run_is_written_without_diagnostics(tiny_bert, tiny_csv, tmp_path):
+    """stop_on_nan=False (``hora compare``) keeps a diverged run as a result: its NaN update has no stable
+    rank, so the metrics leave the diagnostics out and keep everything else."""
+    m = train_mod.train(_cfg(tiny_bert, tiny_csv, tmp_path, lr=1e30, stop_on_nan=False, save=False))
+    assert not any(key.startswith("diag_") for key in m) and m["lora_equivalent_params"] > 0
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["steps"] == 4
+
+
+def test_diagnostics_errors_other_than_the_expected_ones_are_raised(tiny_bert):
+    import peft
+    from transformers import AutoModelForSequenceClassification
+
+    base = AutoModelForSequenceClassification.from_pretrained(tiny_bert, num_labels=2)
+    lora = peft.get_peft_model(base, peft.LoraConfig(r=2, target_modules=["query"], task_type="SEQ_CLS"))
+    assert set(train_mod._adapter_diagnostics(lora, "lora")) == {"diag_stable_rank", "diag_head_shared_energy"}
+    with pytest.raises(TypeError, match="Expected a HoRA PeftModel"):
+        train_mod._adapter_diagnostics(lora, "hora")

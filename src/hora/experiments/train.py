@@ -130,50 +130,26 @@ def _cpu_distributed() -> bool:
     return _world_size() > 1 and not torch.cuda.is_available()
 
 
-def _lora_diagnostics(model) -> dict:
-    """Stable rank of each LoRA/DoRA update and the head-shared energy of its head-split factor."""
-    import torch
-    from peft.tuners.lora import LoraLayer
-
-    from hora.diagnostics import head_shared_energy, stable_rank
-    from hora.heads import discover_layout
-
-    inner = model.get_base_model()
-    ranks, shared = [], []
-    for name, module in inner.named_modules():
-        if not isinstance(module, LoraLayer) or "default" not in module.lora_A:
-            continue
-        with torch.no_grad():
-            ranks.append(stable_rank(module.get_delta_weight("default")))
-            layout = discover_layout(name, module.get_base_layer(), inner.config)
-            factor = (module.lora_B["default"].weight if layout.side == "out"
-                      else module.lora_A["default"].weight.T)  # (heads x d_h, r)
-            start, values = 0, []
-            for section in layout.sections:
-                rows = section.num_heads * layout.head_dim
-                block = factor[start:start + rows].reshape(section.num_heads, layout.head_dim, -1)
-                values.append(head_shared_energy(block))
-                start += rows
-            shared.append(sum(values) / len(values))
-    if not ranks:
-        return {}
-    return {"stable_rank": sum(ranks) / len(ranks), "head_shared_energy": sum(shared) / len(shared)}
-
-
 def _adapter_diagnostics(model, method: str) -> dict:
     """Mean stable rank of the updates and cross-head shared energy of the head factors (DESIGN: report
-    both beside accuracy). HoRA's come from ``hora.diagnostics``; LoRA/DoRA's are computed the same way.
-    Diagnostics never fail a run: on any error they are left out."""
-    try:
-        if method == "hora":
-            from hora.diagnostics import adapter_diagnostics
+    both beside accuracy), from :mod:`hora.diagnostics` for HoRA, LoRA and DoRA; none for other methods."""
+    import torch
 
-            out = adapter_diagnostics(model)
-        elif method in ("lora", "dora"):
-            out = _lora_diagnostics(model)
-        else:
-            return {}
-    except Exception:
+    from hora.diagnostics import adapter_diagnostics, lora_diagnostics
+    from hora.heads import HeadLayoutError
+
+    compute = {"hora": adapter_diagnostics, "lora": lora_diagnostics, "dora": lora_diagnostics}.get(method)
+    if compute is None:
+        return {}
+    try:
+        out = compute(model)
+    except (torch.linalg.LinAlgError, HeadLayoutError):
+        # The two failures a finished run can meet here; its metrics are then written without diagnostics:
+        # - LinAlgError: a diverged run (kept as a result by ``hora compare``, stop_on_nan=False) has NaN in
+        #   its update, which has no singular values, so no stable rank;
+        # - HeadLayoutError: a LoRA/DoRA run on a model whose config does not give its head counts; the head
+        #   split is read only for this diagnostic (a HoRA run read it when its adapter was built).
+        # Anything else is a bug and is raised.
         return {}
     return {f"diag_{k}": float(v) for k, v in out.items() if isinstance(v, int | float)}
 
@@ -390,14 +366,10 @@ def train(cfg: TrainConfig, data: tasks.TaskData | None = None, callbacks: Seque
     base_method = variants.resolve(cfg.method).method  # a named variant counts as its base method
     metrics["base_method"] = base_method
     if base_method == "hora":
-        try:
-            import hora
+        import hora
 
-            rep = hora.parameter_report(model)
-            if "lora_equivalent" in rep:
-                metrics["lora_equivalent_params"] = int(rep["lora_equivalent"])
-        except Exception:
-            pass
+        # no try: the model was built as HoRA above, so the report has everything it reads; an error is a bug
+        metrics["lora_equivalent_params"] = int(hora.parameter_report(model)["lora_equivalent"])
     metrics.update(_adapter_diagnostics(model, base_method))
 
     if trainer.is_world_process_zero():  # under torchrun / accelerate launch only one process writes
