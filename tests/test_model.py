@@ -9,9 +9,10 @@ import pytest
 import torch
 
 from hora import HoraConfig, HoraLayer
+from hora.config import PROJECTIONS
 from tiny_models import ARCHITECTURES, logits, make_inputs, make_model, task_type, train_steps
 
-ALL_PROJECTIONS = ["q", "k", "v", "o"]
+ALL_PROJECTIONS = list(PROJECTIONS)
 GENERATORS = ["mlp", "joint"]  # the residual default and the joint form (both factors generated)
 
 

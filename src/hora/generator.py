@@ -139,6 +139,11 @@ class FactorBank(nn.Module):
         tensors' version counters), except inside ``torch.compile``, whose graph includes the generation.
         """
         if torch.is_grad_enabled():
+            # Inside a model forward, or inside a backward pass (activation checkpointing recomputes the layers
+            # there, after the model forward has exited). A private torch call because no public one serves:
+            # torch (2.13) has no public way to ask whether autograd is running a backward on this thread (a
+            # torch.autograd.graph.is_backward_executing was proposed, pytorch PR 141276, and not merged);
+            # torch.autograd.graph and torch.utils.checkpoint use this same call. -1: no backward running.
             in_model_pass = self.forward_depth > 0 or torch._C._current_graph_task_id() != -1
             if self._cache is not None and self._cache_key is None and in_model_pass:
                 return self._cache

@@ -25,6 +25,8 @@ from peft.tuners.tuners_utils import BaseTunerLayer
 from torch import nn
 from transformers.pytorch_utils import Conv1D
 
+from .config import PROJECTIONS
+
 
 class HeadLayoutError(ValueError):
     """The head layout of a target module could not be determined or does not fit its weight."""
@@ -206,7 +208,7 @@ def _explicit_layout(module_name: str, overrides: Mapping[str, Mapping] | None) 
                     f"got {spec!r} ({error})."
                 ) from error
             projections = {section.projection for section in sections}
-            if not projections <= {"q", "k", "v", "o"} or ("o" in projections and len(sections) > 1):
+            if not projections <= set(PROJECTIONS) or ("o" in projections and len(sections) > 1):
                 raise HeadLayoutError(
                     f"head_layout[{suffix!r}]: sections must be q/k/v sections of one output-split weight, "
                     f"or a single 'o' section; got {spec['sections']!r}."

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from hora.config import PROJECTIONS
 from hora.experiments import variants
 from hora.experiments.errors import HoraError
 
@@ -38,13 +39,14 @@ def default_lr(method: str) -> float:
 
 
 def parse_projections(targets: str | None) -> tuple[str, ...]:
-    """'q,v' -> ('q', 'v'); validates against {q, k, v, o}."""
+    """'q,v' -> ('q', 'v'); validates against :data:`hora.config.PROJECTIONS` (q, k, v, o)."""
     if targets is None or targets == "":
         return ("q", "v")
     projs = tuple(t.strip().lower() for t in targets.split(",") if t.strip())
-    bad = [p for p in projs if p not in ("q", "k", "v", "o")]
+    bad = [p for p in projs if p not in PROJECTIONS]
     if bad or not projs:
-        raise HoraError(f"unknown projection(s) {','.join(bad) or targets!r}: use a comma list of q,k,v,o")
+        raise HoraError(f"unknown projection(s) {','.join(bad) or targets!r}: "
+                        f"use a comma list of {','.join(PROJECTIONS)}")
     return projs
 
 
