@@ -168,14 +168,3 @@ def test_gain_scales_the_pre_activation():
         s = bank.seeds["v"][0, 1, :, 2]
         expected = s + bank.output_heads["v"][0] @ torch.tanh(3.0 * (bank.body[0] @ s))
         assert torch.allclose(bank.generate()["v"][0, 1, :, 2], expected * bank.scaling, atol=1e-6)
-
-
-def test_param_groups_boost_only_the_generator():
-    from hora import param_groups
-
-    model = build(generator_lr_ratio=8.0, head_mixing=True)
-    groups = param_groups(model, lr=1e-3)
-    bank = model.base_model.hora_bank["default"]
-    boosted = next(g for g in groups if g["lr"] == 8e-3)
-    assert {id(p) for p in boosted["params"]} == {id(p) for p in bank.generator_parameters()}
-    assert sum(len(g["params"]) for g in groups) == sum(1 for p in model.parameters() if p.requires_grad)

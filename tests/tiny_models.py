@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+import peft
 import torch
 from transformers import (
     BertConfig,
@@ -23,6 +24,9 @@ from transformers import (
     ViTConfig,
     ViTForImageClassification,
 )
+
+from hora import HoraConfig
+from hora.config import PROJECTIONS
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -61,6 +65,7 @@ def _build(kind: str) -> torch.nn.Module:
 ARCHITECTURES = ["bert", "roberta", "mpnet", "vit", "llama_gqa", "llama_mqa_headdim", "phi3_fused",
                  "gpt2_conv1d", "bigcode_mqa_fused"]
 SEQ_CLS = {"bert", "roberta", "mpnet"}
+GENERATOR_FORMS = ["mlp", "joint"]  # the residual default and the joint form (both factors generated)
 
 
 def make_model(kind: str, seed: int = 0) -> torch.nn.Module:
@@ -94,3 +99,15 @@ def train_steps(model: torch.nn.Module, inputs: dict[str, torch.Tensor], optimiz
         optimizer.step()
         optimizer.zero_grad()
     model.eval()
+
+
+def hora_model(kind: str, adapter_seed: int = 0, **overrides) -> peft.PeftModel:
+    """The tiny model of ``kind`` with a random-initialised HoRA adapter (r=2) on all of q, k, v, o."""
+    settings = dict(r=2, alpha=4, projections=list(PROJECTIONS), init_weights=False, task_type=task_type(kind))
+    settings.update(overrides)
+    torch.manual_seed(adapter_seed)
+    return peft.get_peft_model(make_model(kind), HoraConfig(**settings))
+
+
+def close(a: torch.Tensor, b: torch.Tensor, tol: float = 1e-5) -> bool:
+    return torch.allclose(a, b, atol=tol, rtol=tol)

@@ -103,27 +103,6 @@ def test_fsdp_request_without_cuda_warns_that_it_runs_as_ddp(monkeypatch):
         warn_if_fsdp_falls_back(cuda=False)
 
 
-def test_trainer_builds_adamw_over_hora_param_groups(tiny_bert, tmp_path):
-    import peft
-    import torch
-    from transformers import AutoModelForSequenceClassification, TrainingArguments
-
-    from hora import HoraConfig
-    from hora.experiments.checkpoints import HoraTrainer
-
-    base = AutoModelForSequenceClassification.from_pretrained(tiny_bert, num_labels=2)
-    model = peft.get_peft_model(base, HoraConfig(r=2, generator_lr_ratio=16.0, task_type="SEQ_CLS"))
-    args = TrainingArguments(output_dir=str(tmp_path), learning_rate=1e-3, weight_decay=0.1, report_to="none",
-                             use_cpu=True)
-    optimizer = HoraTrainer(model=model, args=args).create_optimizer()
-    assert isinstance(optimizer, torch.optim.AdamW)
-    lrs = sorted(g["lr"] for g in optimizer.param_groups)
-    assert lrs == pytest.approx([1e-3, 1.6e-2]) and all(g["weight_decay"] == 0.1 for g in optimizer.param_groups)
-    bank = model.base_model.hora_bank["default"]
-    boosted = next(g for g in optimizer.param_groups if g["lr"] > 1e-2)
-    assert {id(p) for p in boosted["params"]} == {id(p) for p in bank.generator_parameters()}
-
-
 def test_many_epochs_over_small_data_warns_once_and_keeps_the_settings(tiny_bert, tiny_csv, tmp_path):
     from hora.experiments.errors import HoraWarning
 

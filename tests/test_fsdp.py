@@ -27,8 +27,9 @@ import torch
 from safetensors.torch import load_file
 
 from hora.fsdp import block_classes, fully_shard_blocks
+from tiny_models import make_model
 
-TESTS_DIR = Path(__file__).resolve().parents[1]
+TESTS_DIR = Path(__file__).resolve().parent
 KINDS = ("bert", "llama_gqa", "llama_gqa:joint")  # model kind, optionally ":generator"
 STEPS = 3
 RTOL = 1e-5
@@ -153,13 +154,12 @@ def _check_update(what: str, start: torch.Tensor, single: torch.Tensor, sharded:
 
 
 @pytest.fixture
-def hora_bert(tiny_bert) -> torch.nn.Module:
+def hora_bert() -> torch.nn.Module:
     import peft
-    from transformers import BertModel
 
     import hora
 
-    return peft.get_peft_model(BertModel.from_pretrained(tiny_bert), hora.HoraConfig(r=2))
+    return peft.get_peft_model(make_model("bert"), hora.HoraConfig(r=2))
 
 
 def test_block_classes_are_the_transformer_blocks(hora_bert):

@@ -1,6 +1,7 @@
-"""Resumable training: a run SIGKILLed after a checkpoint and resumed ends exactly where an uninterrupted
-run ends (adapter tensors, accuracy, train_loss); checkpoint folders appear atomically; bad resumes fail
-with one line. Each run is a real ``hora train`` process on a tiny random BERT."""
+"""HoraTrainer and resumable training: the trainer's AdamW over HoRA's parameter groups; a run SIGKILLed after a
+checkpoint and resumed ends exactly where an uninterrupted run ends (adapter tensors, accuracy, train_loss);
+checkpoint folders appear atomically; bad resumes fail with one line. Each run is a real ``hora train``
+process on a tiny random BERT."""
 
 from __future__ import annotations
 
@@ -134,3 +135,24 @@ def test_partial_checkpoint_is_ignored_and_bad_resumes_fail(tiny_bert, tiny_csv,
     same = runner.invoke(app, [*_args(tiny_bert, tiny_csv, out, "--resume"), "--steps", "4"])
     assert same.exit_code == 0, same.output  # resumes from checkpoint-4, the latest complete one
     assert json.loads((out / "metrics.json").read_text())["steps"] == 4
+
+
+def test_trainer_builds_adamw_over_hora_param_groups(tiny_bert, tmp_path):
+    import peft
+    import torch
+    from transformers import AutoModelForSequenceClassification, TrainingArguments
+
+    from hora import HoraConfig
+    from hora.experiments.checkpoints import HoraTrainer
+
+    base = AutoModelForSequenceClassification.from_pretrained(tiny_bert, num_labels=2)
+    model = peft.get_peft_model(base, HoraConfig(r=2, generator_lr_ratio=16.0, task_type="SEQ_CLS"))
+    args = TrainingArguments(output_dir=str(tmp_path), learning_rate=1e-3, weight_decay=0.1, report_to="none",
+                             use_cpu=True)
+    optimizer = HoraTrainer(model=model, args=args).create_optimizer()
+    assert isinstance(optimizer, torch.optim.AdamW)
+    lrs = sorted(g["lr"] for g in optimizer.param_groups)
+    assert lrs == pytest.approx([1e-3, 1.6e-2]) and all(g["weight_decay"] == 0.1 for g in optimizer.param_groups)
+    bank = model.base_model.hora_bank["default"]
+    boosted = next(g for g in optimizer.param_groups if g["lr"] > 1e-2)
+    assert {id(p) for p in boosted["params"]} == {id(p) for p in bank.generator_parameters()}
