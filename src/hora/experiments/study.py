@@ -34,7 +34,8 @@ import pandas as pd
 from hora.experiments import methods, paths, report
 from hora.experiments.errors import HoraError
 from hora.experiments.sweep import run_compare
-from hora.experiments.train import TrainConfig, pretrain_vit
+from hora.experiments.train import pretrain_vit
+from hora.experiments.train_config import TrainConfig
 from hora.io import atomic_write
 
 LR_FACTORS = (1.0, 3.0, 10.0)
