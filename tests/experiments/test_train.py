@@ -8,8 +8,7 @@ import warnings
 import pytest
 
 from hora.experiments import train as train_mod
-from hora.experiments.errors import HoraError
-from hora.experiments.train import TrainConfig
+from hora.experiments.train_config import TrainConfig
 from hora.io import atomic_write_json
 
 KEYS = {"accuracy", "val_accuracy", "trainable_params", "train_seconds", "method", "fraction", "seed", "model",
@@ -47,26 +46,12 @@ def test_train_is_deterministic_given_seed(tiny_bert, tiny_csv, tmp_path):
     assert c["train_loss"] != a["train_loss"]
 
 
-def test_validation_rejects_bad_options():
-    with pytest.raises(HoraError, match="unknown method"):
-        train_mod.validate(TrainConfig(method="prefix"))
-    with pytest.raises(HoraError, match="fraction must be in"):
-        train_mod.validate(TrainConfig(fraction=0))
-    with pytest.raises(HoraError, match="unknown task"):
-        train_mod.validate(TrainConfig(task="glue"))
-    with pytest.raises(HoraError, match="unknown model"):
-        train_mod.validate(TrainConfig(model="bert-large"))
-    with pytest.raises(HoraError, match="steps must be"):
-        train_mod.validate(TrainConfig(steps=0))
-    with pytest.raises(HoraError, match="learning rate"):
-        train_mod.validate(TrainConfig(lr=-1.0))
-
-
-def test_global_batch_must_split_evenly_across_processes(monkeypatch):
-    monkeypatch.setenv("WORLD_SIZE", "2")
-    with pytest.raises(HoraError, match="--batch-size 3 is the global batch, split across 2 processes"):
-        train_mod.validate(TrainConfig(batch_size=3))
-    train_mod.validate(TrainConfig(batch_size=4))  # 2 examples per process
+def test_lr_scheduler_option_reaches_the_trainer(tiny_bert, tiny_csv, tmp_path):
+    linear = train_mod.train(_cfg(tiny_bert, tiny_csv, tmp_path / "a", method="lora", save=False))
+    constant = train_mod.train(_cfg(tiny_bert, tiny_csv, tmp_path / "b", method="lora", save=False,
+                                    lr_scheduler="constant"))
+    assert linear["lr_scheduler"] == "linear" and constant["lr_scheduler"] == "constant"
+    assert constant["train_loss"] != linear["train_loss"]  # same seed and data: only the schedule differs
 
 
 def test_write_json_atomic(tmp_path):
@@ -117,15 +102,15 @@ def test_many_epochs_over_small_data_warns_once_and_keeps_the_settings(tiny_bert
     assert m["steps"] == 4 and m["n_train"] == 4  # warned, not changed
 
 
-def test_many_epochs_warning_only_for_data_files_with_a_step_budget():
+def test_many_epochs_warning_only_for_data_files_with_a_step_budget(tiny_csv):
     from hora.experiments.errors import HoraWarning
 
     with pytest.warns(HoraWarning, match="28 training examples: 300 steps of batch 32 are about 343 epochs"):
-        train_mod.warn_if_many_epochs(TrainConfig(data="small.csv"), 28)
+        train_mod.warn_if_many_epochs(TrainConfig(data=str(tiny_csv)), 28)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        train_mod.warn_if_many_epochs(TrainConfig(data="big.csv"), 480)  # exactly 20 epochs
-        train_mod.warn_if_many_epochs(TrainConfig(data="small.csv", epochs=300), 28)  # the user chose epochs
+        train_mod.warn_if_many_epochs(TrainConfig(data=str(tiny_csv)), 480)  # exactly 20 epochs
+        train_mod.warn_if_many_epochs(TrainConfig(data=str(tiny_csv), epochs=300), 28)  # the user chose epochs
         train_mod.warn_if_many_epochs(TrainConfig(), 28)  # a built-in task's subsample
 
 

@@ -33,6 +33,7 @@ from transformers import Trainer
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
 from hora import param_groups
+from hora.experiments.train_config import TrainConfig
 from hora.io import atomic_write_json
 
 CHECKPOINTS = "checkpoints"
@@ -197,8 +198,8 @@ def load_final(trainer: HoraTrainer, checkpoint: Path) -> None:
     trainer.restore_loss(checkpoint)
 
 
-def check_resumable(checkpoint: Path, run_config: dict) -> None:
-    """Raise HoraError when the checkpoint was written by a run with other settings."""
+def check_resumable(checkpoint: Path, cfg: TrainConfig) -> None:
+    """Raise HoraError when the checkpoint was written by a run with other trajectory settings."""
     from hora.experiments.errors import HoraError
 
     path = checkpoint / RUN_FILE
@@ -208,7 +209,7 @@ def check_resumable(checkpoint: Path, run_config: dict) -> None:
         old = json.loads(path.read_text())
     except ValueError:
         raise HoraError(f"{path} is not valid JSON; delete {checkpoint} and resume from an earlier one") from None
-    diffs = [f"{k}: {old.get(k)!r} -> {run_config.get(k)!r}" for k in run_config if old.get(k) != run_config.get(k)]
+    diffs = cfg.differences(old)
     if diffs:
         raise HoraError(f"cannot resume from {checkpoint}: it was written with other settings ({'; '.join(diffs)}); "
                         "rerun with the original options or start afresh in another --output")

@@ -24,7 +24,8 @@ import re
 from dataclasses import replace
 from pathlib import Path
 
-from hora.experiments.train import TrainConfig, train
+from hora.experiments.train import train
+from hora.experiments.train_config import TrainConfig
 from hora.io import atomic_write_json
 
 GROUPS: tuple[tuple[str, str], ...] = (

@@ -15,10 +15,9 @@ nor hold a training run or a non-LoRA adapter, so an export never overwrites wha
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from hora.experiments import paths, variants
+from hora.experiments import paths
 from hora.experiments.errors import HoraError
 from hora.io import atomic_write_json
 
@@ -31,26 +30,18 @@ def label_maps(label_names: list[str]) -> dict[str, dict]:
     return {"id2label": {str(i): n for i, n in enumerate(names)}, "label2id": {n: i for i, n in enumerate(names)}}
 
 
-def _check_method(adapter_dir: Path) -> None:
-    """Only HoRA runs (or named variants of HoRA) are exported; LoRA/DoRA/VeRA adapters already are PEFT's."""
-    meta_path = adapter_dir / paths.METRICS
-    if not meta_path.is_file():
-        return  # load_trained names what is missing
-    method = json.loads(meta_path.read_text()).get("method")
-    if method not in variants.VARIANTS or variants.resolve(method).method != "hora":
-        raise HoraError(f"{adapter_dir} holds a '{method}' run; only HoRA adapters are exported "
-                        "(LoRA/DoRA/VeRA adapters are already PEFT adapters)")
-
-
 def export_run(adapter_dir: str | Path, out_dir: str | Path, check: bool = True) -> float | None:
     """Export the HoRA adapter of ``adapter_dir`` (a ``hora train`` folder) to a LoRA adapter in ``out_dir``.
 
     Returns the max |logit difference| between the HoRA model and the exported LoRA (None without ``check``).
     """
     adapter_dir, out_dir = paths.check_export_paths(adapter_dir, out_dir)
-    _check_method(adapter_dir)
     from hora.experiments import methods
 
+    meta, base_method = methods.read_run(adapter_dir)
+    if base_method != "hora":
+        raise HoraError(f"{adapter_dir} holds a '{meta.get('method')}' run; only HoRA adapters are exported "
+                        "(LoRA/DoRA/VeRA adapters are already PEFT adapters)")
     model, meta = methods.load_trained(adapter_dir)
     import hora
 

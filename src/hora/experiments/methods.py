@@ -77,8 +77,6 @@ def build_adapted_model(method: str, model, *, r: int = 8, alpha: float = 16.0, 
     variant = variants.resolve(method)
     method = variant.method
     hora_options = {"hidden": hidden, **variant.options, **(hora_options or {})}
-    if r < 1:
-        raise HoraError(f"rank r must be >= 1, got {r}")
     info: dict = {"method": method}
     if method == "full":
         for p in model.parameters():
@@ -96,7 +94,10 @@ def build_adapted_model(method: str, model, *, r: int = 8, alpha: float = 16.0, 
     common = {"target_modules": targets, "modules_to_save": list(head_modules or []) or None,
               "task_type": task_type}
     if method == "hora":
-        cfg = hora.HoraConfig(r=r, alpha=alpha, dropout=dropout, **common, **hora_options)
+        try:
+            cfg = hora.HoraConfig(r=r, alpha=alpha, dropout=dropout, **common, **hora_options)
+        except ValueError as exc:  # the library's check of a setting the user gave (e.g. --hidden 0)
+            raise HoraError(str(exc)) from None
     elif method == "lora":
         if variant.match_hora:
             r = _rank_matching_hora(model, r, alpha, projections, common)
@@ -129,6 +130,20 @@ def count_parameters(model) -> tuple[int, int]:
     return trainable, total
 
 
+def read_run(adapter_dir: str | Path) -> tuple[dict, str]:
+    """The metrics.json of a ``hora train`` folder and the base method of its run (a named variant counts
+    as its base method), with a one-line error naming what is missing."""
+    adapter_dir = Path(adapter_dir)
+    meta_path = adapter_dir / "metrics.json"
+    if not adapter_dir.is_dir():
+        raise HoraError(f"adapter folder not found: {adapter_dir}")
+    if not meta_path.is_file():
+        raise HoraError(f"{adapter_dir} has no metrics.json: not a folder written by 'hora train'")
+    meta = json.loads(meta_path.read_text())
+    method = meta.get("method")
+    return meta, variants.resolve(method).method if method in variants.VARIANTS else str(method)
+
+
 def load_trained(adapter_dir: str | Path):
     """Rebuild the base model recorded in ``adapter_dir/metrics.json`` and load the adapter onto it.
 
@@ -137,13 +152,8 @@ def load_trained(adapter_dir: str | Path):
     from hora.experiments import models
 
     adapter_dir = Path(adapter_dir)
-    meta_path = adapter_dir / "metrics.json"
-    if not adapter_dir.is_dir():
-        raise HoraError(f"adapter folder not found: {adapter_dir}")
-    if not meta_path.is_file():
-        raise HoraError(f"{adapter_dir} has no metrics.json: not a folder written by 'hora train'")
-    meta = json.loads(meta_path.read_text())
-    if meta.get("method") not in variants.VARIANTS or variants.resolve(meta["method"]).method not in ADAPTER_METHODS:
+    meta, base_method = read_run(adapter_dir)
+    if base_method not in ADAPTER_METHODS:
         raise HoraError(f"{adapter_dir} holds a '{meta.get('method')}' run, which has no adapter to load")
     if not (adapter_dir / "adapter_config.json").is_file():
         raise HoraError(f"{adapter_dir} has no adapter_config.json (was it trained with --no-save?)")
@@ -153,7 +163,7 @@ def load_trained(adapter_dir: str | Path):
 
     _, folder = models.resolve_model(meta["model"], meta["kind"])
     base = models.load_base_model(folder, meta["kind"], meta["label_names"])
-    if variants.resolve(meta["method"]).method == "hora":
+    if base_method == "hora":
         from hora.loading import AdapterLoadError, load_adapter
 
         try:
@@ -188,3 +198,19 @@ def verify_export(model, lora_dir: str | Path, meta: dict) -> float:
         a = model(**batch).logits
         b = lora(**batch).logits
     return float((a - b).abs().max())
+
+
+def hora_parameter_report(model: str, *, r: int, alpha: float, hidden: int | None, targets: str) -> tuple[dict, int]:
+    """HoRA's :func:`hora.parameter_report` on ``model`` (a known name or a local folder) at these settings,
+    and the number of adapted modules."""
+    import hora
+    from hora.experiments import models
+
+    kind = "image" if model in models.IMAGE_MODELS else "text"
+    if model not in models.MODELS and Path(model).is_dir():
+        kind = models.model_kind(Path(model))
+    _, folder = models.resolve_model(model, kind)
+    base = models.load_base_model(folder, kind, ["0", "1"])
+    peft_model, built = build_adapted_model("hora", base, r=r, alpha=alpha, hidden=hidden,
+                                            projections=parse_projections(targets), kind=kind)
+    return hora.parameter_report(peft_model), len(built["targets"])

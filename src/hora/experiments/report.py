@@ -277,3 +277,15 @@ def write_report(df: pd.DataFrame, output: str | Path, context: str = "",
     md = atomic_write_text(output / "summary.md", summary_markdown(df, title=title, context=context))
     png = plot_accuracy_vs_fraction(df, output / "accuracy_vs_fraction.png")
     return {"summary": md, "plot": png}
+
+
+def report_runs(results: list[str | Path], output: str | Path, title: str = "HoRA comparison") -> Path:
+    """Summarise several comparisons' results.csv files together: the merged rows (lr chosen on validation)
+    into ``output``/results.csv, then summary.md and the plot. Returns the summary's path."""
+    from hora.experiments import paths
+
+    output = paths.check_output_dir(output)
+    df = select_lr(read_results(list(results)))
+    output.mkdir(parents=True, exist_ok=True)
+    atomic_write(output / "results.csv", lambda tmp: df.to_csv(tmp, index=False))
+    return write_report(df, output, title=title)["summary"]

@@ -22,6 +22,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..io import atomic_write
+from . import paths
 from .simulate_fit import lbfgs
 from .simulate_model import (
     KINDS,
@@ -281,6 +282,7 @@ def run_simulation(
     batched ops, and on a shared 2-core machine two threads were measured 2-25x slower than one.
     Returns the dict written to simulation.json.
     """
+    output_dir = paths.check_output_dir(output_dir)
     cfg = config or (QUICK if quick else SimulationConfig())
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

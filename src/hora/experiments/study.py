@@ -35,7 +35,7 @@ from hora.experiments import methods, paths, report
 from hora.experiments.errors import HoraError
 from hora.experiments.pretrain_vit import pretrain_vit
 from hora.experiments.sweep import run_compare
-from hora.experiments.train import TrainConfig
+from hora.experiments.train_config import TrainConfig
 from hora.io import atomic_write
 
 LR_FACTORS = (1.0, 3.0, 10.0)

@@ -23,15 +23,12 @@ import pandas as pd
 from hora.experiments import methods, models, paths, report, tasks
 from hora.experiments.errors import HoraError, TruncationWarning
 from hora.experiments.grid_progress import GridProgress
-from hora.experiments.train import TrainConfig, train, validate
+from hora.experiments.train import train
+from hora.experiments.train_config import RECORDED, TrainConfig
 from hora.io import atomic_write
 
 RESULT_COLUMNS = ["method", "fraction", "seed", "lr", "accuracy", "val_accuracy", "trainable_params",
                   "train_seconds", "steps", "n_train"]
-# settings that must match for a finished run to be reused
-_RESUME_KEYS = ("task", "model", "data", "text_column", "label_column", "method", "fraction", "seed",
-                "split_seed", "r", "alpha", "hidden", "dropout", "targets", "steps", "epochs", "batch_size",
-                "max_length", "warmup_ratio", "weight_decay", "max_eval_samples")
 
 
 def parse_list(text: str, kind: type, name: str) -> list:
@@ -46,6 +43,18 @@ def parse_list(text: str, kind: type, name: str) -> list:
     if len(set(values)) != len(values):
         raise HoraError(f"--{name} lists a value twice: {text}")
     return values
+
+
+def parse_grid(methods: str, fractions: str, seeds: str, lrs: str | None = None,
+               tune_seeds: str | None = None) -> dict:
+    """A comparison's grid from its comma lists, as :func:`run_compare`'s keyword arguments."""
+    return {
+        "method_list": parse_list(methods, str, "methods"),
+        "fractions": parse_list(fractions, float, "fractions"),
+        "seeds": parse_list(seeds, int, "seeds"),
+        "lrs": parse_list(lrs, float, "lrs") if lrs else None,
+        "tune_seeds": parse_list(tune_seeds, int, "tune-seeds") if tune_seeds else None,
+    }
 
 
 def _tuning_seeds(seeds: list[int], tune_seeds: list[int] | None, n_lrs: int) -> list[int]:
@@ -70,9 +79,7 @@ def _finished(run_dir: Path, cfg: TrainConfig) -> dict | None:
         metrics = json.loads(path.read_text())
     except ValueError:
         return None
-    old = metrics.get("config", {})
-    new = dataclasses.asdict(cfg)
-    if any(old.get(k) != new.get(k) for k in _RESUME_KEYS) or metrics.get("lr") != cfg.resolved_lr():
+    if cfg.differences(metrics.get("config", {}), RECORDED) or metrics.get("lr") != cfg.resolved_lr():
         return None
     return metrics
 
@@ -116,19 +123,17 @@ def run_compare(base: TrainConfig, method_list: list[str], fractions: list[float
     that lr only. Test accuracy never enters the choice. With ``resume``, a run not finished in ``output``
     but finished with the same settings in one of the ``reuse_from`` comparison folders is copied from there.
     """
-    for m in method_list:
-        methods.check_method(m)
-    for f in fractions:
-        tasks.check_fraction(f)
     def lr_grid(method: str) -> list[float]:
         if lrs is None:
             return [methods.default_lr(method)]
         return list(lrs[method] if isinstance(lrs, dict) else lrs)
 
-    for m in method_list:
-        if not lr_grid(m) or not all(lr > 0 for lr in lr_grid(m)):
-            raise HoraError(f"learning rates must be > 0, got {lr_grid(m)} for {m}")
-    validate(dataclasses.replace(base, method=method_list[0], fraction=fractions[0]))
+    for method in method_list:  # every method, fraction and lr is checked (by the config) before any work
+        if not lr_grid(method):
+            raise HoraError(f"no learning rate given for {method}")
+        for fraction in fractions:
+            for lr in lr_grid(method):
+                dataclasses.replace(base, method=method, fraction=fraction, lr=lr)
     output = paths.check_output_dir(output)
     reuse_folders = [Path(f) for f in reuse_from or []]
 

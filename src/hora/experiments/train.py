@@ -21,95 +21,14 @@ import tempfile
 import time
 import warnings
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 from hora.experiments import methods, models, paths, tasks, variants
 from hora.experiments.errors import HoraError, HoraWarning, TrainingInterrupted
 from hora.experiments.evaluation import accuracy as _accuracy
+from hora.experiments.train_config import RECORDED, TRAJECTORY, TrainConfig, world_size
 from hora.io import atomic_save_files, atomic_write_json
-
-
-@dataclass
-class TrainConfig:
-    task: str = "rotten_tomatoes"
-    model: str | None = None  # minilm | smollm2 | vit | local folder; None: the task's default
-    data: str | None = None  # users' own CSV / JSONL (text classification)
-    text_column: str = "text"
-    label_column: str = "label"
-    method: str = "hora"
-    fraction: float = 1.0
-    seed: int = 0
-    split_seed: int = 0
-    lr: float | None = None  # None: methods.DEFAULT_LR[method]
-    r: int = 8
-    alpha: float = 16.0
-    hidden: int | None = None  # HoRA generator width (None: the library default)
-    dropout: float = 0.0
-    targets: str = "q,v"
-    steps: int | None = 300  # optimiser steps; ignored when epochs is set
-    epochs: float | None = None
-    batch_size: int = 32
-    eval_batch_size: int = 128
-    max_length: int = 64
-    warmup_ratio: float = 0.06
-    weight_decay: float = 0.0
-    max_eval_samples: int | None = None  # evaluate on N random examples of validation / test (quick checks)
-    output: str = "runs/train"
-    save: bool = True
-    progress: bool = True
-    save_every: int | None = None  # checkpoint every N steps into OUTPUT/checkpoints (resumable)
-    resume: bool = False  # continue from the latest checkpoint in OUTPUT/checkpoints
-    overwrite: bool = False  # replace a finished run (or an earlier run's checkpoints) in OUTPUT
-    keep_checkpoints: int = 2  # newest checkpoints kept (older ones are deleted)
-    stop_on_nan: bool = True  # stop with an error at the first NaN/inf training loss
-
-    def resolved_lr(self) -> float:
-        return float(self.lr) if self.lr is not None else methods.default_lr(self.method)
-
-    def run_settings(self) -> dict:
-        """The settings a checkpoint must share with the run that resumes it."""
-        d = asdict(self)
-        return {**{k: d[k] for k in RUN_KEYS}, "lr": self.resolved_lr()}
-
-
-# settings that fix the training trajectory (a resumed run must match them)
-RUN_KEYS = ("task", "model", "data", "text_column", "label_column", "method", "fraction", "seed", "split_seed",
-            "r", "alpha", "hidden", "dropout", "targets", "steps", "epochs", "batch_size", "max_length",
-            "warmup_ratio", "weight_decay")
-
-
-def validate(cfg: TrainConfig) -> None:
-    """Check the options and the input files before any heavy work, so bad input fails fast with one line."""
-    methods.check_method(cfg.method)
-    if cfg.data is not None:
-        paths.check_input_file(cfg.data, "data file")
-    tasks.check_fraction(cfg.fraction)
-    methods.parse_projections(cfg.targets)
-    if cfg.data is None and cfg.task not in tasks.TASKS:
-        raise HoraError(f"unknown task '{cfg.task}'; choose one of: {', '.join(tasks.TASKS)} (or pass --data FILE)")
-    if cfg.model is not None and cfg.model not in models.MODELS and not Path(cfg.model).expanduser().is_dir():
-        raise HoraError(
-            f"unknown model '{cfg.model}': use one of {', '.join(models.MODELS)} or a local model folder"
-        )
-    if cfg.steps is not None and cfg.epochs is None and cfg.steps < 1:
-        raise HoraError(f"steps must be >= 1, got {cfg.steps}")
-    if cfg.epochs is not None and cfg.epochs <= 0:
-        raise HoraError(f"epochs must be > 0, got {cfg.epochs}")
-    if cfg.batch_size < 1 or cfg.eval_batch_size < 1:
-        raise HoraError("batch sizes must be >= 1")
-    processes = _world_size()
-    if cfg.batch_size % processes:
-        raise HoraError(f"--batch-size {cfg.batch_size} is the global batch, split across {processes} processes: "
-                        f"make it a multiple of {processes}")
-    if cfg.lr is not None and not (cfg.lr > 0 and math.isfinite(cfg.lr)):
-        raise HoraError(f"learning rate must be > 0, got {cfg.lr}")
-    if cfg.r < 1:
-        raise HoraError(f"rank r must be >= 1, got {cfg.r}")
-    if cfg.save_every is not None and cfg.save_every < 1:
-        raise HoraError(f"--save-every must be >= 1, got {cfg.save_every}")
-    if cfg.keep_checkpoints < 1:
-        raise HoraError(f"--keep-checkpoints must be >= 1, got {cfg.keep_checkpoints}")
 
 
 def check_output(cfg: TrainConfig) -> Path:
@@ -118,16 +37,11 @@ def check_output(cfg: TrainConfig) -> Path:
     return paths.check_train_output(cfg.output, overwrite=cfg.overwrite, resume=cfg.resume)
 
 
-def _world_size() -> int:
-    """The number of processes the launcher (torchrun / accelerate launch) started; 1 without one."""
-    return int(os.environ.get("WORLD_SIZE", "1"))
-
-
 def _cpu_distributed() -> bool:
     """Launched with several processes (torchrun / accelerate launch) on a machine without CUDA."""
     import torch
 
-    return _world_size() > 1 and not torch.cuda.is_available()
+    return world_size() > 1 and not torch.cuda.is_available()
 
 
 def _adapter_diagnostics(model, method: str) -> dict:
@@ -185,7 +99,6 @@ def train(cfg: TrainConfig, data: tasks.TaskData | None = None, callbacks: Seque
     ``data`` may be passed to reuse loaded data across the runs of a sweep; ``callbacks`` are extra
     ``transformers.TrainerCallback`` objects (e.g. :mod:`hora.experiments.dynamics`' update recorder).
     """
-    validate(cfg)
     check_output(cfg)
     from hora.experiments import assets
 
@@ -207,7 +120,7 @@ def train(cfg: TrainConfig, data: tasks.TaskData | None = None, callbacks: Seque
         if resume_from is None:
             raise HoraError(f"--resume: no checkpoint in {ckpt_root}; start the run with --save-every N "
                             "(or replace the run there with --overwrite)")
-        checkpoints.check_resumable(resume_from, cfg.run_settings())
+        checkpoints.check_resumable(resume_from, cfg)
         if save_every is None:  # keep saving as the interrupted run did
             state = json.loads((resume_from / "trainer_state.json").read_text())
             save_every = int(state.get("save_steps") or 0) or None
@@ -261,7 +174,7 @@ def train(cfg: TrainConfig, data: tasks.TaskData | None = None, callbacks: Seque
             # the batch sizes are global: each batch (sampled and padded as in a single process) is split
             # across the processes, so a run means the same experiment whatever the number of processes
             per_device_train_batch_size=cfg.batch_size,
-            per_device_eval_batch_size=math.ceil(cfg.eval_batch_size / _world_size()) * _world_size(),  # splits evenly
+            per_device_eval_batch_size=math.ceil(cfg.eval_batch_size / world_size()) * world_size(),  # splits evenly
             accelerator_config={"split_batches": True},
             # every loss here is a mean over the examples of the batch; with True, Trainer would multiply
             # it by the number of processes (meant for token-summed losses), doubling loss and gradient
@@ -269,7 +182,7 @@ def train(cfg: TrainConfig, data: tasks.TaskData | None = None, callbacks: Seque
             learning_rate=lr,
             weight_decay=cfg.weight_decay,
             warmup_steps=int(cfg.warmup_ratio * planned),
-            lr_scheduler_type="linear",
+            lr_scheduler_type=cfg.lr_scheduler,
             logging_steps=max(1, planned // 10),
             save_strategy="steps" if save_every else "no",
             save_steps=save_every or 500,
@@ -294,7 +207,7 @@ def train(cfg: TrainConfig, data: tasks.TaskData | None = None, callbacks: Seque
         # checkpoints, exact train_loss across resumes, stop at a NaN/inf loss
         trainer = checkpoints.HoraTrainer(
             model=model, args=args, train_dataset=train_ds, data_collator=collator,
-            run_config=cfg.run_settings(), stop_on_nan=cfg.stop_on_nan, callbacks=list(callbacks))
+            run_config=cfg.settings((TRAJECTORY,)), stop_on_nan=cfg.stop_on_nan, callbacks=list(callbacks))
         if not cfg.progress:  # quiet: no per-step log lines either (e.g. inside a sweep's progress bar)
             trainer.remove_callback(PrinterCallback)
         if resume_from is not None:
@@ -330,6 +243,7 @@ def train(cfg: TrainConfig, data: tasks.TaskData | None = None, callbacks: Seque
             shutil.rmtree(scratch, ignore_errors=True)
 
     metrics = {
+        **cfg.settings(RECORDED),  # every setting that fixes the run or its scores, as given (lr resolved)
         "accuracy": test_acc,
         "val_accuracy": val_acc,
         "trainable_params": int(trainable),
@@ -338,28 +252,17 @@ def train(cfg: TrainConfig, data: tasks.TaskData | None = None, callbacks: Seque
         "eval_seconds": round(eval_seconds, 3),
         "total_seconds": round(time.perf_counter() - t_start, 3),
         "train_loss": float(train_loss),
-        "method": cfg.method,
         "fraction": float(cfg.fraction),
-        "seed": int(cfg.seed),
-        "split_seed": int(cfg.split_seed),
-        "model": model_name,
+        "model": model_name,  # the resolved name, e.g. the default for the task
         "model_path": str(folder),
         "task": data.name if cfg.data is not None else cfg.task,
-        "data": cfg.data,
         "kind": data.kind,
         "label_names": list(data.label_names),
-        "lr": lr,
-        "r": int(cfg.r),
-        "alpha": float(cfg.alpha),
-        "hidden": cfg.hidden,
-        "steps": steps_done,
-        "epochs": cfg.epochs,
-        "batch_size": int(cfg.batch_size),
-        "max_length": int(cfg.max_length),
+        "steps": steps_done,  # the steps taken (set by --epochs when given)
         "n_train": len(train_ds),
         "n_val": len(val_ds),
         "n_test": len(test_ds),
-        "targets": info["targets"],
+        "targets": info["targets"],  # the adapted modules' names
         "device": str(next(model.parameters()).device),
         "torch_threads": torch.get_num_threads(),
     }

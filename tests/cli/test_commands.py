@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from hora.cli import app
 
 # the tiny-model and tiny-data fixtures live beside the experiment tests; reuse them here
-_FIXTURES = Path(__file__).parent / "experiments" / "conftest.py"
+_FIXTURES = Path(__file__).parent.parent / "experiments" / "conftest.py"
 _spec = importlib.util.spec_from_file_location("_hora_exp_fixtures", _FIXTURES)
 _fixtures = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_fixtures)

@@ -1,0 +1,110 @@
+"""What the ``hora`` command line shows: errors and warnings as one line each on stderr, results as tables.
+
+Errors the user can fix are :class:`~hora.experiments.errors.HoraError`, raised where they are detected;
+here they become ``hora: error: ...`` and exit status 2 (HORA_DEBUG=1 keeps the traceback). Anything
+else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import typer
+
+from hora.experiments.errors import HoraError, HoraWarning
+
+
+def one_line(message: object) -> str:
+    return " ".join(str(message).split())
+
+
+def fail(message: object) -> None:
+    typer.echo(f"hora: error: {one_line(message)}", err=True)
+    raise typer.Exit(2)
+
+
+@contextmanager
+def warnings_as_lines() -> Iterator[None]:
+    """Inside a command: every HoraWarning printed once per call site as 'hora: warning: ...' on stderr,
+    even where an outer context (a test harness recording warnings) has replaced warnings.showwarning;
+    transformers' own FutureWarnings (deprecations inside Trainer) are hidden; other warnings as Python
+    shows them. The process's warning settings are restored on exit."""
+    with warnings.catch_warnings():
+        shown = warnings.showwarning
+
+        def show(message, category, filename, lineno, file=None, line=None):
+            if issubclass(category, HoraWarning):
+                typer.echo(f"hora: warning: {one_line(message)}", err=True)
+            else:
+                shown(message, category, filename, lineno, file, line)
+
+        warnings.simplefilter("always", HoraWarning)
+        warnings.filterwarnings("ignore", category=FutureWarning, module=r"transformers(\.|$)")
+        warnings.showwarning = show
+        yield
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Run a command: HoraError -> one line and exit 2, Ctrl-C -> 'hora: interrupted' and exit 130."""
+    with warnings_as_lines():
+        if os.environ.get("HORA_DEBUG"):
+            yield
+            return
+        try:
+            yield
+        except KeyboardInterrupt:
+            typer.echo("hora: interrupted", err=True)
+            raise typer.Exit(130) from None
+        except HoraError as exc:
+            fail(exc)
+
+
+def print_table(title: str, rows: list[tuple[str, str]], headers: tuple[str, str] = ("metric", "value")) -> None:
+    """A two-column rich table on stdout."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    table.add_column(headers[0])
+    table.add_column(headers[1], justify="right")
+    for row in rows:
+        table.add_row(*row)
+    Console().print(table)
+
+
+def train_rows(m: dict, output: Path) -> list[tuple[str, str]]:
+    """The rows of ``hora train``'s result table, from its metrics."""
+    rows = [
+        ("test accuracy", f"{100 * m['accuracy']:.2f} %  (n={m['n_test']})"),
+        ("validation accuracy", f"{100 * m['val_accuracy']:.2f} %  (n={m['n_val']})"),
+        ("trainable parameters", f"{m['trainable_params']:,} of {m['total_params']:,}"),
+    ]
+    if "lora_equivalent_params" in m:
+        rows.append(("LoRA of equal rank", f"{m['lora_equivalent_params']:,} (adapter only)"))
+    rows += [
+        ("training examples", f"{m['n_train']:,} (fraction {m['fraction']:g})"),
+        ("steps / lr", f"{m['steps']} / {m['lr']:g}"),
+        ("train loss", f"{m['train_loss']:.4f}  (mean over all steps)"),
+        ("train time", f"{m['train_seconds']:.1f} s"),
+        ("wall time", f"{m['total_seconds']:.1f} s"),
+        ("output", str(output)),
+    ]
+    return rows
+
+
+def report_rows(report: dict) -> list[tuple[str, str]]:
+    """The scalar entries of :func:`hora.parameter_report`, formatted (nested entries are left out)."""
+
+    def text(value: object) -> str:
+        if isinstance(value, float):
+            return f"{value:.4g}"
+        if isinstance(value, int) and not isinstance(value, bool):
+            return f"{value:,}"
+        return str(value)
+
+    return [(str(key), text(value)) for key, value in report.items() if not isinstance(value, dict | list | tuple)]

@@ -1,0 +1,52 @@
+"""Options generated from TrainConfig: every field a command offers is an option with the field's help."""
+
+from __future__ import annotations
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from hora.cli import app
+from hora.cli.options import config_fields, with_config_options
+from hora.experiments.train_config import TrainConfig
+
+runner = CliRunner()
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+@pytest.mark.parametrize("command", ["train", "compare", "dynamics"])
+def test_each_offered_field_is_an_option_of_its_command(command):
+    text = " ".join(runner.invoke(app, [command, "--help"], terminal_width=400).output.split())
+    params = {p.name: p for p in typer.main.get_command(app).commands[command].params}
+    offered = config_fields(command)
+    assert offered
+    for f in offered:
+        assert _flag(f.name) in params[f.name].opts, (command, f.name)
+        assert " ".join(f.metadata["help"].split())[:30] in text, (command, f.name)
+    own = {"ctx", "methods", "fractions", "seeds", "lrs", "tune_seeds", "output", "save_adapters", "resume",
+           "progress"}
+    assert set(params) - own == {f.name for f in offered} - own
+
+
+def test_the_command_receives_the_values_as_settings():
+    seen = {}
+    probe = typer.Typer()
+
+    @probe.command()
+    @with_config_options("compare", steps=7)
+    def run(settings: dict, tag: str = typer.Option("x")) -> None:
+        seen.update(settings, tag=tag)
+
+    result = runner.invoke(probe, ["--r", "4", "--lr-scheduler", "cosine", "--tag", "y"])
+    assert result.exit_code == 0, result.output
+    assert seen["r"] == 4 and seen["lr_scheduler"] == "cosine" and seen["steps"] == 7 and seen["tag"] == "y"
+    assert set(seen) == {f.name for f in config_fields("compare")} | {"tag"}
+    TrainConfig(**{k: v for k, v in seen.items() if k != "tag"})  # ready to build the config
+
+
+def test_a_default_for_a_field_the_command_lacks_is_refused():
+    with pytest.raises(TypeError, match="does not offer"):
+        with_config_options("compare", seed=3)

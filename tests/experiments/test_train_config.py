@@ -1,0 +1,79 @@
+"""TrainConfig: every setting checked where the config is built; roles decide resume, reuse and metrics."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from hora.experiments.errors import HoraError
+from hora.experiments.train_config import EVALUATION, RECORDED, TRAJECTORY, TrainConfig, settings_of
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"method": "prefix"}, "unknown method"),
+    ({"fraction": 0}, "fraction must be in"),
+    ({"task": "glue"}, "unknown task"),
+    ({"model": "bert-large"}, "unknown model"),
+    ({"steps": 0}, "--steps must be >= 1"),
+    ({"lr": -1.0}, "--lr must be > 0"),
+    ({"r": 0}, "--r must be >= 1"),
+    ({"targets": "q,z"}, "unknown projection"),
+    ({"dropout": 1.0}, "--dropout must be in"),
+    ({"warmup_ratio": -0.1}, "--warmup-ratio must be in"),
+    ({"weight_decay": -1.0}, "--weight-decay must be >= 0"),
+    ({"lr_scheduler": "step"}, "--lr-scheduler must be one of linear, cosine, constant"),
+    ({"save_every": 0}, "--save-every must be >= 1"),
+    ({"epochs": 0.0}, "--epochs must be > 0"),
+    ({"data": "no/such/file.csv"}, "data file"),
+])
+def test_a_bad_setting_fails_when_the_config_is_built(options, message):
+    with pytest.raises(HoraError, match=message):
+        TrainConfig(**options)
+
+
+def test_replace_checks_the_new_config_too():
+    with pytest.raises(HoraError, match="fraction must be in"):
+        dataclasses.replace(TrainConfig(), fraction=1.5)
+
+
+def test_steps_are_not_checked_when_epochs_set_the_length():
+    assert TrainConfig(steps=0, epochs=2.0).epochs == 2.0
+
+
+def test_global_batch_must_split_evenly_across_processes(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(HoraError, match="--batch-size 3 is the global batch, split across 2 processes"):
+        TrainConfig(batch_size=3)
+    assert TrainConfig(batch_size=4).batch_size == 4  # 2 examples per process
+
+
+def test_every_field_declares_help_role_and_commands():
+    for f in dataclasses.fields(TrainConfig):
+        assert f.metadata["help"], f.name
+        assert f.metadata["role"] in (TRAJECTORY, EVALUATION, None), f.name
+        assert set(f.metadata["commands"]) <= {"train", "compare", "dynamics"}, f.name
+
+
+def test_settings_by_role_resolve_the_learning_rate():
+    cfg = TrainConfig(method="vera")
+    trajectory = cfg.settings()
+    assert trajectory["lr"] == 1e-2 and "max_eval_samples" not in trajectory and "output" not in trajectory
+    assert "max_eval_samples" in cfg.settings(RECORDED) and "lr_scheduler" in trajectory
+
+
+def test_differences_name_each_changed_setting_and_ignore_the_others():
+    cfg = TrainConfig(method="lora", lr=1e-3)
+    saved = dataclasses.asdict(TrainConfig(method="lora", output="elsewhere", progress=False))
+    assert cfg.differences(saved) == []  # same trajectory (the default lr of lora is 1e-3)
+    saved["r"] = 4
+    assert cfg.differences(saved) == ["r: 4 -> 8"]
+    assert cfg.differences({**saved, "r": 8, "max_eval_samples": 10}, RECORDED) == ["max_eval_samples: 10 -> None"]
+
+
+def test_a_setting_saved_before_it_existed_takes_its_default():
+    saved = dataclasses.asdict(TrainConfig())
+    del saved["lr_scheduler"]
+    assert settings_of(saved, (TRAJECTORY,))["lr_scheduler"] == "linear"
+    assert TrainConfig().differences(saved) == []
+    assert TrainConfig(lr_scheduler="cosine").differences(saved) == ["lr_scheduler: 'linear' -> 'cosine'"]
