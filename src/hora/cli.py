@@ -488,7 +488,7 @@ def bench(
         from hora.experiments import paths
 
         paths.check_output_file(output)
-        from hora.bench import run_cpu_suite
+        from hora.experiments.bench.suite import run_cpu_suite
 
         run_cpu_suite(output=output, threads=threads, tiny=tiny, repeats=repeats, steps=steps,
                       compile_check=compile_check, log=typer.echo)
