@@ -13,7 +13,7 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from hora.bench import run_cpu_suite  # noqa: E402
+from hora.experiments.bench.suite import run_cpu_suite  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> dict:

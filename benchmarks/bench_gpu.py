@@ -13,16 +13,14 @@ torch.cuda.max_memory_allocated. Needs only torch, transformers, peft and hora.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
 
-from hora.bench import format_result, llama_workload, run_workload, vit_workload  # noqa: E402
-from hora.io import atomic_write_json  # noqa: E402
-
-WORKLOADS = {"llama": llama_workload, "vit": vit_workload}
+from hora.experiments.bench.suite import run_gpu_suite  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -38,25 +36,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--output", default="benchmarks/results/bench_gpu.json", help="JSON file to write")
     args = parser.parse_args(argv)
 
-    device = torch.device(args.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
+    if torch.device(args.device).type == "cuda" and not torch.cuda.is_available():
         parser.error("no CUDA device; use --device cpu --tiny for a smoke test")
-    dtype = getattr(torch, args.dtype or ("bfloat16" if device.type == "cuda" else "float32"))
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-    results = []
-    for key in args.workloads.split(","):
-        workload = WORKLOADS[key.strip()](tiny=args.tiny, dtype=dtype)
-        result = run_workload(workload, device, warmup=args.warmup, repeats=args.repeats, steps=args.steps,
-                              eval_steps=args.eval_steps)
-        print(format_result(result), flush=True)
-        results.append(result.as_dict())
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
-    data = {"results": results}
-    atomic_write_json(args.output, data)
-    print(f"wrote {args.output}")
-    return data
+    return run_gpu_suite(args.workloads.split(","), args.device, tiny=args.tiny, dtype=args.dtype,
+                         repeats=args.repeats, steps=args.steps, eval_steps=args.eval_steps, warmup=args.warmup,
+                         output=args.output, log=functools.partial(print, flush=True))
 
 
 if __name__ == "__main__":

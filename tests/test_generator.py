@@ -8,7 +8,7 @@ import torch
 from torch.nn import functional as F
 
 from hora import HoraConfig, HoraLayer
-from tiny_models import make_model
+from tiny_models import make_inputs, make_model
 
 
 def build(kind: str = "llama_gqa", **overrides) -> peft.PeftModel:
@@ -168,3 +168,27 @@ def test_gain_scales_the_pre_activation():
         s = bank.seeds["v"][0, 1, :, 2]
         expected = s + bank.output_heads["v"][0] @ torch.tanh(3.0 * (bank.body[0] @ s))
         assert torch.allclose(bank.generate()["v"][0, 1, :, 2], expected * bank.scaling, atol=1e-6)
+
+
+def test_forward_hooks_on_the_bank_see_each_generation_and_not_the_cache():
+    """The bank generates through its module call, so torch's forward hooks observe every generation."""
+    model = build()
+    bank = model.base_model.hora_bank["default"]
+    inputs = make_inputs("llama_gqa")
+    seen = []
+    handles = (bank.register_forward_pre_hook(lambda module, args: seen.append("pre")),
+               bank.register_forward_hook(lambda module, args, output: seen.append(sorted(output))))
+    model.train()
+    model(**inputs).logits.pow(2).mean().backward()
+    assert seen == ["pre", ["k", "o", "q", "v"]]  # one generation per training forward
+    model.eval()
+    with torch.no_grad():
+        for _ in range(3):
+            model(**inputs)
+    assert len(seen) == 4  # generated once, then served from the cache
+    for handle in handles:
+        handle.remove()
+    with torch.no_grad():
+        bank.seeds["q"].add_(1.0)
+        model(**inputs)
+    assert len(seen) == 4

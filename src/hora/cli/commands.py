@@ -271,7 +271,7 @@ def bench(
 ) -> None:
     """Speed and memory of HoRA vs PEFT's LoRA and a minimal LoRA on CPU, as ratios (docs/performance.md)."""
     with user_errors():
-        from hora.bench import run_cpu_suite
+        from hora.experiments.bench.suite import run_cpu_suite
 
         run_cpu_suite(output=output, threads=threads, tiny=tiny, repeats=repeats, steps=steps,
                       compile_check=compile_check, log=typer.echo)

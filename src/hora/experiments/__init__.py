@@ -7,6 +7,7 @@ Modules:
     train    one training run on transformers' Trainer
     sweep    a grid of runs over methods x fractions x seeds (x learning rates)
     report   summary statistics, paired differences, plots
+    bench    speed and memory against PEFT's LoRA and a minimal LoRA (a package; benchmarks/ calls it)
 """
 
 from hora.experiments.errors import AssetMissingError, HoraError
