@@ -5,8 +5,10 @@ from __future__ import annotations
 import gzip
 
 import numpy as np
+import pytest
 
 from hora.experiments import assets, models
+from hora.experiments.errors import HoraError
 from hora.experiments.pretrain_vit import pretrain_vit
 from hora.experiments.train import TrainConfig, train
 
@@ -38,3 +40,10 @@ def test_pretrain_vit_then_adapt_to_mnist(monkeypatch, tmp_path):
     assert m["model"] == "vit" and m["kind"] == "image" and m["n_train"] == 3600
     assert len(m["targets"]) == 8 and 0 <= m["accuracy"] <= 1
     assert (tmp_path / "mnist" / "adapter_model.safetensors").is_file()
+
+
+@pytest.mark.parametrize("epochs", [0, -1.0])
+def test_no_epochs_is_refused_before_anything_is_cached(epochs):
+    with pytest.raises(HoraError, match="epochs must be > 0"):
+        pretrain_vit(epochs=epochs, progress=False)
+    assert not models.vit_dir(must_exist=False).exists()

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from hora.experiments import assets, models, tasks
+from hora.experiments.errors import HoraError
 from hora.experiments.evaluation import accuracy
 from hora.io import atomic_write_json
 
@@ -26,6 +27,8 @@ def pretrain_vit(epochs: float = 1.0, batch_size: int = 128, lr: float = 1e-3, s
     No pretrained ViT ships in any offline package, so the vision study starts from this one.
     Returns metrics (Fashion-MNIST test accuracy, wall time, folder).
     """
+    if not epochs > 0:  # 0 epochs would cache an untrained ViT for every later mnist run
+        raise HoraError(f"epochs must be > 0, got {epochs:g}")
     assets.set_offline()
     import torch
     from transformers import (
