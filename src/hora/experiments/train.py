@@ -29,7 +29,7 @@ import numpy as np
 from hora.experiments import methods, paths, tasks, variants
 from hora.experiments.errors import HoraError, HoraWarning, TrainingInterrupted
 from hora.experiments.train_config import RECORDED, TRAJECTORY, TrainConfig, world_size
-from hora.io import atomic_save_files, atomic_write_json
+from hora.io import atomic_dir, atomic_save_files, atomic_write_json
 
 
 def check_output(cfg: TrainConfig) -> Path:
@@ -388,7 +388,7 @@ def pretrain_vit(epochs: float = 1.0, batch_size: int = 128, lr: float = 1e-3, s
         atomic_write_json(tmp / "pretrain_metrics.json", metrics)
 
     try:
-        assets.atomic_dir(target, build)
+        atomic_dir(target, build, replace=False)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return metrics
