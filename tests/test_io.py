@@ -32,10 +32,10 @@ def test_failure_during_write_keeps_the_previous_file(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
 
 
-def test_atomic_save_dir_replaces_or_keeps_the_previous_folder(tmp_path):
+def test_atomic_dir_replaces_or_keeps_the_previous_folder(tmp_path):
     target = tmp_path / "adapter"
-    io.atomic_save_dir(target, lambda d: (d / "weights.bin").write_text("one"))
-    io.atomic_save_dir(target, lambda d: (d / "weights.bin").write_text("two"))
+    io.atomic_dir(target, lambda d: (d / "weights.bin").write_text("one"))
+    io.atomic_dir(target, lambda d: (d / "weights.bin").write_text("two"))
     assert (target / "weights.bin").read_text() == "two"
 
     def half_written(folder):
@@ -43,7 +43,7 @@ def test_atomic_save_dir_replaces_or_keeps_the_previous_folder(tmp_path):
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        io.atomic_save_dir(target, half_written)
+        io.atomic_dir(target, half_written)
     assert (target / "weights.bin").read_text() == "two"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["adapter"]
 
@@ -65,7 +65,7 @@ def test_written_files_get_the_mode_a_plain_write_gives(tmp_path, umask, mask, f
     assert io.current_umask() == mask
     io.atomic_write_json(tmp_path / "metrics.json", {"x": 1})
     io.atomic_save_safetensors(tmp_path / "w.safetensors", {"t": torch.zeros(2)})
-    io.atomic_save_dir(tmp_path / "adapter", lambda d: (d / "a.json").write_text("{}") and (d / "a.json").chmod(0o600))
+    io.atomic_dir(tmp_path / "adapter", lambda d: (d / "a.json").write_text("{}") and (d / "a.json").chmod(0o600))
     io.atomic_save_files(tmp_path / "run", lambda d: (d / "sub").mkdir() or (d / "sub" / "b.json").write_text("{}"))
     for path in (tmp_path / "metrics.json", tmp_path / "w.safetensors", tmp_path / "adapter" / "a.json",
                  tmp_path / "run" / "sub" / "b.json"):
@@ -78,3 +78,25 @@ def test_atomic_save_files_keeps_other_files_and_leaves_no_temporary(tmp_path):
     (tmp_path / "checkpoints").mkdir()
     io.atomic_save_files(tmp_path, lambda d: (d / "adapter_config.json").write_text("{}"))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["adapter_config.json", "checkpoints"]
+
+
+def test_atomic_dir_without_replace_builds_once_and_leaves_nothing_on_failure(tmp_path):
+    calls = []
+
+    def build(tmp):
+        calls.append(tmp)
+        (tmp / "file.txt").write_text("ok")
+
+    target = io.atomic_dir(tmp_path / "thing", build, replace=False)
+    assert (target / "file.txt").read_text() == "ok"
+    io.atomic_dir(tmp_path / "thing", build, replace=False)
+    assert len(calls) == 1
+
+    def broken(tmp):
+        (tmp / "half.txt").write_text("partial")
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        io.atomic_dir(tmp_path / "broken", broken, replace=False)
+    assert not (tmp_path / "broken").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["thing"]

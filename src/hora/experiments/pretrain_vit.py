@@ -17,7 +17,7 @@ import numpy as np
 from hora.experiments import assets, models, tasks
 from hora.experiments.errors import HoraError
 from hora.experiments.evaluation import accuracy
-from hora.io import atomic_write_json
+from hora.io import atomic_dir, atomic_write_json
 
 
 def pretrain_vit(epochs: float = 1.0, batch_size: int = 128, lr: float = 1e-3, seed: int = 0,
@@ -87,7 +87,7 @@ def pretrain_vit(epochs: float = 1.0, batch_size: int = 128, lr: float = 1e-3, s
         atomic_write_json(tmp / "pretrain_metrics.json", metrics)
 
     try:
-        assets.atomic_dir(target, build)
+        atomic_dir(target, build, replace=False)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return metrics

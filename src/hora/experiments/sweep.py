@@ -25,7 +25,7 @@ from hora.experiments.errors import HoraError, TruncationWarning
 from hora.experiments.grid_progress import GridProgress
 from hora.experiments.train import train
 from hora.experiments.train_config import RECORDED, TrainConfig
-from hora.io import atomic_write
+from hora.io import atomic_dir, atomic_write
 
 RESULT_COLUMNS = ["method", "fraction", "seed", "lr", "accuracy", "val_accuracy", "trainable_params",
                   "train_seconds", "steps", "n_train"]
@@ -86,7 +86,7 @@ def _finished(run_dir: Path, cfg: TrainConfig) -> dict | None:
 
 def _copy_finished(run_dir: Path, cfg: TrainConfig, folders: list[Path]) -> dict | None:
     """Copy a run finished with ``cfg``'s settings from ``folder/runs/<name>`` of the first folder that has
-    one into ``run_dir`` (through a ``.partial`` folder, so a crash leaves no half-copied run); its metrics.
+    one into ``run_dir`` (built aside and renamed into place, so a crash leaves no half-copied run); its metrics.
 
     None when ``run_dir`` already exists (a stale or unfinished run there is retrained, not replaced).
     """
@@ -96,10 +96,7 @@ def _copy_finished(run_dir: Path, cfg: TrainConfig, folders: list[Path]) -> dict
         source = folder / "runs" / run_dir.name
         metrics = _finished(source, cfg)
         if metrics is not None:
-            partial = run_dir.with_name(run_dir.name + ".partial")
-            shutil.rmtree(partial, ignore_errors=True)
-            shutil.copytree(source, partial)
-            partial.rename(run_dir)
+            atomic_dir(run_dir, lambda tmp, source=source: shutil.copytree(source, tmp, dirs_exist_ok=True))
             return metrics
     return None
 
