@@ -1,21 +1,42 @@
 """HoRA: cross-head low-rank adaptation with a joint hypernetwork, as a native PEFT method.
 
 Importing this package registers the method with PEFT, so ``peft.get_peft_model(model, HoraConfig(...))``,
-``PeftModel.from_pretrained`` and ``save_pretrained`` work as for PEFT's own methods.
+``PeftModel.from_pretrained`` and ``save_pretrained`` work as for PEFT's own methods. The package loads
+lazily: ``import hora`` imports neither torch nor peft (the ``hora`` command line starts at once); the
+public names below load on first use, and the registration happens as soon as peft is imported (at once
+if it already is; see :mod:`hora.registration`).
 """
 
-from .config import HoraConfig
-from .diagnostics import parameter_report
-from .export import export_lora
-from .heads import HeadLayoutError, find_attention_targets
-from .layer import HoraLayer
-from .model import HoraModel
-from .offline import offline_model
-from .optim import param_groups
-from .registration import register
+from __future__ import annotations
 
-register()
+import importlib
+import importlib.util
+from typing import TYPE_CHECKING, Any
 
+from .registration import register_when_peft_is_imported
+
+if TYPE_CHECKING:
+    from .config import HoraConfig
+    from .diagnostics import parameter_report
+    from .export import export_lora
+    from .heads import HeadLayoutError, find_attention_targets
+    from .layer import HoraLayer
+    from .model import HoraModel
+    from .offline import offline_model
+    from .optim import param_groups
+
+# public name -> the submodule that defines it
+_EXPORTS = {
+    "HeadLayoutError": "heads",
+    "HoraConfig": "config",
+    "HoraLayer": "layer",
+    "HoraModel": "model",
+    "export_lora": "export",
+    "find_attention_targets": "heads",
+    "offline_model": "offline",
+    "param_groups": "optim",
+    "parameter_report": "diagnostics",
+}
 __all__ = [
     "HeadLayoutError",
     "HoraConfig",
@@ -28,3 +49,21 @@ __all__ = [
     "parameter_report",
 ]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    """A public name, loaded from its submodule on first use; or a submodule (``hora.fsdp``)."""
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    if importlib.util.find_spec(f"{__name__}.{name}") is not None:
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'hora' has no attribute '{name}'")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})
+
+
+register_when_peft_is_imported()

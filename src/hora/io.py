@@ -15,10 +15,10 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-from safetensors.torch import save_file
+if TYPE_CHECKING:
+    import torch
 
 
 def current_umask() -> int:
@@ -107,6 +107,8 @@ def atomic_write_json(path: str | Path, data: Any) -> Path:
 def atomic_save_safetensors(path: str | Path, tensors: dict[str, torch.Tensor],
                             metadata: dict[str, str] | None = None) -> Path:
     """Save tensors (made contiguous, unshared) as safetensors atomically."""
+    from safetensors.torch import save_file  # here, so the command line's imports stay light
+
     prepared = {k: v.detach().contiguous().clone() for k, v in tensors.items()}
     return atomic_write(path, lambda tmp: save_file(prepared, str(tmp), metadata=metadata or {"format": "pt"}))
 

@@ -294,3 +294,13 @@ def test_compare_off_a_terminal_prints_a_line_per_run_and_one_truncation_warning
     assert [line.split("]")[0] for line in lines] == ["[1/4", "[2/4", "[3/4", "[4/4"], result.stdout
     assert all("ETA" in line and "trained" in line for line in lines)
     assert result.stderr.count("were truncated") == 1, result.stderr
+
+
+def test_the_command_line_starts_without_torch_or_peft():
+    """``hora --help`` and checks that fail before any work must not wait seconds for torch and peft."""
+    import subprocess
+
+    code = "import sys, hora.cli; print(sorted(m for m in ('torch', 'peft', 'transformers') if m in sys.modules))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

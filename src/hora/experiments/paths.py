@@ -57,24 +57,22 @@ def check_output_file(path: str | Path, option: str = "--output") -> Path:
 
 def check_input_file(path: str | Path, what: str) -> Path:
     """``path`` is an existing, readable file."""
-    path = Path(path).expanduser()
-    if not path.exists():
-        raise HoraError(f"{what} not found: {path}")
-    if not path.is_file():
-        raise HoraError(f"{what} {path} is a folder; give a file")
-    if not os.access(path, os.R_OK):
-        raise HoraError(f"{what} {path}: no permission to read it")
-    return path
+    return _check_input(path, what, folder=False)
 
 
 def check_input_dir(path: str | Path, what: str) -> Path:
     """``path`` is an existing, readable folder."""
+    return _check_input(path, what, folder=True)
+
+
+def _check_input(path: str | Path, what: str, folder: bool) -> Path:
     path = Path(path).expanduser()
     if not path.exists():
         raise HoraError(f"{what} not found: {path}")
-    if not path.is_dir():
-        raise HoraError(f"{what} {path} is a file; give the folder")
-    if not os.access(path, os.R_OK | os.X_OK):
+    if path.is_dir() != folder:
+        found, wanted = ("file", "the folder") if folder else ("folder", "a file")
+        raise HoraError(f"{what} {path} is a {found}; give {wanted}")
+    if not os.access(path, os.R_OK | (os.X_OK if folder else 0)):
         raise HoraError(f"{what} {path}: no permission to read it")
     return path
 
