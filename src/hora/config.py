@@ -7,6 +7,8 @@ from typing import Literal
 
 from peft.config import PeftConfig
 
+from .projections import PROJECTIONS
+
 
 class PeftTypeName(str):
     """A PEFT type that is not a member of PEFT's ``PeftType`` enum: a plain ``str`` (so it is saved as
@@ -27,7 +29,6 @@ class PeftTypeName(str):
 
 PEFT_TYPE = PeftTypeName("HORA")
 ACTIVATIONS = ("gelu", "relu", "tanh", "silu", "identity")
-PROJECTIONS = ("q", "k", "v", "o")
 GENERATORS = ("mlp", "embedding", "identity", "joint")
 
 

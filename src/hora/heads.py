@@ -25,7 +25,7 @@ from peft.tuners.tuners_utils import BaseTunerLayer
 from torch import nn
 from transformers.pytorch_utils import Conv1D
 
-from .config import PROJECTIONS
+from .projections import PROJECTIONS
 
 
 class HeadLayoutError(ValueError):

@@ -16,9 +16,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from hora.config import PROJECTIONS
 from hora.experiments import variants
 from hora.experiments.errors import HoraError
+from hora.projections import PROJECTIONS
 
 METHODS = ("hora", "lora", "dora", "vera", "full")
 ADAPTER_METHODS = ("hora", "lora", "dora", "vera")
@@ -39,7 +39,7 @@ def default_lr(method: str) -> float:
 
 
 def parse_projections(targets: str | None) -> tuple[str, ...]:
-    """'q,v' -> ('q', 'v'); validates against :data:`hora.config.PROJECTIONS` (q, k, v, o)."""
+    """'q,v' -> ('q', 'v'); validates against :data:`hora.projections.PROJECTIONS` (q, k, v, o)."""
     if targets is None or targets == "":
         return ("q", "v")
     projs = tuple(t.strip().lower() for t in targets.split(",") if t.strip())
