@@ -40,3 +40,9 @@ def test_public_names_and_submodules_load_on_first_use():
                   "assert 'HoraLayer' in dir(hora); assert inspect.getsource(hora.fsdp); "
                   "assert not hasattr(hora, 'no_such_name')")
     assert result.returncode == 0, result.stderr
+
+
+def test_python_dash_m_hora_runs_through_the_watched_loader():
+    result = subprocess.run([sys.executable, "-m", "hora", "--help"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "Usage" in result.stdout

@@ -43,6 +43,10 @@ class _WatchedLoader(importlib.abc.Loader):
     def __init__(self, loader: importlib.abc.Loader, watcher: PeftImportWatcher, is_peft: bool) -> None:
         self.loader, self.watcher, self.is_peft = loader, watcher, is_peft
 
+    def __getattr__(self, name: str):
+        """Everything else (``get_code`` for ``python -m``, ``get_source``, ``is_package``...) is the real loader's."""
+        return getattr(self.loader, name)
+
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType | None:
         return self.loader.create_module(spec)
 
