@@ -18,11 +18,11 @@ from .registration import register_when_peft_is_imported
 if TYPE_CHECKING:
     from .config import HoraConfig
     from .diagnostics import parameter_report
+    from .experiments.models import offline_model
     from .export import export_lora
     from .heads import HeadLayoutError, find_attention_targets
     from .layer import HoraLayer
     from .model import HoraModel
-    from .offline import offline_model
     from .optim import param_groups
 
 # public name -> the submodule that defines it
@@ -33,7 +33,7 @@ _EXPORTS = {
     "HoraModel": "model",
     "export_lora": "export",
     "find_attention_targets": "heads",
-    "offline_model": "offline",
+    "offline_model": "experiments.models",  # the harness's, re-exported for the quickstart
     "param_groups": "optim",
     "parameter_report": "diagnostics",
 }

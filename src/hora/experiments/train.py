@@ -26,7 +26,7 @@ from pathlib import Path
 
 from hora.experiments import methods, models, paths, tasks, variants
 from hora.experiments.errors import HoraError, HoraWarning, TrainingInterrupted
-from hora.experiments.evaluation import accuracy as _accuracy
+from hora.experiments.evaluation import accuracy
 from hora.experiments.train_config import RECORDED, TRAJECTORY, TrainConfig, world_size
 from hora.io import atomic_save_files, atomic_write_json
 
@@ -234,8 +234,8 @@ def train(cfg: TrainConfig, data: tasks.TaskData | None = None, callbacks: Seque
         train_seconds = time.perf_counter() - t0
         train_loss = trainer.mean_train_loss()
         t1 = time.perf_counter()
-        val_acc = _accuracy(trainer, val_ds)
-        test_acc = _accuracy(trainer, test_ds)
+        val_acc = accuracy(trainer, val_ds)
+        test_acc = accuracy(trainer, test_ds)
         eval_seconds = time.perf_counter() - t1
         steps_done = int(trainer.state.global_step)
     finally:

@@ -1,4 +1,4 @@
-"""hora.offline_model and the README's Python quickstart, run as written."""
+"""The README's Python quickstart, run as written."""
 
 from __future__ import annotations
 
@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 
-import hora
 from hora.experiments import assets
-from hora.experiments.errors import AssetMissingError, HoraError
+from hora.experiments.errors import AssetMissingError
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -23,21 +22,6 @@ def _minilm_installed() -> bool:
 
 
 needs_minilm = pytest.mark.skipif(not _minilm_installed(), reason="MiniLM not installed (make assets)")
-
-
-@needs_minilm
-def test_offline_model_is_the_minilm_folder():
-    folder = Path(hora.offline_model("minilm"))
-    assert folder == assets.minilm_dir() and (folder / "config.json").is_file()
-    assert hora.offline_model() == str(folder)
-
-
-def test_offline_model_names_the_choices_and_the_install_command(monkeypatch, tmp_path):
-    with pytest.raises(HoraError, match="unknown offline model 'bert'; choose one of: minilm, smollm2, vit"):
-        hora.offline_model("bert")
-    monkeypatch.setenv("HORA_CACHE", str(tmp_path))
-    with pytest.raises(HoraError, match="hora pretrain-vit"):
-        hora.offline_model("vit")
 
 
 @needs_minilm
