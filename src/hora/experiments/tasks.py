@@ -215,12 +215,13 @@ def eval_subset(idx: np.ndarray, n: int | None, split_seed: int = 0) -> np.ndarr
 
 def subsample(train_idx: np.ndarray, labels: np.ndarray, fraction: float, seed: int,
               label_names: list[str] | None = None) -> np.ndarray:
-    """A stratified, seeded ``fraction`` of the train indices (round(fraction * n_c) per class).
+    """A stratified, seeded ``fraction`` of the train indices (round(fraction * n_c) per class); ``fraction``
+    is in (0, 1], as :func:`check_fraction` (called by TrainConfig) makes sure.
 
     For one seed the subsets are nested: a smaller fraction's subset lies inside a larger one's.
     Raises :class:`HoraError` when the fraction leaves some class with no training example.
     """
-    fraction = check_fraction(fraction)
+    fraction = float(fraction)
     train_idx = np.asarray(train_idx)
     if fraction == 1.0:
         return np.sort(train_idx)
