@@ -18,6 +18,15 @@ def test_atomic_json_and_safetensors_round_trip(tmp_path):
     assert torch.equal(load_file(tmp_path / "w.safetensors")["t"], torch.arange(3.0))
 
 
+def test_write_json_atomic(tmp_path):
+    io.atomic_write_json(tmp_path / "x" / "m.json", {"a": 1})
+    assert json.loads((tmp_path / "x" / "m.json").read_text()) == {"a": 1}
+    with pytest.raises(TypeError):
+        io.atomic_write_json(tmp_path / "x" / "m.json", {"a": object()})
+    assert json.loads((tmp_path / "x" / "m.json").read_text()) == {"a": 1}
+    assert [p.name for p in (tmp_path / "x").iterdir()] == ["m.json"]
+
+
 def test_failure_during_write_keeps_the_previous_file(tmp_path):
     target = tmp_path / "metrics.json"
     io.atomic_write_json(target, {"version": 1})

@@ -9,7 +9,6 @@ import pytest
 
 from hora.experiments import train as train_mod
 from hora.experiments.train_config import TrainConfig
-from hora.io import atomic_write_json
 
 KEYS = {"accuracy", "val_accuracy", "trainable_params", "train_seconds", "method", "fraction", "seed", "model",
         "task", "lr", "r", "steps"}
@@ -52,15 +51,6 @@ def test_lr_scheduler_option_reaches_the_trainer(tiny_bert, tiny_csv, tmp_path):
                                     lr_scheduler="constant"))
     assert linear["lr_scheduler"] == "linear" and constant["lr_scheduler"] == "constant"
     assert constant["train_loss"] != linear["train_loss"]  # same seed and data: only the schedule differs
-
-
-def test_write_json_atomic(tmp_path):
-    atomic_write_json(tmp_path / "x" / "m.json", {"a": 1})
-    assert json.loads((tmp_path / "x" / "m.json").read_text()) == {"a": 1}
-    with pytest.raises(TypeError):
-        atomic_write_json(tmp_path / "x" / "m.json", {"a": object()})
-    assert json.loads((tmp_path / "x" / "m.json").read_text()) == {"a": 1}
-    assert [p.name for p in (tmp_path / "x").iterdir()] == ["m.json"]
 
 
 def test_real_minilm_on_rotten_tomatoes(tmp_path):

@@ -1,0 +1,84 @@
+"""``hora export``'s functions (hora.experiments.exporting): a trained HoRA run folder to a PEFT LoRA adapter
+with hora_export.json beside it. The command-line runs of ``hora export`` are in tests/cli/test_commands.py."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from hora.experiments import methods
+from hora.experiments.errors import HoraError
+from hora.experiments.exporting import EXPORT_INFO, export_run, label_maps
+from hora.experiments.train_config import TrainConfig
+
+
+def test_label_maps_have_string_ids_like_a_transformers_config():
+    assert label_maps(["neg", "pos"]) == {"id2label": {"0": "neg", "1": "pos"}, "label2id": {"neg": 0, "pos": 1}}
+    assert label_maps([3, 7, 1]) == {"id2label": {"0": "3", "1": "7", "2": "1"},
+                                     "label2id": {"3": 0, "7": 1, "1": 2}}  # label values named as strings
+    assert label_maps([]) == {"id2label": {}, "label2id": {}}
+
+
+@pytest.fixture
+def hora_run(tiny_bert, tiny_csv, tmp_path):
+    """A ``hora train`` folder: HoRA on the tiny BERT, 3 steps."""
+    from hora.experiments import train as train_mod
+
+    out = tmp_path / "run"
+    train_mod.train(TrainConfig(model=str(tiny_bert), data=str(tiny_csv), text_column="review",
+                                label_column="sentiment", steps=3, batch_size=8, max_length=16, output=str(out),
+                                progress=False))
+    return out
+
+
+def test_export_run_writes_a_lora_adapter_loadable_as_its_docstring_says(hora_run, tiny_bert, tmp_path):
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    out_dir = tmp_path / "lora"
+    diff = export_run(hora_run, out_dir)
+    assert diff is not None and diff < 1e-4
+    assert sorted(p.name for p in out_dir.iterdir()) == ["adapter_config.json", "adapter_model.safetensors",
+                                                         EXPORT_INFO]
+    assert json.loads((out_dir / "adapter_config.json").read_text())["peft_type"] == "LORA"
+    info = json.loads((out_dir / EXPORT_INFO).read_text())
+    assert info == {"source_adapter": str(hora_run.resolve()), "method": "hora", "base_model": str(tiny_bert),
+                    "kind": "text", "task": "reviews", "label_names": ["neg", "pos"],
+                    "id2label": {"0": "neg", "1": "pos"}, "label2id": {"neg": 0, "pos": 1},
+                    "max_logit_difference": diff}
+
+    # the loading recipe of the module docstring gives the trained HoRA model's logits
+    base = AutoModelForSequenceClassification.from_pretrained(
+        info["base_model"], id2label=info["id2label"], label2id=info["label2id"])
+    lora = PeftModel.from_pretrained(base, out_dir).eval()
+    trained, _ = methods.load_trained(hora_run)
+    batch = dict(AutoTokenizer.from_pretrained(tiny_bert)(["good film", "dull plot and weak acting"], padding=True,
+                                                          return_tensors="pt"))
+    with torch.no_grad():
+        expected = trained.eval()(**batch).logits
+        torch.testing.assert_close(lora(**batch).logits, expected, atol=1e-5, rtol=0)
+        with lora.disable_adapter():
+            assert float((lora(**batch).logits - expected).abs().max()) > 1e-3  # the adapter was trained
+
+
+def test_export_run_without_check_records_no_difference(hora_run, tmp_path):
+    assert export_run(hora_run, tmp_path / "lora", check=False) is None
+    info = json.loads((tmp_path / "lora" / EXPORT_INFO).read_text())
+    assert info["max_logit_difference"] is None and info["label_names"] == ["neg", "pos"]
+
+
+def test_export_run_checks_the_paths_before_loading_anything(tmp_path, monkeypatch):
+    def no_work(*args, **kwargs):
+        raise AssertionError("the run was read before the paths were checked")
+
+    monkeypatch.setattr(methods, "read_run", no_work)
+    monkeypatch.setattr(methods, "load_trained", no_work)
+    with pytest.raises(HoraError, match="adapter folder not found"):
+        export_run(tmp_path / "missing", tmp_path / "lora")
+    run = tmp_path / "run"
+    run.mkdir()
+    with pytest.raises(HoraError, match="would overwrite the HoRA adapter"):
+        export_run(run, run / "lora")
+    assert not (tmp_path / "lora").exists() and not list(run.iterdir())
