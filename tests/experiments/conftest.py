@@ -7,6 +7,7 @@ import random
 from pathlib import Path
 
 import pytest
+import torch
 
 POSITIVE = ["good", "great", "fine", "lovely", "superb", "moving", "funny", "smart"]
 NEGATIVE = ["bad", "awful", "poor", "dull", "boring", "weak", "silly", "tedious"]
@@ -83,3 +84,20 @@ def tiny_jsonl(tmp_path) -> Path:
     path = tmp_path / "reviews.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in make_rows()))
     return path
+
+
+@pytest.fixture
+def one_thread():
+    """The simulation's small batched ops run fastest on one thread (see run_simulation)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def problem():
+    """A small simulated regression problem (simulate_helpers.make_problem)."""
+    from simulate_helpers import make_problem
+
+    return make_problem()

@@ -22,14 +22,7 @@ from hora.experiments.simulate import (
 )
 from hora.experiments.simulate_model import Dims, attention, make_base, make_data, n_params
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small batched ops run fastest on one thread (see run_simulation)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest
 
 
 def test_truth_shape_and_zero_head():

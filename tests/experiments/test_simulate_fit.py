@@ -4,24 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from simulate_helpers import DIMS, DTYPE, make_problem, random_start
+from simulate_helpers import DIMS, DTYPE, random_start
 
 from hora.experiments.simulate_fit import lbfgs
 from hora.experiments.simulate_model import attention, updates
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small batched ops run fastest on one thread (see run_simulation)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture
-def problem():
-    return make_problem()
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest
 
 
 @pytest.mark.parametrize("kind", ["lora", "hora"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from simulate_helpers import DIMS, DTYPE, make_problem
+from simulate_helpers import DIMS, DTYPE
 
 from hora.experiments.simulate_model import (
     N_PROJ,
@@ -21,19 +21,7 @@ from hora.experiments.simulate_model import (
     updates,
 )
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small batched ops run fastest on one thread (see run_simulation)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture
-def problem():
-    return make_problem()
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest
 
 
 def test_data_and_attention_shapes(problem):
