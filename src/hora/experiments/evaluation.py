@@ -29,8 +29,8 @@ def exact_match(model, tokenizer, prompts: Sequence[str], answers: Sequence[str]
 
     Greedy decoding of at most ``max_new_tokens`` tokens (default :func:`answer_tokens`), stopping at EOS; the
     generated tokens are decoded without special tokens, stripped, and compared with the stripped answer. So
-    the model must stop after the answer: " positive and moving" does not match " positive". Batched, left-padded,
-    in length order (less padding, same result). NaN for no prompts.
+    an answer shorter than the budget must be followed by EOS: " positive and" does not match " positive".
+    Batched, left-padded, in length order (less padding, same result). NaN for no prompts.
     """
     import torch
 
