@@ -18,6 +18,7 @@ from hora.experiments import sft as sft_mod  # noqa: E402
 from hora.experiments import train as train_mod  # noqa: E402
 from hora.experiments.errors import HoraError, TruncationWarning  # noqa: E402
 from hora.experiments.evaluation import exact_match  # noqa: E402
+from hora.experiments.exporting import export_run  # noqa: E402
 from hora.experiments.train_config import TrainConfig  # noqa: E402
 
 
@@ -50,6 +51,24 @@ def test_sft_run_learns_the_answer_scores_exact_match_and_saves_a_reloadable_ada
     tok = models.load_tokenizer(tiny_llama)
     prompts = sft_mod.prepare(data, test, tok, cfg.max_length)
     assert exact_match(model, tok, prompts.prompts, prompts.answers) == m["accuracy"]  # reloaded: same answers
+    assert export_run(tmp_path / "run", tmp_path / "lora") < 1e-5  # hora export: a LoRA adapter, same logits
+    assert json.loads((tmp_path / "lora" / "hora_export.json").read_text())["objective"] == "sft"
+
+
+def test_a_nan_loss_stops_an_sft_run_with_the_step(tiny_llama, tiny_qa_csv, tmp_path, monkeypatch):
+    import torch
+    import transformers
+
+    original = transformers.Trainer.training_step
+
+    def nan_at_step_3(self, *args, **kwargs):
+        loss = original(self, *args, **kwargs)
+        return loss * torch.nan if self.state.global_step == 2 else loss
+
+    monkeypatch.setattr(transformers.Trainer, "training_step", nan_at_step_3)
+    with pytest.raises(HoraError, match="training loss is nan at step 3"):
+        train_mod.train(_cfg(tiny_llama, tiny_qa_csv, tmp_path / "run", steps=6))
+    assert not (tmp_path / "run").exists()
 
 
 def test_sft_is_deterministic_given_seed_and_every_adapter_method_runs(tiny_llama, tiny_qa_csv, tmp_path):
