@@ -63,7 +63,7 @@ def prepare(data: PromptData, indices: Sequence[int] | np.ndarray, tokenizer, ma
         n = len(ids) + eos
         if n > max_length:
             truncated, longest = truncated + 1, max(longest, n)
-            prompts[j] = _cut_start(prompts[j], answers[j], n - max_length, tokenizer, max_length - eos)
+            prompts[j] = _cut_start(prompts[j], answers[j], n - max_length, tokenizer, max_length, eos)
     return Prompts(prompts, answers, truncated, longest)
 
 
@@ -77,15 +77,16 @@ def warn_cut(splits: Sequence[Prompts], max_length: int, name: str) -> None:
                       "more", TruncationWarning, stacklevel=2)
 
 
-def _cut_start(prompt: str, answer: str, drop: int, tokenizer, room: int) -> str:
-    """``prompt`` without its first ``drop`` or more tokens, so that prompt + answer take at most ``room``."""
+def _cut_start(prompt: str, answer: str, drop: int, tokenizer, max_length: int, eos: int) -> str:
+    """``prompt`` without its first ``drop`` or more tokens, so that prompt + answer + ``eos`` tokens take at
+    most ``max_length``."""
     ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
     while drop < len(ids):  # decoding and tokenising again can merge tokens differently: check, then cut more
         short = tokenizer.decode(ids[drop:])
-        if len(tokenizer(short + answer)["input_ids"]) <= room:
+        if len(tokenizer(short + answer)["input_ids"]) + eos <= max_length:
             return short
         drop += 1
-    raise HoraError(f"--max-length {room + 1} leaves no room for a prompt before the answer {answer!r} and EOS; "
+    raise HoraError(f"--max-length {max_length} leaves no room for a prompt before the answer {answer!r} and EOS; "
                     "raise --max-length")
 
 
