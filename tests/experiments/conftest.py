@@ -101,3 +101,48 @@ def problem():
     from simulate_helpers import make_problem
 
     return make_problem()
+
+
+SFT_WORDS = ["<pad>", "<s>", "</s>", "<unk>", "Review:", "Sentiment:", "positive", "negative"]
+
+
+def save_tiny_llama(folder: Path) -> Path:
+    """A randomly initialised 2-layer Llama with grouped-query attention (4 query / 2 KV heads, hidden 32) and a
+    word-level tokenizer (pad, BOS, EOS, the prompt words and this file's words), saved to ``folder``."""
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    words = SFT_WORDS + POSITIVE + NEGATIVE + NEUTRAL
+    backend = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>", bos_token="<s>", eos_token="</s>",
+                            unk_token="<unk>").save_pretrained(folder)
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=len(words), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                      num_key_value_heads=2, intermediate_size=40, max_position_embeddings=64, pad_token_id=0,
+                      bos_token_id=1, eos_token_id=2)
+    LlamaForCausalLM(cfg).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory) -> Path:
+    """The tiny random GQA Llama (a causal LM folder for --objective sft)."""
+    return save_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
+
+
+def make_prompt_rows(n: int = 120, seed: int = 0) -> list[dict]:
+    """make_rows' reviews as prompts, with the answer " positive" / " negative" to generate after them."""
+    answers = {"pos": " positive", "neg": " negative"}
+    return [{"prompt": f"Review: {row['review']}\nSentiment:", "answer": answers[row["sentiment"]], "id": row["id"]}
+            for row in make_rows(n, seed)]
+
+
+@pytest.fixture
+def tiny_qa_csv(tmp_path) -> Path:
+    import pandas as pd
+
+    path = tmp_path / "qa.csv"
+    pd.DataFrame(make_prompt_rows()).to_csv(path, index=False)
+    return path

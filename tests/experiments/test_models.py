@@ -68,3 +68,11 @@ def test_offline_model_names_the_choices_and_the_install_command(monkeypatch, tm
     monkeypatch.setenv("HORA_CACHE", str(tmp_path))
     with pytest.raises(HoraError, match="hora pretrain-vit"):
         hora.offline_model("vit")
+
+
+def test_a_causal_lm_folder_is_told_from_an_encoder(tiny_llama, tiny_bert, tmp_path):
+    assert models.is_causal_lm(tiny_llama) and not models.is_causal_lm(tiny_bert)
+    assert not models.is_causal_lm(tmp_path)  # no config.json
+    model = models.load_causal_lm(tiny_llama)  # its own LM head, the tokenizer's pad id
+    assert type(model).__name__ == "LlamaForCausalLM" and model.config.pad_token_id == 0
+    assert models.DECODER_MODELS == ("smollm2",)

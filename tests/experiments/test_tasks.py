@@ -116,6 +116,16 @@ def test_real_rotten_tomatoes_and_its_split():
     assert len(s.test) == 2562 and len(s.val) + len(s.train) == 12808 - 2562
 
 
+def test_rotten_tomatoes_as_prompts_keeps_the_examples_and_so_the_split():
+    data, prompts = tasks.load_task("rotten_tomatoes"), tasks.load_prompt_task("rotten_tomatoes")
+    assert np.array_equal(prompts.labels, data.labels) and prompts.label_names == data.label_names
+    assert prompts.inputs[0] == f"Review: {data.inputs[0]}\nSentiment:"
+    assert {prompts.answers[i] for i in np.flatnonzero(data.labels == 0)} == {" positive"}  # fresh
+    assert {prompts.answers[i] for i in np.flatnonzero(data.labels == 1)} == {" negative"}  # rotten
+    with pytest.raises(HoraError, match="--objective sft generates text"):
+        tasks.load_prompt_task("mnist")
+
+
 def test_real_mnist5k():
     data = tasks.load_task("mnist")
     assert data.inputs.shape == (5000, 28, 28) and data.inputs.dtype == np.uint8

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 
 import pytest
 
@@ -30,6 +31,27 @@ from hora.experiments.train_config import EVALUATION, RECORDED, TRAJECTORY, Trai
 def test_a_bad_setting_fails_when_the_config_is_built(options, message):
     with pytest.raises(HoraError, match=message):
         TrainConfig(**options)
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"objective": "rl"}, "--objective must be one of classify, sft"),
+    ({"objective": "sft"}, "needs a decoder and the default model, minilm, is an encoder: use --model smollm2"),
+    ({"objective": "sft", "model": "minilm"}, "needs a decoder, and 'minilm' is not one: use --model smollm2"),
+    ({"objective": "sft", "model": "smollm2", "task": "mnist"}, "task 'mnist' is images; use --task rotten_tomatoes"),
+])
+def test_sft_needs_a_decoder_and_text(options, message):
+    with pytest.raises(HoraError, match=message):
+        TrainConfig(**options)
+    assert TrainConfig(objective="sft", model="smollm2").objective == "sft"
+
+
+def test_sft_refuses_a_folder_without_a_causal_lm_and_names_the_trl_extra(tiny_bert, tiny_llama, monkeypatch):
+    with pytest.raises(HoraError, match=f"{tiny_bert} holds no causal LM"):
+        TrainConfig(objective="sft", model=str(tiny_bert))
+    assert TrainConfig(objective="sft", model=str(tiny_llama)).model == str(tiny_llama)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(HoraError, match=r"pip install 'hora\[trl\]'"):
+        TrainConfig(objective="sft", model="smollm2")
 
 
 def test_replace_checks_the_new_config_too():

@@ -67,9 +67,11 @@ def latest_checkpoint(folder: str | Path) -> Path | None:
     return found[-1] if found else None
 
 
-class HoraTrainer(Trainer):
-    """``Trainer`` with HoRA's optimizer groups, atomic checkpoints, an exact running sum of the step losses,
-    and a stop on NaN/inf.
+class HoraTrainerMixin:
+    """What every trainer of the harness adds to a transformers ``Trainer`` (subclass): HoRA's optimizer groups,
+    atomic checkpoints, an exact running sum of the step losses, and a stop on NaN/inf. Mixed into
+    :class:`HoraTrainer` (``Trainer``, classification) and into ``hora.experiments.sft.HoraSFTTrainer`` (TRL's
+    ``SFTTrainer``, generation); it goes first in the bases, so its methods wrap the trainer's own.
 
     ``stop_on_nan``: raise :class:`NonFiniteLossError` at the first non-finite loss (Trainer's default,
     ``logging_nan_inf_filter``, silently replaces it in the logs and trains on). Before each checkpoint
@@ -167,13 +169,17 @@ class HoraTrainer(Trainer):
         self.accelerator.wait_for_everyone()
 
 
+class HoraTrainer(HoraTrainerMixin, Trainer):
+    """transformers' ``Trainer`` with :class:`HoraTrainerMixin`: the trainer of the classification runs."""
+
+
 def is_final(checkpoint: Path) -> bool:
     """Whether the checkpoint is the last step of its run (its trainer_state.json says so)."""
     state = json.loads((Path(checkpoint) / "trainer_state.json").read_text())
     return int(state.get("global_step", 0)) >= int(state.get("max_steps", 0)) > 0
 
 
-def load_final(trainer: HoraTrainer, checkpoint: Path) -> None:
+def load_final(trainer: HoraTrainerMixin, checkpoint: Path) -> None:
     """Load a finished run's weights and state from its final checkpoint, without a training step."""
     from transformers.trainer_callback import TrainerState
 

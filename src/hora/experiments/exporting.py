@@ -9,8 +9,9 @@ the label names (``id2label`` / ``label2id``), which a PEFT adapter has no field
         info["base_model"], id2label=info["id2label"], label2id=info["label2id"])
     model = PeftModel.from_pretrained(base, out_dir)
 
-The paths are checked before anything is loaded: OUT_DIR may not be the adapter folder or inside it,
-nor hold a training run or a non-LoRA adapter, so an export never overwrites what it exports.
+(``AutoModelForCausalLM`` and no labels when ``info["objective"]`` is ``sft``.) The paths are checked before
+anything is loaded: OUT_DIR may not be the adapter folder or inside it, nor hold a training run or a non-LoRA
+adapter, so an export never overwrites what it exports.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ def export_run(adapter_dir: str | Path, out_dir: str | Path, check: bool = True)
         "method": meta.get("method"),
         "base_model": meta.get("model_path"),
         "kind": meta.get("kind"),
+        "objective": meta.get("objective", "classify"),  # sft: load the base model as a causal LM
         "task": meta.get("task"),
         "label_names": list(meta.get("label_names") or []),
         **label_maps(list(meta.get("label_names") or [])),

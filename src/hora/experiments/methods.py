@@ -8,7 +8,8 @@
 
 Every adapter method targets exactly the same modules, the attention projections found by
 ``hora.find_attention_targets`` (default q and v), and trains and saves the classification head
-(``modules_to_save``). Nothing here re-implements a baseline.
+(``modules_to_save``); for ``--objective sft`` (a causal LM that generates its answer) there is no new head and
+the task type is ``CAUSAL_LM``. Nothing here re-implements a baseline.
 """
 
 from __future__ import annotations
@@ -69,10 +70,11 @@ def attention_targets(model, projections: tuple[str, ...] = ("q", "v")) -> list[
 def build_adapted_model(method: str, model, *, r: int = 8, alpha: float = 16.0, dropout: float = 0.0,
                         hidden: int | None = None, projections: tuple[str, ...] = ("q", "v"),
                         kind: str = "text", head_modules: list[str] | None = None,
-                        hora_options: dict | None = None):
+                        hora_options: dict | None = None, objective: str = "classify"):
     """Wrap ``model`` for ``method``; returns (model, info) with info holding the targets.
 
     ``head_modules``: the classification head's module names, trained fully and saved with the adapter.
+    ``objective``: "classify" (PEFT task type SEQ_CLS for text) or "sft" (CAUSAL_LM).
     """
     variant = variants.resolve(method)
     method = variant.method
@@ -90,7 +92,7 @@ def build_adapted_model(method: str, model, *, r: int = 8, alpha: float = 16.0, 
 
     targets = attention_targets(model, projections)
     info["targets"] = targets
-    task_type = "SEQ_CLS" if kind == "text" else None
+    task_type = "CAUSAL_LM" if objective == "sft" else "SEQ_CLS" if kind == "text" else None
     common = {"target_modules": targets, "modules_to_save": list(head_modules or []) or None,
               "task_type": task_type}
     if method == "hora":
@@ -162,7 +164,7 @@ def load_trained(adapter_dir: str | Path):
     import hora  # noqa: F401
 
     _, folder = models.resolve_model(meta["model"], meta["kind"])
-    base = models.load_base_model(folder, meta["kind"], meta["label_names"])
+    base = models.load_model(folder, meta["kind"], meta["label_names"], meta.get("objective", "classify"))
     if base_method == "hora":
         from hora.loading import AdapterLoadError, load_adapter
 
@@ -191,7 +193,7 @@ def verify_export(model, lora_dir: str | Path, meta: dict) -> float:
     else:
         gen = torch.Generator().manual_seed(0)
         batch = {"pixel_values": torch.randn(3, 1, 28, 28, generator=gen)}
-    base = models.load_base_model(folder, meta["kind"], meta["label_names"])
+    base = models.load_model(folder, meta["kind"], meta["label_names"], meta.get("objective", "classify"))
     lora = PeftModel.from_pretrained(base, lora_dir).eval()
     model.eval()
     with torch.no_grad():

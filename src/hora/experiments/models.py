@@ -8,12 +8,14 @@ Base models (``--model``)
                  tokenizer's pad token is set to its EOS token when it has none, and
                  ``model.config.pad_token_id`` to match, so padded batches pick the right token. We chose
                  this over prompting the LM head with label words because it trains the same kind of head
-                 as the encoder task, so methods compare on equal terms.
+                 as the encoder task, so methods compare on equal terms. With ``--objective sft`` it is
+                 loaded as what it is, a causal LM (``load_causal_lm``), and learns to generate the answer.
     ``vit``      a small ViT (4 layers, 4 heads, hidden 128, 4x4 patches on 28x28 grayscale). No pretrained
                  ViT ships offline, so ``hora pretrain-vit`` (:mod:`hora.experiments.pretrain_vit`) pre-trains
                  it here on Fashion-MNIST and caches it; the ``mnist`` task then adapts it to digits with a
                  fresh classification head.
-    a folder     any local Hugging Face model folder (config.json + weights + tokenizer for text).
+    a folder     any local Hugging Face model folder (config.json + weights + tokenizer for text); for
+                 ``--objective sft`` a causal LM (its config.json names a ``...ForCausalLM`` architecture).
 
 The data the models are adapted to, and its splits, are :mod:`hora.experiments.tasks`.
 """
@@ -29,6 +31,7 @@ from hora.experiments.errors import HoraError, HoraWarning
 
 TEXT_MODELS = ("minilm", "smollm2")
 IMAGE_MODELS = ("vit",)
+DECODER_MODELS = ("smollm2",)  # the built-in models that --objective sft can train
 MODELS = TEXT_MODELS + IMAGE_MODELS
 DEFAULT_MODEL = {"text": "minilm", "image": "vit"}
 VIT_CACHE_NAME = "vit-fashion-mnist"
@@ -55,6 +58,16 @@ def model_kind(folder: Path) -> str:
     if cfg.get("model_type") in ("vit", "deit", "beit", "dinov2", "swin") or "ImageClassification" in archs:
         return "image"
     return "text"
+
+
+def is_causal_lm(folder: Path) -> bool:
+    """Whether the model folder holds a causal LM: its config.json names a ``...ForCausalLM`` (or GPT-2 style
+    ``...LMHeadModel``) architecture. False when the folder has no readable config.json."""
+    try:
+        cfg = json.loads((Path(folder) / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return any(str(a).endswith(("ForCausalLM", "LMHeadModel")) for a in cfg.get("architectures") or [])
 
 
 def resolve_model(model: str | None, kind: str) -> tuple[str, Path]:
@@ -138,6 +151,31 @@ def load_base_model(folder: Path, kind: str, label_names: list[str]):
         hf_logging.set_verbosity(verbosity)
         hf_logging.enable_progress_bar()
     return model
+
+
+def load_causal_lm(folder: Path):
+    """The causal LM at ``folder`` in float32, with its own LM head (``--objective sft``; nothing new is
+    initialised). Its ``pad_token_id`` is set to the tokenizer's (EOS when it has none, see ``load_tokenizer``)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
+
+    assets.set_offline()
+    hf_logging.disable_progress_bar()
+    try:
+        model = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True, dtype=torch.float32)
+    finally:
+        hf_logging.enable_progress_bar()
+    tok = load_tokenizer(folder)
+    if tok.pad_token_id is not None:
+        model.config.pad_token_id = tok.pad_token_id
+        model.generation_config.pad_token_id = tok.pad_token_id
+    return model
+
+
+def load_model(folder: Path, kind: str, label_names: list[str], objective: str = "classify"):
+    """The base model of a run: ``load_causal_lm`` for ``--objective sft``, else ``load_base_model``."""
+    return load_causal_lm(folder) if objective == "sft" else load_base_model(folder, kind, label_names)
 
 
 def head_module_names(model) -> list[str]:

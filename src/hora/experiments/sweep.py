@@ -23,7 +23,7 @@ import pandas as pd
 from hora.experiments import methods, models, paths, report, tasks
 from hora.experiments.errors import HoraError, TruncationWarning
 from hora.experiments.grid_progress import GridProgress
-from hora.experiments.train import train
+from hora.experiments.train import load_data, train
 from hora.experiments.train_config import RECORDED, TrainConfig
 from hora.io import atomic_dir, atomic_write
 
@@ -134,7 +134,7 @@ def run_compare(base: TrainConfig, method_list: list[str], fractions: list[float
     output = paths.check_output_dir(output)
     reuse_folders = [Path(f) for f in reuse_from or []]
 
-    data = tasks.load_task(base.task, base.data, base.text_column, base.label_column)
+    data = load_data(base)
     models.resolve_model(base.model, data.kind)  # fail fast on a model that does not fit the task
     splits = tasks.split_indices(data.labels, base.split_seed)
     for f in fractions:  # fail fast: every fraction must leave every class some training examples

@@ -6,6 +6,10 @@ Built-in tasks
     ``fashion_mnist``    Fashion-MNIST train set (60,000 images); used to pre-train the small ViT.
 Users' own data
     ``--data PATH.csv|PATH.jsonl --text-column C --label-column C``: text classification.
+Generative (``--objective sft``, :func:`load_prompt_task`): prompts and the answers to generate after them
+    ``rotten_tomatoes``  prompt ``"Review: {text}\nSentiment:"``, answer ``" positive"`` / ``" negative"``; the
+                         same examples, split and subsamples as the classification task.
+    ``--data PATH --prompt-column C --answer-column C``: the user's prompts and answers, as written.
 
 Splits are stratified, seeded with ``split_seed`` only, and computed from the labels alone: test 20 %,
 then validation 10 % of the rest, the remainder is train. They never depend on the method, the run seed
@@ -13,6 +17,9 @@ or the data fraction, so every run of a comparison is scored on the very same te
 fraction subsamples the train split only (stratified, seeded by the run seed; for one seed a smaller
 fraction's subset is contained in a larger one's). The test split is never used for any choice; the
 validation split is there for choices such as the learning rate.
+
+For generative data the split is stratified by the answer when answers repeat (every distinct answer at least
+``MIN_PER_ANSWER`` times, e.g. a label word or a choice letter), else it is a plain seeded split.
 
 The base models the tasks are adapted from (``--model``) are :mod:`hora.experiments.models`.
 """
@@ -23,17 +30,24 @@ import math
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from hora.experiments import assets
 from hora.experiments.errors import HoraError, TruncationWarning
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 TEXT_TASKS = ("rotten_tomatoes",)
 IMAGE_TASKS = ("mnist", "fashion_mnist")
 TASKS = TEXT_TASKS + IMAGE_TASKS
 TEST_SIZE = 0.2
 VAL_SIZE = 0.1
+RT_PROMPT = "Review: {text}\nSentiment:"
+RT_ANSWERS = {"fresh": " positive", "rotten": " negative"}
+MIN_PER_ANSWER = 3  # answers that all repeat this often stratify the split (see the module docstring)
 
 
 @dataclass
@@ -53,6 +67,15 @@ class TaskData:
 
     def __len__(self) -> int:
         return len(self.labels)
+
+
+@dataclass
+class PromptData(TaskData):
+    """A generative data set (``--objective sft``): ``inputs`` are prompts, ``answers`` the text to generate
+    after each; ``labels`` / ``label_names`` only stratify the split and the data fraction (see the module
+    docstring)."""
+
+    answers: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -108,8 +131,10 @@ def check_utf8(path: str | Path, chunk_size: int = 1 << 20) -> None:
         raise HoraError(f"data file {path} is empty")
 
 
-def load_user_data(path: str | Path, text_column: str = "text", label_column: str = "label") -> TaskData:
-    """Text classification data from a CSV or JSON Lines file with the given text and label columns.
+def read_table(path: str | Path, columns: dict[str, str], as_written: bool = False) -> pd.DataFrame:
+    """The rows of a CSV / TSV / JSON Lines file that have every column of ``columns`` (role -> column name),
+    e.g. ``{"text": "review", "label": "sentiment"}``; a one-line HoraError naming what is wrong otherwise.
+    ``as_written``: a CSV / TSV's cells of these columns are read as strings as written (" 3" stays " 3").
 
     UTF-8 only: another encoding is reported with the line and byte where decoding fails.
     """
@@ -123,10 +148,9 @@ def load_user_data(path: str | Path, text_column: str = "text", label_column: st
     try:
         if ".jsonl" in suffixes or ".ndjson" in suffixes:
             df = pd.read_json(path, lines=True)
-        elif ".csv" in suffixes:
-            df = pd.read_csv(path)
-        elif ".tsv" in suffixes:
-            df = pd.read_csv(path, sep="\t")
+        elif ".csv" in suffixes or ".tsv" in suffixes:
+            dtype = dict.fromkeys(columns.values(), str) if as_written else None
+            df = pd.read_csv(path, sep="\t" if ".tsv" in suffixes else ",", dtype=dtype)
         else:
             raise HoraError(f"unsupported data file type '{path.suffix}': use .csv, .tsv or .jsonl")
     except HoraError:
@@ -134,20 +158,48 @@ def load_user_data(path: str | Path, text_column: str = "text", label_column: st
     except Exception as exc:  # pandas raises many kinds; report one line
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise HoraError(f"could not read {path}: {first}") from None
-    for kind, col in (("text", text_column), ("label", label_column)):
+    for kind, col in columns.items():
         if col not in df.columns:
             raise HoraError(
                 f"{kind} column '{col}' not in {path.name}; columns are: {', '.join(map(str, df.columns))}"
             )
     if len(df) == 0:
         raise HoraError(f"data file {path} has no data rows")
-    df = df[df[text_column].notna() & df[label_column].notna()]
+    names = list(columns.values())
+    df = df[df[names].notna().all(axis=1)]
     if len(df) == 0:
-        raise HoraError(f"no rows with both '{text_column}' and '{label_column}' in {path}")
+        raise HoraError(f"no rows with both '{names[0]}' and '{names[-1]}' in {path}")
+    return df
+
+
+def load_user_data(path: str | Path, text_column: str = "text", label_column: str = "label") -> TaskData:
+    """Text classification data from a CSV or JSON Lines file with the given text and label columns."""
+    path = Path(path)
+    df = read_table(path, {"text": text_column, "label": label_column})
     labels, names = _encode_labels(df[label_column].tolist())
     if len(names) < 2:
         raise HoraError(f"label column '{label_column}' has a single class ({names[0]}); need at least 2")
     return TaskData(path.stem, "text", df[text_column].astype(str).tolist(), labels, names, source=str(path))
+
+
+def load_prompt_task(task: str = "rotten_tomatoes", data: str | Path | None = None,
+                     prompt_column: str = "prompt", answer_column: str = "answer") -> PromptData:
+    """Prompts and answers (``--objective sft``): the built-in text task as prompts, or the user's file."""
+    if data is None:
+        if task not in TEXT_TASKS:
+            raise HoraError(f"--objective sft generates text: choose one of {', '.join(TEXT_TASKS)} or pass --data")
+        base = load_task(task)
+        prompts = [RT_PROMPT.format(text=t) for t in base.inputs]
+        answers = [RT_ANSWERS[base.label_names[y]] for y in base.labels]
+        return PromptData(task, "text", prompts, base.labels, base.label_names, base.source, answers=answers)
+    path = Path(data)
+    df = read_table(path, {"prompt": prompt_column, "answer": answer_column}, as_written=True)
+    prompts, answers = df[prompt_column].astype(str).tolist(), df[answer_column].astype(str).tolist()
+    stripped = [a.strip() for a in answers]
+    labels, names = _encode_labels(stripped)
+    if np.bincount(labels).min() < MIN_PER_ANSWER:  # free-form answers: a plain seeded split
+        labels, names = np.zeros(len(answers), dtype=np.int64), ["(all answers)"]
+    return PromptData(path.stem, "text", prompts, labels, names, source=str(path), answers=answers)
 
 
 def load_task(task: str = "rotten_tomatoes", data: str | Path | None = None,

@@ -1,5 +1,11 @@
 """One training run on transformers' ``Trainer``: data, split, method, train, evaluate, save.
 
+Two objectives (``--objective``): ``classify`` trains a new classification head with the adapter
+(:class:`~hora.experiments.checkpoints.HoraTrainer`); ``sft`` trains a decoder to generate the answer after a
+prompt, through TRL's ``SFTTrainer`` (:mod:`hora.experiments.sft`), and scores the exact match of the greedy
+answer. Both share the data, split and subsample, the method's adapter, the ``TrainingArguments``, the
+trainer mixin (optimizer groups, checkpoints, NaN stop) and the outputs below.
+
 The run is deterministic given its seed (on one device): the seed fixes the head and adapter
 initialisation, the data order, dropout and the data-fraction subsample. The split into train /
 validation / test depends on ``split_seed`` only (see :mod:`hora.experiments.tasks`).
@@ -7,7 +13,8 @@ validation / test depends on ``split_seed`` only (see :mod:`hora.experiments.tas
 Outputs in ``output``:
     adapter_config.json, adapter_model.safetensors   the adapter (``save_pretrained``); full model for ``full``
     metrics.json                                      accuracy (test), val_accuracy, trainable_params, ...,
-                                                      plus what ``hora export`` needs to rebuild the base model
+                                                      plus what ``hora export`` needs to rebuild the base model;
+                                                      for sft, accuracy and val_accuracy are exact-match rates
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ from pathlib import Path
 
 from hora.experiments import methods, models, paths, tasks, variants
 from hora.experiments.errors import HoraError, HoraWarning, TrainingInterrupted
-from hora.experiments.evaluation import accuracy
+from hora.experiments.evaluation import accuracy, answer_tokens, exact_match
 from hora.experiments.train_config import RECORDED, TRAJECTORY, TrainConfig, world_size
 from hora.io import atomic_save_files, atomic_write_json
 
@@ -93,6 +100,13 @@ def warn_if_many_epochs(cfg: TrainConfig, n_train: int) -> None:
                       "--epochs N (e.g. --epochs 10) or fewer --steps", HoraWarning, stacklevel=2)
 
 
+def load_data(cfg: TrainConfig) -> tasks.TaskData:
+    """The run's data: the task's or the user's file, as prompts and answers for ``--objective sft``."""
+    if cfg.objective == "sft":
+        return tasks.load_prompt_task(cfg.task, cfg.data, cfg.prompt_column, cfg.answer_column)
+    return tasks.load_task(cfg.task, cfg.data, cfg.text_column, cfg.label_column)
+
+
 def train(cfg: TrainConfig, data: tasks.TaskData | None = None, callbacks: Sequence = ()) -> dict:
     """Run one training job; returns the metrics dict (also written to ``cfg.output``/metrics.json).
 
@@ -127,7 +141,10 @@ def train(cfg: TrainConfig, data: tasks.TaskData | None = None, callbacks: Seque
     elif cfg.overwrite and ckpt_root.is_dir():  # the replaced run's checkpoints must not be resumed later
         shutil.rmtree(ckpt_root)
     if data is None:
-        data = tasks.load_task(cfg.task, cfg.data, cfg.text_column, cfg.label_column)
+        data = load_data(cfg)
+    sft = None
+    if cfg.objective == "sft":
+        from hora.experiments import sft
     model_name, folder = models.resolve_model(cfg.model, data.kind)
     splits = tasks.split_indices(data.labels, cfg.split_seed)
     train_idx = tasks.subsample(splits.train, data.labels, cfg.fraction, cfg.seed, data.label_names)
@@ -141,21 +158,23 @@ def train(cfg: TrainConfig, data: tasks.TaskData | None = None, callbacks: Seque
 
     tokenizer = models.load_tokenizer(folder) if data.kind == "text" else None
     max_length = models.cap_max_length(cfg.max_length, folder, tokenizer) if tokenizer is not None else cfg.max_length
-    train_ds = tasks.encode(data, train_idx, tokenizer, max_length)
-    val_ds = tasks.encode(data, val_idx, tokenizer, max_length)
-    test_ds = tasks.encode(data, test_idx, tokenizer, max_length)
-    if data.kind == "text":
+    encode = sft.prepare if sft is not None else tasks.encode  # sft: prompts and answers, cut to max_length
+    train_ds, val_ds, test_ds = (encode(data, idx, tokenizer, max_length) for idx in (train_idx, val_idx, test_idx))
+    if sft is not None:
+        sft.warn_cut([train_ds, val_ds, test_ds], max_length, data.name)
+    elif data.kind == "text":
         tasks.warn_truncated([train_ds, val_ds, test_ds], max_length, data.name)
-    if data.kind == "text":  # evaluate in length order: less padding, same accuracy
+    if data.kind == "text" and sft is None:  # evaluate in length order: less padding, same accuracy
         for ds in (val_ds, test_ds):
             ds.items.sort(key=lambda item: len(item["input_ids"]))
 
     set_seed(cfg.seed)
-    base = models.load_base_model(folder, data.kind, data.label_names)
-    heads = models.head_module_names(base)
+    base = models.load_model(folder, data.kind, data.label_names, cfg.objective)
+    heads = models.head_module_names(base) if sft is None else []  # sft: the LM head is the model's own
     model, info = methods.build_adapted_model(
         cfg.method, base, r=cfg.r, alpha=cfg.alpha, dropout=cfg.dropout, hidden=cfg.hidden,
-        projections=methods.parse_projections(cfg.targets), kind=data.kind, head_modules=heads)
+        projections=methods.parse_projections(cfg.targets), kind=data.kind, head_modules=heads,
+        objective=cfg.objective)
     trainable, total = methods.count_parameters(model)
 
     warn_if_many_epochs(cfg, len(train_ds))
@@ -167,7 +186,7 @@ def train(cfg: TrainConfig, data: tasks.TaskData | None = None, callbacks: Seque
     # (none with --save-every, so a run killed hard leaves nothing in the temp dir)
     scratch = None if save_every else Path(tempfile.mkdtemp(prefix="hora-trainer-"))
     try:
-        args = TrainingArguments(
+        common = dict(
             output_dir=str(scratch or ckpt_root),
             max_steps=max_steps,
             num_train_epochs=cfg.epochs if cfg.epochs is not None else 1.0,
@@ -202,12 +221,17 @@ def train(cfg: TrainConfig, data: tasks.TaskData | None = None, callbacks: Seque
             # text: batches of similar length (seeded), so little compute goes to padding
             train_sampling_strategy="group_by_length" if data.kind == "text" else "random",
         )
-        collator = DataCollatorWithPadding(tokenizer) if tokenizer is not None else None
-        # HoraTrainer: AdamW over hora.param_groups (the shared generator at lr x generator_lr_ratio), atomic
-        # checkpoints, exact train_loss across resumes, stop at a NaN/inf loss
-        trainer = checkpoints.HoraTrainer(
-            model=model, args=args, train_dataset=train_ds, data_collator=collator,
-            run_config=cfg.settings((TRAJECTORY,)), stop_on_nan=cfg.stop_on_nan, callbacks=list(callbacks))
+        # both trainers mix in HoraTrainerMixin: AdamW over hora.param_groups (the shared generator at lr x
+        # generator_lr_ratio), atomic checkpoints, exact train_loss across resumes, stop at a NaN/inf loss
+        shared = dict(model=model, run_config=cfg.settings((TRAJECTORY,)), stop_on_nan=cfg.stop_on_nan,
+                      callbacks=list(callbacks))
+        if sft is not None:  # TRL tokenises the prompts and answers, and pads them itself
+            trainer = sft.HoraSFTTrainer(args=sft.arguments(common, max_length), train_dataset=train_ds.dataset(),
+                                         processing_class=tokenizer, **shared)
+        else:
+            collator = DataCollatorWithPadding(tokenizer) if tokenizer is not None else None
+            trainer = checkpoints.HoraTrainer(args=TrainingArguments(**common), train_dataset=train_ds,
+                                              data_collator=collator, **shared)
         if not cfg.progress:  # quiet: no per-step log lines either (e.g. inside a sweep's progress bar)
             trainer.remove_callback(PrinterCallback)
         if resume_from is not None:
@@ -234,8 +258,14 @@ def train(cfg: TrainConfig, data: tasks.TaskData | None = None, callbacks: Seque
         train_seconds = time.perf_counter() - t0
         train_loss = trainer.mean_train_loss()
         t1 = time.perf_counter()
-        val_acc = accuracy(trainer, val_ds)
-        test_acc = accuracy(trainer, test_ds)
+        if sft is not None:  # exact match of the greedy answer, reported as accuracy
+            generator = trainer.accelerator.unwrap_model(trainer.model)
+            budget = answer_tokens(tokenizer, data.answers)  # the longest answer of the task
+            val_acc, test_acc = (exact_match(generator, tokenizer, ds.prompts, ds.answers, cfg.eval_batch_size, budget)
+                                 for ds in (val_ds, test_ds))
+        else:
+            val_acc = accuracy(trainer, val_ds)
+            test_acc = accuracy(trainer, test_ds)
         eval_seconds = time.perf_counter() - t1
         steps_done = int(trainer.state.global_step)
     finally:
@@ -257,7 +287,7 @@ def train(cfg: TrainConfig, data: tasks.TaskData | None = None, callbacks: Seque
         "model_path": str(folder),
         "task": data.name if cfg.data is not None else cfg.task,
         "kind": data.kind,
-        "label_names": list(data.label_names),
+        "label_names": list(data.label_names) if sft is None else [],  # sft: answers, not classes
         "steps": steps_done,  # the steps taken (set by --epochs when given)
         "n_train": len(train_ds),
         "n_val": len(val_ds),
@@ -266,6 +296,8 @@ def train(cfg: TrainConfig, data: tasks.TaskData | None = None, callbacks: Seque
         "device": str(next(model.parameters()).device),
         "torch_threads": torch.get_num_threads(),
     }
+    if sft is not None:
+        metrics["max_new_tokens"] = budget
     base_method = variants.resolve(cfg.method).method  # a named variant counts as its base method
     metrics["base_method"] = base_method
     if base_method == "hora":

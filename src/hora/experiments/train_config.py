@@ -15,6 +15,7 @@ Adding a training option is one field here plus its use in :func:`hora.experimen
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
 from collections.abc import Iterable
@@ -30,6 +31,7 @@ EVALUATION = "evaluation"  # changes the reported scores only
 RECORDED = (TRAJECTORY, EVALUATION)  # recorded in metrics.json; a reused finished run must match them
 BOTH = ("train", "compare")
 LR_SCHEDULERS = ("linear", "cosine", "constant")
+OBJECTIVES = ("classify", "sft")
 
 
 def setting(default: Any = MISSING, *, help: str, role: str | None = None, commands: tuple[str, ...] = BOTH,
@@ -46,7 +48,11 @@ MODEL_HELP = ("minilm (all-MiniLM-L6-v2 encoder, default for text), smollm2 (Smo
               "or a local Hugging Face model folder.")
 TASK_HELP = ("rotten_tomatoes (default; sentiment of 12.8k movie-review snippets), mnist (5k digits, "
              "adapts the ViT), fashion_mnist. Ignored when --data is given.")
-DATA_HELP = "Your own text-classification data: a .csv or .jsonl file (see --text-column, --label-column)."
+DATA_HELP = ("Your own data: a .csv or .jsonl file, with text and label columns (see --text-column, "
+             "--label-column), or with --objective sft prompt and answer columns (--prompt-column, --answer-column).")
+OBJECTIVE_HELP = ("classify (default: a new linear head classifies each text) or sft (decoders only: the model "
+                  "learns to generate the answer after a prompt, through TRL's SFTTrainer, loss on the answer only; "
+                  "accuracy is then the exact-match rate of the greedy answer).")
 
 
 @dataclass
@@ -58,6 +64,11 @@ class TrainConfig:
     data: str | None = setting(None, help=DATA_HELP, role=TRAJECTORY)
     text_column: str = setting("text", help="Text column of --data.", role=TRAJECTORY)
     label_column: str = setting("label", help="Label column of --data.", role=TRAJECTORY)
+    objective: str = setting("classify", help=OBJECTIVE_HELP, role=TRAJECTORY)
+    prompt_column: str = setting("prompt", help="Prompt column of --data with --objective sft.", role=TRAJECTORY)
+    answer_column: str = setting("answer", help="Answer column of --data with --objective sft (the text to "
+                                 "generate after the prompt, as written: start it with a space if the prompt "
+                                 "does not end with one).", role=TRAJECTORY)
     method: str = setting("hora", help=METHOD_HELP, role=TRAJECTORY, commands=("train",))
     fraction: float = setting(1.0, help="Fraction of the training split to train on, in (0, 1].",
                               role=TRAJECTORY, commands=("train", "dynamics"))
@@ -77,7 +88,8 @@ class TrainConfig:
     batch_size: int = setting(32, help="Training batch size: the global batch, split across processes under "
                               "torchrun / accelerate launch.", role=TRAJECTORY, commands=(*BOTH, "dynamics"))
     eval_batch_size: int = setting(128, help="Evaluation batch size.", commands=())
-    max_length: int = setting(64, help="Maximum tokens per text.", role=TRAJECTORY)
+    max_length: int = setting(64, help="Maximum tokens per text (with --objective sft: per prompt and answer; "
+                              "a longer prompt loses its start).", role=TRAJECTORY)
     warmup_ratio: float = setting(0.06, help="Fraction of the steps spent warming the learning rate up from 0.",
                                   role=TRAJECTORY)
     weight_decay: float = setting(0.0, help="AdamW weight decay.", role=TRAJECTORY)
@@ -113,6 +125,10 @@ class TrainConfig:
         if self.model is not None and self.model not in models.MODELS and not Path(self.model).expanduser().is_dir():
             raise HoraError(f"unknown model '{self.model}': use one of {', '.join(models.MODELS)} or a local "
                             "model folder")
+        if self.objective not in OBJECTIVES:
+            raise HoraError(f"--objective must be one of {', '.join(OBJECTIVES)}, got '{self.objective}'")
+        if self.objective == "sft":
+            self._check_sft()
         tasks.check_fraction(self.fraction)
         methods.parse_projections(self.targets)
         _at_least(1, r=self.r, batch_size=self.batch_size, eval_batch_size=self.eval_batch_size,
@@ -134,6 +150,23 @@ class TrainConfig:
         if self.batch_size % processes:
             raise HoraError(f"--batch-size {self.batch_size} is the global batch, split across {processes} "
                             f"processes: make it a multiple of {processes}")
+
+    def _check_sft(self) -> None:
+        """--objective sft trains a decoder on text: refuse image tasks and encoders (the default model too)."""
+        use = "use --model smollm2 or a local causal-LM folder"
+        if importlib.util.find_spec("trl") is None:
+            raise HoraError("--objective sft trains through TRL's SFTTrainer: pip install 'hora[trl]'")
+        if self.data is None and self.task not in tasks.TEXT_TASKS:
+            raise HoraError(f"--objective sft generates text: task '{self.task}' is images; use --task "
+                            f"{' or '.join(tasks.TEXT_TASKS)} or --data FILE with prompt and answer columns")
+        if self.model is None:
+            raise HoraError(f"--objective sft needs a decoder and the default model, minilm, is an encoder: {use}")
+        if self.model in models.MODELS:
+            if self.model not in models.DECODER_MODELS:
+                raise HoraError(f"--objective sft needs a decoder, and '{self.model}' is not one: {use}")
+        elif not models.is_causal_lm(Path(self.model).expanduser()):
+            raise HoraError(f"--objective sft needs a decoder, and {self.model} holds no causal LM (its config.json "
+                            f"names no ...ForCausalLM architecture): {use}")
 
     def resolved_lr(self) -> float:
         return float(self.lr) if self.lr is not None else methods.default_lr(self.method)

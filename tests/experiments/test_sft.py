@@ -1,0 +1,171 @@
+"""``--objective sft``: a tiny random GQA Llama (word-level tokenizer, built offline) learns to generate the answer
+after a prompt through TRL's SFTTrainer; exact match scored, adapter saved and reloaded, resumed from a checkpoint,
+compared over a grid; prompts cut at their start to fit --max-length."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from conftest import make_prompt_rows
+from safetensors.torch import load_file
+
+trl = pytest.importorskip("trl", reason="pip install 'hora[trl]' (TRL's SFTTrainer)")
+
+from hora.experiments import methods, models, tasks  # noqa: E402
+from hora.experiments import sft as sft_mod  # noqa: E402
+from hora.experiments import train as train_mod  # noqa: E402
+from hora.experiments.errors import HoraError, TruncationWarning  # noqa: E402
+from hora.experiments.evaluation import exact_match  # noqa: E402
+from hora.experiments.exporting import export_run  # noqa: E402
+from hora.experiments.train_config import TrainConfig  # noqa: E402
+
+
+def _cfg(tiny_llama, tiny_qa_csv, out, **kw) -> TrainConfig:
+    base = dict(objective="sft", model=str(tiny_llama), data=str(tiny_qa_csv), steps=60, batch_size=8, lr=1e-2,
+                output=str(out), progress=False)
+    return TrainConfig(**{**base, **kw})
+
+
+def test_sft_run_learns_the_answer_scores_exact_match_and_saves_a_reloadable_adapter(tiny_llama, tiny_qa_csv,
+                                                                                         tmp_path):
+    cfg = _cfg(tiny_llama, tiny_qa_csv, tmp_path / "run")
+    m = train_mod.train(cfg)
+    saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert saved["accuracy"] == m["accuracy"] and saved["config"]["objective"] == "sft"
+    assert {"accuracy", "val_accuracy", "train_loss", "trainable_params", "lora_equivalent_params",
+            "diag_stable_rank", "max_new_tokens"} <= set(m)
+    assert m["objective"] == "sft" and m["prompt_column"] == "prompt" and m["answer_column"] == "answer"
+    # 60 per answer: 12 test, 5 validation, 43 train each (the classification split, stratified by answer)
+    assert (m["n_train"], m["n_val"], m["n_test"]) == (86, 10, 24)
+    assert m["steps"] == 60 and m["max_new_tokens"] == 1 and m["label_names"] == []
+    assert 0 <= m["accuracy"] <= 1 and 0 <= m["val_accuracy"] <= 1
+    assert m["accuracy"] >= 0.75 and m["val_accuracy"] >= 0.75  # the untrained model: 0; learned in 60 steps
+    assert len(m["targets"]) == 4 and all(t.endswith(("q_proj", "v_proj")) for t in m["targets"])
+
+    model, meta = methods.load_trained(tmp_path / "run")  # the recorded base model, loaded as a causal LM
+    assert type(model).__name__ == "PeftModelForCausalLM" and meta["objective"] == "sft"
+    data = train_mod.load_data(cfg)
+    test = tasks.split_indices(data.labels, cfg.split_seed).test
+    tok = models.load_tokenizer(tiny_llama)
+    prompts = sft_mod.prepare(data, test, tok, cfg.max_length)
+    assert exact_match(model, tok, prompts.prompts, prompts.answers) == m["accuracy"]  # reloaded: same answers
+    assert export_run(tmp_path / "run", tmp_path / "lora") < 1e-5  # hora export: a LoRA adapter, same logits
+    assert json.loads((tmp_path / "lora" / "hora_export.json").read_text())["objective"] == "sft"
+
+
+def test_a_nan_loss_stops_an_sft_run_with_the_step(tiny_llama, tiny_qa_csv, tmp_path, monkeypatch):
+    import torch
+    import transformers
+
+    original = transformers.Trainer.training_step
+
+    def nan_at_step_3(self, *args, **kwargs):
+        loss = original(self, *args, **kwargs)
+        return loss * torch.nan if self.state.global_step == 2 else loss
+
+    monkeypatch.setattr(transformers.Trainer, "training_step", nan_at_step_3)
+    with pytest.raises(HoraError, match="training loss is nan at step 3"):
+        train_mod.train(_cfg(tiny_llama, tiny_qa_csv, tmp_path / "run", steps=6))
+    assert not (tmp_path / "run").exists()
+
+
+def test_sft_is_deterministic_given_seed_and_every_adapter_method_runs(tiny_llama, tiny_qa_csv, tmp_path):
+    short = dict(steps=4, save=False)
+    a = train_mod.train(_cfg(tiny_llama, tiny_qa_csv, tmp_path / "a", method="lora", seed=1, **short))
+    b = train_mod.train(_cfg(tiny_llama, tiny_qa_csv, tmp_path / "b", method="lora", seed=1, **short))
+    assert a["train_loss"] == b["train_loss"] and a["accuracy"] == b["accuracy"]
+    for method in ("dora", "vera", "hora-jointgen", "full"):
+        m = train_mod.train(_cfg(tiny_llama, tiny_qa_csv, tmp_path / method, method=method, **short))
+        assert m["steps"] == 4 and 0 <= m["accuracy"] <= 1, method
+
+
+def test_a_resumed_sft_run_ends_where_an_uninterrupted_one_ends(tiny_llama, tiny_qa_csv, tmp_path):
+    ckpt = dict(steps=6, save_every=2, keep_checkpoints=3, dropout=0.1)
+    full = train_mod.train(_cfg(tiny_llama, tiny_qa_csv, tmp_path / "full", **ckpt))
+    cut = tmp_path / "cut"
+    train_mod.train(_cfg(tiny_llama, tiny_qa_csv, cut, **ckpt))
+    # as if killed after step 2: only the first checkpoint is left
+    for path in [cut / "metrics.json", cut / "adapter_model.safetensors", *(cut / "checkpoints").glob("checkpoint-*")]:
+        if path.name != "checkpoint-2":
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    assert not (cut / "checkpoints" / "README.md").exists()  # TRL's model card is not written
+    resumed = train_mod.train(_cfg(tiny_llama, tiny_qa_csv, cut, **ckpt, resume=True))
+    for key in ("accuracy", "val_accuracy", "train_loss", "steps"):
+        assert resumed[key] == full[key], key
+    a, b = load_file(tmp_path / "full" / "adapter_model.safetensors"), load_file(cut / "adapter_model.safetensors")
+    assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
+
+
+def test_the_sft_trainer_builds_adamw_over_hora_param_groups(tiny_llama, tiny_qa_csv):
+    import hora
+
+    data = tasks.load_prompt_task(data=tiny_qa_csv)
+    tok = models.load_tokenizer(tiny_llama)
+    model, _ = methods.build_adapted_model("hora-lr16", models.load_causal_lm(tiny_llama), objective="sft")
+    args = sft_mod.arguments(dict(output_dir="unused", learning_rate=1e-3, report_to="none", use_cpu=True), 64)
+    trainer = sft_mod.HoraSFTTrainer(model=model, args=args, processing_class=tok,
+                                     train_dataset=sft_mod.prepare(data, range(8), tok, 64).dataset())
+    groups = trainer.create_optimizer().param_groups
+    expected = hora.param_groups(model, 1e-3, 0.0)
+    assert [g["lr"] for g in groups] == [g["lr"] for g in expected] and {g["lr"] for g in groups} == {1e-3, 1.6e-2}
+    assert not args.bf16 and not args.gradient_checkpointing and args.completion_only_loss
+    first = trainer.train_dataset[0]
+    assert first["labels"][-2:] == first["input_ids"][-2:] and set(first["labels"][:-2]) == {-100}  # answer + EOS
+
+
+def test_a_long_prompt_loses_its_start_never_its_answer(tiny_llama):
+    tok = models.load_tokenizer(tiny_llama)
+    long = "Review: " + " ".join(["good"] * 20) + " and dull\nSentiment:"
+    data = tasks.PromptData("d", "text", [long, "Review: good\nSentiment:"], None, [], answers=[" negative"] * 2)
+    with pytest.warns(TruncationWarning, match="1 of 2 prompts of d with their answers are longer than 12 tokens"):
+        out = sft_mod.prepare(data, [0, 1], tok, 12)
+        sft_mod.warn_cut([out], 12, "d")
+    assert out.prompts[1] == "Review: good\nSentiment:" and out.answers == [" negative"] * 2
+    assert out.prompts[0].split() == ["good"] * 7 + ["and", "dull", "Sentiment:"]  # 10 + answer + EOS = 12
+    assert len(tok(out.prompts[0] + out.answers[0])["input_ids"]) + 1 == 12
+    with pytest.raises(HoraError, match="--max-length 2 leaves no room for a prompt"):
+        sft_mod.prepare(data, [0], tok, 2)
+
+
+def test_compare_runs_an_sft_grid_and_chooses_the_lr_on_validation(tiny_llama, tiny_qa_csv, tmp_path):
+    from typer.testing import CliRunner
+
+    from hora.cli import app
+
+    out = tmp_path / "cmp"
+    result = CliRunner().invoke(app, [
+        "compare", "--objective", "sft", "--model", str(tiny_llama), "--data", str(tiny_qa_csv), "--methods",
+        "hora,lora", "--fractions", "1", "--seeds", "0", "--lrs", "0.01,0.0001", "--steps", "20", "--batch-size",
+        "8", "--output", str(out), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    import pandas as pd
+
+    df = pd.read_csv(out / "results.csv")
+    assert len(df) == 4 and set(df["method"]) == {"hora", "lora"}
+    assert df["accuracy"].between(0, 1).all() and df["val_accuracy"].between(0, 1).all()
+    for method, rows in df.groupby("method"):
+        chosen = rows[rows["selected"]] if "selected" in rows else rows
+        assert len(chosen) >= 1, method
+    assert "hora" in (out / "summary.md").read_text()
+    runs = sorted(p.name for p in (out / "runs").iterdir())
+    assert all(json.loads((out / "runs" / r / "metrics.json").read_text())["objective"] == "sft" for r in runs)
+
+
+def test_user_prompt_data_split_by_answer_when_answers_repeat_else_at_random(tmp_path):
+    import pandas as pd
+
+    repeated = tmp_path / "repeated.jsonl"
+    pd.DataFrame(make_prompt_rows(30)).to_json(repeated, orient="records", lines=True)
+    data = tasks.load_prompt_task(data=repeated)
+    assert data.label_names == ["negative", "positive"] and data.answers[0] == " positive"
+    free = tmp_path / "free.csv"
+    pd.DataFrame({"q": [f"count to {i}:" for i in range(30)], "a": [f" {i}" for i in range(30)]}).to_csv(free,
+                                                                                                        index=False)
+    data = tasks.load_prompt_task(data=free, prompt_column="q", answer_column="a")
+    assert set(data.labels) == {0} and data.answers[3] == " 3"
+    splits = tasks.split_indices(data.labels)
+    assert (len(splits.train), len(splits.val), len(splits.test)) == (22, 2, 6)
+    with pytest.raises(HoraError, match="answer column 'answer' not in free.csv"):
+        tasks.load_prompt_task(data=free, prompt_column="q")
