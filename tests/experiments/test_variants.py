@@ -31,9 +31,11 @@ def test_every_hora_variant_builds_with_its_options(name):
     assert hora.parameter_report(model)["hora"] > 0
 
 
-def test_lora_matched_reaches_horas_parameter_count():
-    hora_model, _ = methods.build_adapted_model("hora", tiny_bert(), r=4, head_modules=["classifier"])
-    lora_model, info = methods.build_adapted_model("lora-matched", tiny_bert(), r=4, head_modules=["classifier"])
+@pytest.mark.parametrize(("lora_name", "hora_name"), [("lora-matched", "hora"),
+                                                       ("lora-matched-jointgen", "hora-jointgen")])
+def test_lora_matched_reaches_the_matched_horas_parameter_count(lora_name, hora_name):
+    hora_model, _ = methods.build_adapted_model(hora_name, tiny_bert(), r=4, head_modules=["classifier"])
+    lora_model, info = methods.build_adapted_model(lora_name, tiny_bert(), r=4, head_modules=["classifier"])
     report = hora.parameter_report(hora_model)
     lora_rank = info["matched_rank"]
     per_rank = report["lora_equivalent"] / 4

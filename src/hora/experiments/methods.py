@@ -101,8 +101,8 @@ def build_adapted_model(method: str, model, *, r: int = 8, alpha: float = 16.0, 
         except ValueError as exc:  # the library's check of a setting the user gave (e.g. --hidden 0)
             raise HoraError(str(exc)) from None
     elif method == "lora":
-        if variant.match_hora:
-            r = _rank_matching_hora(model, r, alpha, projections, common)
+        if variant.match_hora is not None:
+            r = _rank_matching_hora(model, r, alpha, common, {"hidden": hidden, **variant.match_hora})
             info["matched_rank"] = r
         cfg = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, **common)
     elif method == "dora":
@@ -112,15 +112,16 @@ def build_adapted_model(method: str, model, *, r: int = 8, alpha: float = 16.0, 
     return get_peft_model(model, cfg), info
 
 
-def _rank_matching_hora(model, r: int, alpha: float, projections: tuple[str, ...], common: dict) -> int:
-    """The smallest LoRA rank whose adapter has at least as many parameters as default HoRA at rank r."""
+def _rank_matching_hora(model, r: int, alpha: float, common: dict, hora_options: dict) -> int:
+    """The smallest LoRA rank whose adapter has at least as many parameters as HoRA with ``hora_options`` at
+    rank r."""
     import copy
 
     import peft
 
     import hora
 
-    probe = peft.get_peft_model(copy.deepcopy(model), hora.HoraConfig(r=r, alpha=alpha, **common))
+    probe = peft.get_peft_model(copy.deepcopy(model), hora.HoraConfig(r=r, alpha=alpha, **common, **hora_options))
     report = hora.parameter_report(probe)
     return variants.matched_rank(r, report["hora"], report["lora_equivalent"])
 
