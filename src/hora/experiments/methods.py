@@ -102,7 +102,8 @@ def build_adapted_model(method: str, model, *, r: int = 8, alpha: float = 16.0, 
             raise HoraError(str(exc)) from None
     elif method == "lora":
         if variant.match_hora is not None:
-            r = _rank_matching_hora(model, r, alpha, common, {"hidden": hidden, **variant.match_hora})
+            matched_options = {"hidden": hidden, **variants.resolve(variant.match_hora).options}
+            r = _rank_matching_hora(model, r, alpha, common, matched_options)
             info["matched_rank"] = r
         cfg = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, **common)
     elif method == "dora":
