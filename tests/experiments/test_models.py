@@ -81,3 +81,40 @@ def test_a_causal_lm_folder_is_told_from_an_encoder(tiny_llama, tiny_bert, tmp_p
     model = models.load_causal_lm(tiny_llama)  # its own LM head, the tokenizer's pad id
     assert type(model).__name__ == "LlamaForCausalLM" and model.config.pad_token_id == 0
     assert models.DECODER_MODELS == ("smollm2",)
+
+
+def test_a_hub_id_resolves_and_loads_from_the_offline_cache(hub_cache, tiny_bert):
+    name, ref = models.resolve_model("hora-test/tiny-bert", "text")
+    assert name == ref == "hora-test/tiny-bert"
+    assert models.read_config(ref) == json.loads((tiny_bert / "config.json").read_text())
+    assert models.resolve_model("hora-test/tiny-bert", "text", revision="v1")[1] == "hora-test/tiny-bert"
+    base = models.load_base_model(ref, "text", ["neg", "pos"])
+    assert type(base).__name__ == "BertForSequenceClassification" and base.classifier.out_features == 2
+    assert models.load_tokenizer(ref).sep_token == "[SEP]"
+    with pytest.raises(HoraError, match="model hora-test/tiny-vit is for image tasks, but this task is text"):
+        models.resolve_model("hora-test/tiny-vit", "text")
+
+
+def test_an_uncached_hub_id_offline_is_one_line_that_says_how_to_fetch_it(hub_cache):
+    with pytest.raises(HoraError) as error:
+        models.resolve_model("hora-test/absent", "text")
+    assert str(error.value) == (f"model 'hora-test/absent' is not in the Hugging Face cache ({hub_cache}) and "
+                                "HF_HUB_OFFLINE=1 is set: fetch it once with network (hf download hora-test/absent), "
+                                "or pass a local folder")
+    with pytest.raises(HoraError, match="at revision 'v2' is not in the Hugging Face cache .*--revision v2"):
+        models.resolve_model("hora-test/tiny-bert", "text", revision="v2")
+
+
+def test_a_regression_head_has_one_output_and_the_regression_problem_type(tiny_bert):
+    base = models.load_base_model(tiny_bert, "text", [], regression=True)
+    assert base.classifier.out_features == 1 and base.config.problem_type == "regression"
+
+
+def test_an_image_transform_is_the_models_own_processor(tiny_vit):
+    from PIL import Image
+
+    transform = models.load_image_transform(tiny_vit)
+    pixels = transform(Image.new("L", (30, 20), color=255))  # grayscale in, RGB 8x8 out, normalised
+    assert tuple(pixels.shape) == (3, 8, 8) and float(pixels.min()) == 1.0
+    with pytest.raises(HoraError, match="has no image processor"):
+        models.load_image_transform(tiny_vit.parent)
