@@ -116,3 +116,10 @@ def test_fp16_needs_cuda_and_bf16_is_allowed_on_cpu():
     with pytest.raises(HoraError, match="--fp16 needs a CUDA GPU"):
         TrainConfig(fp16=True)
     assert TrainConfig(bf16=True).bf16
+
+
+def test_a_setting_saved_under_its_older_name_is_read_back():
+    """Runs saved with --text-column (field text_column) are resumed and reused as --text-columns."""
+    assert settings_of({"text_column": "review"}, (TRAJECTORY,))["text_columns"] == "review"
+    assert settings_of({}, (TRAJECTORY,))["text_columns"] == "text"
+    assert not TrainConfig(text_columns="review").differences({"text_column": "review"})

@@ -19,6 +19,7 @@ Outputs in ``output``:
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -403,6 +404,6 @@ def save_run(cfg: TrainConfig, model, metrics: dict) -> None:
     """The adapter (``--save``) and metrics.json, with the run's whole config, into ``cfg.output``, atomically."""
     out = Path(cfg.output)
     out.mkdir(parents=True, exist_ok=True)
-    if cfg.save:
-        atomic_save_files(out, model.save_pretrained)
+    if cfg.save:  # no embedding layer is ever adapted: PEFT need not look the base model's vocabulary up
+        atomic_save_files(out, functools.partial(model.save_pretrained, save_embedding_layers=False))
     atomic_write_json(out / "metrics.json", {**metrics, "config": asdict(cfg)})
