@@ -1,4 +1,7 @@
-"""One training run on transformers' ``Trainer``: data, split, method, train, evaluate, save.
+"""One training run on transformers' ``Trainer``, in steps: the data source's splits
+(:mod:`hora.experiments.datasource`), the base model (:func:`resolve_base_model`), the run's examples encoded for
+it (:func:`encode_splits`), the adapted model (:func:`adapted_model`), the trainer (:func:`training_arguments`,
+:func:`make_trainer`), training (:func:`run_training`), scores (:func:`evaluate`), outputs (:func:`save_run`).
 
 Two objectives (``--objective``): ``classify`` trains a new classification head with the adapter
 (:class:`~hora.experiments.checkpoints.HoraTrainer`); ``sft`` trains a decoder to generate the answer after a
@@ -8,13 +11,14 @@ trainer mixin (optimizer groups, checkpoints, NaN stop) and the outputs below.
 
 The run is deterministic given its seed (on one device): the seed fixes the head and adapter
 initialisation, the data order, dropout and the data-fraction subsample. The split into train /
-validation / test depends on ``split_seed`` only (see :mod:`hora.experiments.tasks`).
+validation / test depends on ``split_seed`` only (see :mod:`hora.experiments.datasource`).
 
 Outputs in ``output``:
     adapter_config.json, adapter_model.safetensors   the adapter (``save_pretrained``); full model for ``full``
     metrics.json                                      accuracy (test), val_accuracy, trainable_params, ...,
                                                       plus what ``hora export`` needs to rebuild the base model;
-                                                      for sft, accuracy and val_accuracy are exact-match rates
+                                                      for sft, accuracy and val_accuracy are exact-match rates;
+                                                      for a regression, pearson and spearman (and val_*) instead
 """
 
 from __future__ import annotations
