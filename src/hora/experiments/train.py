@@ -1,6 +1,6 @@
-"""One training run on transformers' ``Trainer``, in steps: the data source's splits
-(:mod:`hora.experiments.datasource`), the base model (:func:`resolve_base_model`), the run's examples encoded for
-it (:func:`encode_splits`), the adapted model (:func:`adapted_model`), the trainer (:func:`training_arguments`,
+"""One training run on transformers' ``Trainer``, in steps: the base model (:func:`resolve_base_model`), the data
+source's splits (:mod:`hora.experiments.datasource`), the run's examples encoded for the model
+(:func:`encode_splits`), the adapted model (:func:`adapted_model`), the trainer (:func:`training_arguments`,
 :func:`make_trainer`), training (:func:`run_training`), scores (:func:`evaluate`), outputs (:func:`save_run`).
 
 Two objectives (``--objective``): ``classify`` trains a new classification head with the adapter
@@ -129,9 +129,10 @@ class Encoded:
     max_length: int = 0
 
 
-def resolve_base_model(cfg: TrainConfig, data: tasks.TaskData) -> BaseModel:
-    """``--model`` (or the default for the data's kind) resolved and checked against the data and objective."""
-    name, ref = models.resolve_model(cfg.model, data.kind, cfg.revision)
+def resolve_base_model(cfg: TrainConfig, kind: str) -> BaseModel:
+    """``--model`` (or the default for the data's ``kind``, text or image) resolved and checked against the kind
+    and the objective, before any data is read."""
+    name, ref = models.resolve_model(cfg.model, kind, cfg.revision)
     config = models.read_config(ref, cfg.revision)
     if cfg.objective == "sft" and not models.is_causal_lm(config):
         raise HoraError(f"--objective sft needs a decoder, and {name} is no causal LM (its config.json names no "
@@ -329,13 +330,14 @@ def train(cfg: TrainConfig, splits: tasks.Splits | None = None, callbacks: Seque
     hf_logging.set_verbosity_error()
     t_start = time.perf_counter()
     resume_from, save_every = resume_point(cfg)
+    source = datasource.DataSource.of(cfg)
+    base = resolve_base_model(cfg, source.kind)
     if splits is None:
-        splits = datasource.load_splits(datasource.DataSource.of(cfg))
+        splits = datasource.load_splits(source)
     data = splits.data
     sft = None
     if cfg.objective == "sft":
         from hora.experiments import sft
-    base = resolve_base_model(cfg, data)
     indices = datasource.run_indices(splits, cfg.fraction, cfg.seed, cfg.max_eval_samples)
     encoded = encode_splits(cfg, data, indices, base, sft)
     model, info = adapted_model(cfg, data, base)
