@@ -305,3 +305,22 @@ def test_the_command_line_starts_without_torch_or_peft():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_train_on_a_dataset_folder_of_sentence_pairs_and_its_one_line_errors(tiny_bert, tmp_path):
+    import json
+
+    folder = _fixtures.write_pairs(tmp_path / "pairs")
+    out = tmp_path / "run"
+    args = ["train", "--model", str(tiny_bert), "--dataset", str(folder), "--batch-size", "8", "--max-length", "32",
+            "--no-progress", "--steps", "2", "--no-save"]
+    result = runner.invoke(app, [*args, "--text-columns", "sentence1,sentence2", "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["dataset"] == str(folder) and metrics["text_columns"] == "sentence1,sentence2"
+    assert (metrics["n_test"], metrics["task"]) == (18, "pairs")
+    wrong = ["--text-columns", "premise,hypothesis", "--output", str(tmp_path / "x")]
+    _one_line_error(runner.invoke(app, [*args, *wrong]),
+                    "column 'premise' not in split 'train' of pairs; columns are: sentence1, sentence2, label")
+    _one_line_error(runner.invoke(app, [*args, "--train-split", "dev", "--output", str(tmp_path / "y")]),
+                    "pairs has no split 'dev'; its splits are: train, test (choose one with --train-split)")

@@ -45,7 +45,8 @@ def test_export_run_writes_a_lora_adapter_loadable_as_its_docstring_says(hora_ru
     assert json.loads((out_dir / "adapter_config.json").read_text())["peft_type"] == "LORA"
     info = json.loads((out_dir / EXPORT_INFO).read_text())
     assert info == {"source_adapter": str(hora_run.resolve()), "method": "hora", "base_model": str(tiny_bert),
-                    "revision": None, "regression": False, "kind": "text", "objective": "classify", "task": "reviews", "label_names": ["neg", "pos"],
+                    "revision": None, "regression": False, "kind": "text", "objective": "classify", "task": "reviews",
+                    "label_names": ["neg", "pos"],
                     "id2label": {"0": "neg", "1": "pos"}, "label2id": {"neg": 0, "pos": 1},
                     "max_logit_difference": diff}
 
