@@ -268,9 +268,10 @@ class RayExecutor:
             return
         self._connect()
         ray = self.ray
-        task = ray.remote(run_logged).options(num_cpus=self.cpus_per_run, num_gpus=self.gpus_per_run)
+        task = ray.remote(run_logged)
         data_ref = ray.put(data)
-        by_ref = {task.options(name=spec.name).remote(spec, data_ref, self.cpus_per_run): spec for spec in specs}
+        by_ref = {task.options(num_cpus=self.cpus_per_run, num_gpus=self.gpus_per_run, name=spec.name)
+                  .remote(spec, data_ref, self.cpus_per_run): spec for spec in specs}
         pending = list(by_ref)
         try:
             while pending:
