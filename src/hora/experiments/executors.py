@@ -29,7 +29,6 @@ from hora.experiments.errors import GridInterrupted, HoraError, HoraWarning, Tru
 from hora.experiments.tasks import TaskData
 from hora.experiments.train import train
 from hora.experiments.train_config import TrainConfig
-from hora.io import atomic_write_text
 
 RAY_EXTRA = "pip install 'hora[ray]'"
 
@@ -178,8 +177,10 @@ def import_ray() -> Any:
 
 
 def probe_output(folder: str, token: str) -> str:
-    """On a Ray node: write ``folder/.hora-probe-<token>``; the node's host name."""
-    atomic_write_text(Path(folder) / f".hora-probe-{token}", token)
+    """On a Ray node: write ``folder/.hora-probe-<token>``; the node's host name. A plain write, deleted by the
+    caller, and no mkdir: a node that does not mount the shared ``folder`` fails here instead of making a
+    local folder of that name."""
+    (Path(folder) / f".hora-probe-{token}").write_text(token, encoding="utf-8")
     return socket.gethostname()
 
 
@@ -213,12 +214,9 @@ class RayExecutor:
         import logging
 
         if not self.ray.is_initialized():
-            try:
-                self.ray.init(address=self.address, include_dashboard=False, log_to_driver=False,
-                              logging_level=logging.WARNING)
-            except ConnectionError as exc:
-                raise HoraError(f"--ray-address {self.address}: cannot join a Ray cluster there ({exc}); start one "
-                                "with 'ray start --head' (docs/operations.md)") from None
+            # no cluster at --ray-address: Ray itself retries, logs and finally raises (minutes)
+            self.ray.init(address=self.address, include_dashboard=False, log_to_driver=False,
+                          logging_level=logging.WARNING)
             self._owned = True
         nodes = [n for n in self.ray.nodes() if n.get("Alive")]
         self._check_fits(nodes)
