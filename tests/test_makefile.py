@@ -52,6 +52,6 @@ def test_demo_installs_only_what_it_uses_and_no_target_but_one_runs_apt_get():
 
 def test_install_brings_trl_and_timm_without_torchvision():
     plan = _plan("install")
-    assert '-e ".[test,trl]"' in plan  # TRL's SFTTrainer tests run in CI
+    assert '-e ".[test,trl,ray]"' in plan  # TRL's SFTTrainer tests and the Ray executor's tests run in CI
     # timm's torchvision would pull a CUDA torch, and a timm in the environment breaks `accelerate launch`
     assert 'install --no-deps --upgrade --target .cache/timm "timm==' in plan

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
+
 import pytest
 import typer
 from typer.testing import CliRunner
 
 from hora.cli import app
-from hora.cli.options import config_fields, with_config_options
+from hora.cli.options import config_fields, with_config_options, with_execution_options
+from hora.experiments.executors import ExecutionSettings
 from hora.experiments.train_config import TrainConfig
 
 runner = CliRunner()
@@ -27,7 +30,7 @@ def test_each_offered_field_is_an_option_of_its_command(command):
         assert _flag(f.name) in params[f.name].opts, (command, f.name)
         assert " ".join(f.metadata["help"].split())[:30] in text, (command, f.name)
     own = {"ctx", "methods", "fractions", "seeds", "lrs", "tune_seeds", "output", "save_adapters", "resume",
-           "progress"}
+           "progress", *(f.name for f in fields(ExecutionSettings))}
     assert set(params) - own == {f.name for f in offered} - own
 
 
@@ -56,3 +59,23 @@ def test_an_alias_in_a_fields_metadata_is_a_second_flag_of_its_option():
     params = {p.name: p for p in typer.main.get_command(app).commands["train"].params}
     assert params["text_columns"].opts == ["--text-columns", "--text-column"]  # the older name keeps working
     assert params["bf16"].opts == ["--bf16"] and params["bf16"].secondary_opts == ["--no-bf16"]
+
+
+@pytest.mark.parametrize("command", ["compare", "study"])
+def test_execution_options_come_from_execution_settings(command):
+    params = {p.name: p for p in typer.main.get_command(app).commands[command].params}
+    for f in fields(ExecutionSettings):
+        assert "--" + f.name.replace("_", "-") in params[f.name].opts and params[f.name].help == f.metadata["help"]
+
+
+def test_the_command_receives_the_execution_values():
+    seen = {}
+    probe = typer.Typer()
+
+    @probe.command()
+    @with_execution_options()
+    def run(execution: dict) -> None:
+        seen.update(execution)
+
+    assert runner.invoke(probe, ["--ray-address", "10.0.0.1:6379", "--cpus-per-run", "2"]).exit_code == 0
+    assert seen == {"ray": False, "ray_address": "10.0.0.1:6379", "cpus_per_run": 2, "gpus_per_run": None}

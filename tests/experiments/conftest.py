@@ -22,12 +22,13 @@ def _isolated_cache(tmp_path, monkeypatch):
 
 @pytest.fixture
 def trained_configs(monkeypatch) -> list:
-    """The TrainConfig of every run that ``run_compare`` trains (rather than resumes or copies), in order."""
-    from hora.experiments import sweep
+    """The TrainConfig of every run that ``run_compare`` trains in this process (rather than resumes or copies),
+    in order."""
+    from hora.experiments import executors
 
     configs: list = []
-    real_train = sweep.train
-    monkeypatch.setattr(sweep, "train", lambda cfg, **kwargs: configs.append(cfg) or real_train(cfg, **kwargs))
+    real_train = executors.train
+    monkeypatch.setattr(executors, "train", lambda cfg, **kwargs: configs.append(cfg) or real_train(cfg, **kwargs))
     return configs
 
 

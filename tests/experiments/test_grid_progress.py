@@ -50,3 +50,15 @@ def test_off_mode_prints_nothing_and_bar_mode_on_a_terminal():
         bar.start("a")
         bar.finish("a", "trained")
         assert bar.eta_seconds() is not None
+
+
+def test_runs_at_once_shorten_the_eta_and_a_failed_run_is_a_line_with_its_reason():
+    out = io.StringIO()
+    with GridProgress(5, stream=out, slots=2) as bar:
+        bar.finish("a", "trained", 0.75, 0.7, seconds=10.0)  # measured where it ran (a Ray worker)
+        bar.fail("b", "failed: ValueError: boom; log: OUT/logs/b.log")
+        assert bar.eta_seconds() == 10.0 * 3 / 2
+    assert out.getvalue().splitlines() == [
+        "[1/5] a: test 75.00 %, val 70.00 % (trained, 10 s); ETA 20 s",
+        "[2/5] b: failed: ValueError: boom; log: OUT/logs/b.log; ETA 15 s",
+    ]

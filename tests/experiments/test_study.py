@@ -78,3 +78,23 @@ def test_a_grid_copies_the_runs_another_grid_already_finished(tiny_bert, tiny_cs
     results = pd.read_csv(tmp_path / "st" / "ablations" / "results.csv").set_index("method")
     assert results.loc["hora", "accuracy"] == pd.read_csv(tmp_path / "st" / "text" / "results.csv").set_index(
         "method").loc["hora", "accuracy"]
+
+
+def test_every_grid_runs_through_the_given_executor(tiny_bert, tiny_csv, tmp_path, monkeypatch):
+    from hora.experiments.executors import SequentialExecutor
+
+    class Recording(SequentialExecutor):
+        def run(self, specs, data, started, finished):
+            ran.extend(s.name for s in specs)
+            super().run(specs, data, started, finished)
+
+    ran: list[str] = []
+    settings = dict(model=str(tiny_bert), data=str(tiny_csv), text_columns="review", label_column="sentiment",
+                    steps=2, batch_size=8, max_length=16)
+    grids = [study.Grid(name, "tiny", ("lora",), (0.5,), (0,), settings, lr_factors=(1.0,))
+             for name in ("text", "decoder")]
+    monkeypatch.setitem(study.PRESETS, "quick", grids)
+    study.run_study("quick", tmp_path / "st", progress=False, executor=Recording())
+    lr = methods.default_lr("lora")
+    assert ran == [f"lora_f0.5_lr{lr:g}_s0"]  # decoder's run is text's, copied rather than run again
+    assert (tmp_path / "st" / "decoder" / "runs" / ran[0] / "metrics.json").is_file()

@@ -12,8 +12,8 @@ from pathlib import Path
 import typer
 
 from hora.cli.display import print_table, report_rows, train_rows, user_errors
-from hora.cli.options import with_config_options
-from hora.experiments.errors import HoraError, TrainingInterrupted
+from hora.cli.options import with_config_options, with_execution_options
+from hora.experiments.errors import GridInterrupted, HoraError, TrainingInterrupted
 from hora.experiments.train_config import MODEL_HELP
 
 app = typer.Typer(
@@ -54,10 +54,19 @@ def train(ctx: typer.Context, settings: dict) -> None:
                 train_rows(metrics, Path(cfg.output)))
 
 
+def grid_interrupted(output: Path) -> typer.Exit:
+    """Print what a grid stopped with Ctrl-C kept; the exit to raise."""
+    typer.echo(f"hora: interrupted; the finished runs are kept in {output}: rerun the same command to continue",
+               err=True)
+    return typer.Exit(130)
+
+
 @app.command()
 @with_config_options("compare")
+@with_execution_options()
 def compare(
     settings: dict,
+    execution: dict,
     methods: str = typer.Option("hora,lora", help="Comma list of methods: hora, lora, dora, vera, full."),
     fractions: str = typer.Option("0.05,0.25,1", help="Comma list of training-data fractions in (0, 1]."),
     seeds: str = typer.Option("0,1,2", help="Comma list of seeds (runs are paired by seed)."),
@@ -80,24 +89,26 @@ def compare(
     """
     with user_errors():
         from hora.experiments import sweep
+        from hora.experiments.executors import ExecutionSettings, open_executor
         from hora.experiments.train_config import TrainConfig
 
         grid = sweep.parse_grid(methods=methods, fractions=fractions, seeds=seeds, lrs=lrs, tune_seeds=tune_seeds)
         base = TrainConfig(**settings, stop_on_nan=False)  # a diverged run is a result, not an error
         try:
-            df = sweep.run_compare(base, output=output, save_adapters=save_adapters, progress=progress,
-                                   resume=resume, **grid)
-        except TrainingInterrupted:
-            typer.echo(f"hora: interrupted; the finished runs are kept in {output / 'runs'}: rerun the same "
-                       "command to continue", err=True)
-            raise typer.Exit(130) from None
+            with open_executor(ExecutionSettings(**execution)) as executor:
+                df = sweep.run_compare(base, output=output, save_adapters=save_adapters, progress=progress,
+                                       resume=resume, executor=executor, **grid)
+        except (TrainingInterrupted, GridInterrupted):
+            raise grid_interrupted(output / "runs") from None
     typer.echo((output / "summary.md").read_text())  # plain: markdown tables must not be re-wrapped
     typer.echo(f"{len(df)} runs; wrote {output / 'results.csv'}, {output / 'summary.md'}, "
                f"{output / 'accuracy_vs_fraction.png'}")
 
 
 @app.command()
+@with_execution_options()
 def study(
+    execution: dict,
     preset: str = typer.Option("quick", help="quick (about 10 minutes on 2 cores; checks the pipeline, not "
                                "evidence) or full (the protocol of issue 4; hours)."),
     only: str = typer.Option(None, help="Comma list of grids to run: text, decoder, vision, ablations, "
@@ -112,10 +123,15 @@ def study(
     """
     with user_errors():
         from hora.experiments import study as study_mod
+        from hora.experiments.executors import ExecutionSettings, open_executor
         from hora.experiments.sweep import parse_list
 
-        path = study_mod.run_study(preset, output, only=parse_list(only, str, "only") if only else None,
-                                   progress=progress)
+        grids = parse_list(only, str, "only") if only else None
+        try:
+            with open_executor(ExecutionSettings(**execution)) as executor:
+                path = study_mod.run_study(preset, output, only=grids, progress=progress, executor=executor)
+        except (TrainingInterrupted, GridInterrupted):
+            raise grid_interrupted(output) from None
     typer.echo(f"wrote {path}")
 
 

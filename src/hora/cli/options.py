@@ -1,4 +1,6 @@
-"""``hora train`` / ``hora compare`` options generated from :class:`~hora.experiments.train_config.TrainConfig`.
+"""``hora train`` / ``hora compare`` options generated from :class:`~hora.experiments.train_config.TrainConfig`,
+and the execution options of ``hora compare`` / ``hora study`` from
+:class:`~hora.experiments.executors.ExecutionSettings`.
 
 A TrainConfig field whose ``commands`` metadata names a command becomes that command's option: the
 field's name gives the flag (``max_length`` -> ``--max-length``, booleans get ``--x/--no-x``; ``aliases``
@@ -13,7 +15,7 @@ import functools
 import inspect
 import typing
 from collections.abc import Callable
-from dataclasses import fields
+from dataclasses import Field, fields
 from typing import Any
 
 import typer
@@ -21,6 +23,7 @@ import typer
 from hora.experiments.train_config import TrainConfig
 
 SETTINGS = "settings"  # the parameter through which a decorated command receives its TrainConfig values
+EXECUTION = "execution"  # the parameter through which it receives its ExecutionSettings values
 
 
 def config_fields(command: str) -> list:
@@ -42,7 +45,23 @@ def with_config_options(command: str, **defaults: Any) -> Callable[[Callable], C
     unknown = set(defaults) - {f.name for f in chosen}
     if unknown:
         raise TypeError(f"defaults for fields that {command} does not offer: {sorted(unknown)}")
-    hints = typing.get_type_hints(TrainConfig)
+    return _with_fields(TrainConfig, chosen, SETTINGS, defaults)
+
+
+def with_execution_options() -> Callable[[Callable], Callable]:
+    """Give a typer command the options of :class:`~hora.experiments.executors.ExecutionSettings` (``--ray``,
+    ``--ray-address``, ``--cpus-per-run``, ``--gpus-per-run``); the command declares an ``execution: dict``
+    parameter and receives the values there, ready for ``ExecutionSettings(**execution)``."""
+    from hora.experiments.executors import ExecutionSettings
+
+    return _with_fields(ExecutionSettings, list(fields(ExecutionSettings)), EXECUTION, {})
+
+
+def _with_fields(cls: type, chosen: list[Field], param: str,
+                 defaults: dict[str, Any]) -> Callable[[Callable], Callable]:
+    """A decorator that adds an option per dataclass field of ``chosen`` (flag from the name, type, default,
+    help from the metadata) and hands the values to the command as the dict parameter ``param``."""
+    hints = typing.get_type_hints(cls)
     generated = [
         inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, annotation=hints[f.name],
                           default=typer.Option(defaults.get(f.name, f.default), *_flags(f), help=f.metadata["help"]))
@@ -51,12 +70,12 @@ def with_config_options(command: str, **defaults: Any) -> Callable[[Callable], C
 
     def decorate(fn: Callable) -> Callable:
         signature = inspect.signature(fn, eval_str=True)
-        own = [p for name, p in signature.parameters.items() if name != SETTINGS]
+        own = [p for name, p in signature.parameters.items() if name != param]
 
         @functools.wraps(fn)
         def run(**kwargs: Any) -> Any:
-            settings = {f.name: kwargs.pop(f.name) for f in chosen}
-            return fn(**kwargs, settings=settings)
+            values = {f.name: kwargs.pop(f.name) for f in chosen}
+            return fn(**kwargs, **{param: values})
 
         run.__signature__ = signature.replace(parameters=own + generated)
         run.__annotations__ = {p.name: p.annotation for p in own + generated}

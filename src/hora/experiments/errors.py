@@ -30,3 +30,16 @@ class TrainingInterrupted(Exception):
     def __init__(self, step: int, checkpoint, save_every: int | None, output):
         super().__init__(f"training interrupted at step {step}")
         self.step, self.checkpoint, self.save_every, self.output = step, checkpoint, save_every, output
+
+
+class GridInterrupted(Exception):
+    """A grid run on Ray was stopped by Ctrl-C: its ``cancelled`` unfinished runs were cancelled; the finished
+    runs are kept, so the same command resumes the grid."""
+
+    def __init__(self, cancelled: int):
+        super().__init__(f"grid interrupted; {cancelled} unfinished runs cancelled")
+        self.cancelled = cancelled
+
+
+class RunsFailed(HoraError):
+    """Some runs of a grid failed (each with its log) and the others finished; the report holds the others."""

@@ -1,8 +1,10 @@
 """Progress over a grid of runs (``hora compare`` / ``hora study``): one overall bar with an ETA on a
 terminal, one line per finished run otherwise (a log file, CI, ``| tee``), nothing when switched off.
 
-The ETA is the mean wall time of the runs trained so far times the runs left; runs resumed or copied
-from an earlier comparison take no time and do not enter the mean.
+The ETA is the mean wall time of the runs trained so far times the runs left, divided by the number of runs
+that train at once (``slots``: 1 in one process, more on Ray); runs resumed or copied from an earlier
+comparison take no time and do not enter the mean. A run that failed (or was skipped) is counted as done,
+with its reason.
 """
 
 from __future__ import annotations
@@ -24,15 +26,16 @@ def format_seconds(seconds: float) -> str:
 
 class GridProgress:
     """Progress of ``total`` runs. Use as a context manager; call :meth:`start` before a run and
-    :meth:`finish` after it.
+    :meth:`finish` after it (or give :meth:`finish` the run's own ``seconds``, e.g. measured by a Ray worker),
+    :meth:`fail` for a run that failed or was skipped.
 
     ``mode``: "bar" (rich, for a terminal), "lines" (plain text), "off"; None picks "bar" when ``stream``
     is a terminal and "lines" otherwise.
     """
 
     def __init__(self, total: int, title: str = "compare", enabled: bool = True, mode: str | None = None,
-                 stream: TextIO | None = None):
-        self.total, self.title, self.done = total, title, 0
+                 stream: TextIO | None = None, slots: int = 1):
+        self.total, self.title, self.done, self.slots = total, title, 0, max(1, slots)
         self.stream = stream or sys.stdout
         if not enabled:
             mode = "off"
@@ -40,7 +43,7 @@ class GridProgress:
             mode = "bar" if self.stream.isatty() else "lines"
         self.mode = mode
         self.trained_seconds: list[float] = []
-        self._started = 0.0
+        self._started: dict[str, float] = {}
         self._bar = None
         self._job = None
 
@@ -49,7 +52,8 @@ class GridProgress:
         """Seconds left, from the mean time of the runs trained so far; None before the first one."""
         if not self.trained_seconds:
             return None
-        return sum(self.trained_seconds) / len(self.trained_seconds) * (self.total - self.done)
+        mean = sum(self.trained_seconds) / len(self.trained_seconds)
+        return mean * (self.total - self.done) / self.slots
 
     def _eta_text(self) -> str:
         eta = self.eta_seconds()
@@ -76,14 +80,17 @@ class GridProgress:
     # ---------------------------------------------------------------- runs
     def start(self, name: str) -> None:
         """A run begins."""
-        self._started = time.perf_counter()
+        self._started[name] = time.perf_counter()
         if self._bar is not None:
             self._bar.update(self._job, description=f"{self.title}: {name}")
 
-    def finish(self, name: str, how: str, accuracy: float | None = None, val_accuracy: float | None = None) -> None:
+    def finish(self, name: str, how: str, accuracy: float | None = None, val_accuracy: float | None = None,
+               seconds: float | None = None) -> None:
         """A run ended; ``how`` is "trained", "done before" (finished in OUTPUT by an earlier
-        call) or "copied" (from another comparison)."""
-        seconds = time.perf_counter() - self._started
+        call) or "copied" (from another comparison); ``seconds`` (default: since :meth:`start`) its wall time."""
+        began = self._started.pop(name, None)
+        if seconds is None:
+            seconds = time.perf_counter() - began
         if how == "trained":
             self.trained_seconds.append(seconds)
         self.done += 1
@@ -96,3 +103,13 @@ class GridProgress:
             took = f", {format_seconds(seconds)}" if how == "trained" else ""
             print(f"[{self.done}/{self.total}] {name}{scores} ({how}{took}); {self._eta_text()}",
                   file=self.stream, flush=True)
+
+    def fail(self, name: str, why: str) -> None:
+        """A run failed or was not run; ``why`` says so (e.g. "failed: ValueError: ...; log: PATH")."""
+        self._started.pop(name, None)
+        self.done += 1
+        if self._bar is not None:
+            self._bar.update(self._job, advance=1, eta=self._eta_text())
+            self._bar.console.print(f"{name}: {why}")
+        elif self.mode == "lines":
+            print(f"[{self.done}/{self.total}] {name}: {why}; {self._eta_text()}", file=self.stream, flush=True)

@@ -33,6 +33,7 @@ import pandas as pd
 
 from hora.experiments import methods, paths, report
 from hora.experiments.errors import HoraError
+from hora.experiments.executors import Executor
 from hora.experiments.pretrain_vit import pretrain_vit
 from hora.experiments.sweep import run_compare
 from hora.experiments.train_config import TrainConfig
@@ -136,8 +137,10 @@ def _reach_lines(df: pd.DataFrame) -> list[str]:
     return lines
 
 
-def run_study(preset: str, output: str | Path, only: list[str] | None = None, progress: bool = True) -> Path:
+def run_study(preset: str, output: str | Path, only: list[str] | None = None, progress: bool = True,
+              executor: Executor | None = None) -> Path:
     """Run (or resume) the preset's grids into ``output``; write ``output/study.md``; return its path.
+    ``executor`` runs every grid's runs (default: one after another in this process).
 
     A run that another grid of the preset already finished with the same settings (e.g. ``ablations``'
     HoRA and LoRA at 0.05, which are ``text``'s) is copied from that grid's folder, not trained again.
@@ -153,7 +156,7 @@ def run_study(preset: str, output: str | Path, only: list[str] | None = None, pr
     for grid in grids:
         base = dataclasses.replace(TrainConfig(), **grid.settings)
         df = run_compare(base, list(grid.methods), list(grid.fractions), list(grid.seeds), output / grid.name,
-                         lrs=grid.lrs(), progress=progress,
+                         lrs=grid.lrs(), progress=progress, executor=executor,
                          tune_seeds=list(grid.tune_seeds) if grid.tune_seeds else None,
                          reuse_from=[output / g.name for g in PRESETS[preset] if g.name != grid.name])
         summary = (output / grid.name / "summary.md").read_text().split("\n", 2)[2]  # drop its title

@@ -8,6 +8,8 @@ Each run writes ``OUTPUT/runs/<method>_f<fraction>_lr<lr>_s<seed>/metrics.json``
 command skips runs whose metrics.json exists with the same settings (resumable), and a run finished with
 the same settings in another comparison's folder (``reuse_from``) is copied instead of rerun. ``OUTPUT/results.csv``
 is rewritten after every run, then ``summary.md`` and ``accuracy_vs_fraction.png`` at the end.
+The runs are executed by an executor (:mod:`hora.experiments.executors`): one after another in this process,
+or as Ray tasks; the protocol above is the same for both.
 """
 
 from __future__ import annotations
@@ -15,15 +17,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
-import warnings
 from pathlib import Path
 
 import pandas as pd
 
 from hora.experiments import datasource, methods, models, paths, report
-from hora.experiments.errors import HoraError, TruncationWarning
+from hora.experiments.errors import HoraError, RunsFailed
+from hora.experiments.executors import Executor, RunResult, RunSpec, SequentialExecutor
 from hora.experiments.grid_progress import GridProgress
-from hora.experiments.train import train
 from hora.experiments.train_config import RECORDED, TrainConfig
 from hora.io import atomic_dir, atomic_write
 
@@ -111,7 +112,8 @@ def _row(metrics: dict, run_dir: Path) -> dict:
 def run_compare(base: TrainConfig, method_list: list[str], fractions: list[float], seeds: list[int],
                 output: str | Path, lrs: list[float] | dict[str, list[float]] | None = None,
                 save_adapters: bool = False, progress: bool = True, resume: bool = True,
-                tune_seeds: list[int] | None = None, reuse_from: list[Path] | None = None) -> pd.DataFrame:
+                tune_seeds: list[int] | None = None, reuse_from: list[Path] | None = None,
+                executor: Executor | None = None) -> pd.DataFrame:
     """Run the grid and write results.csv, summary.md and accuracy_vs_fraction.png into ``output``.
 
     ``lrs`` is one lr grid for all methods, or a grid per method (a dict), or None (each method's default).
@@ -119,6 +121,13 @@ def run_compare(base: TrainConfig, method_list: list[str], fractions: list[float
     ``seeds``), picks the lr with the best mean validation accuracy, then runs the remaining seeds at
     that lr only. Test accuracy never enters the choice. With ``resume``, a run not finished in ``output``
     but finished with the same settings in one of the ``reuse_from`` comparison folders is copied from there.
+
+    The protocol is two batches whatever runs them (``executor``: :class:`SequentialExecutor` by default,
+    or Ray): every tuning run of every (method, fraction), then the other seeds at each one's chosen lr.
+    Rows are kept in the grid's order (fraction, method, lr, seed), whatever order the runs end in. An
+    executor that lets the other runs go on when one fails (Ray) leaves the failed run out, and runs no final
+    seed of a (method, fraction) whose tuning is incomplete; the report is written from the runs that
+    finished, then :class:`RunsFailed` names the failed runs and their logs.
     """
     def lr_grid(method: str) -> list[float]:
         if lrs is None:
@@ -133,6 +142,7 @@ def run_compare(base: TrainConfig, method_list: list[str], fractions: list[float
                 dataclasses.replace(base, method=method, fraction=fraction, lr=lr)
     output = paths.check_output_dir(output)
     reuse_folders = [Path(f) for f in reuse_from or []]
+    executor = executor or SequentialExecutor()
 
     source = datasource.DataSource.of(base)
     models.resolve_model(base.model, source.kind, base.revision)  # fail fast on a model that does not fit the task
@@ -149,51 +159,84 @@ def run_compare(base: TrainConfig, method_list: list[str], fractions: list[float
     final = [s for s in seeds if s not in tuning]
     per_fraction = sum(len(lr_grid(m)) * len(tuning) + len(final) for m in method_list)
     output.mkdir(parents=True, exist_ok=True)
-    rows: list[dict] = []
+    executor.prepare(output)
+    rows: dict[tuple, dict] = {}  # by the run's place in the grid: (fraction, method, stage, lr, seed) indices
+    failed: list[str] = []  # "name (error; log: path)" of each run that failed or was not run
 
-    trained_once = False
+    def spec(method: str, fraction: float, lr: float, seed: int) -> RunSpec:
+        name = run_name(method, fraction, lr, seed)
+        run_dir = output / "runs" / name
+        # overwrite: a run folder is reused above only when finished with these settings; else retrained
+        cfg = dataclasses.replace(base, method=method, fraction=fraction, lr=lr, seed=seed,
+                                  output=str(run_dir), save=save_adapters, progress=False, overwrite=True)
+        return RunSpec(name, cfg, output / "logs" / f"{name}.log")
 
-    with GridProgress(per_fraction * len(fractions), title=output.name or "compare", enabled=progress) as bar:
+    with GridProgress(per_fraction * len(fractions), title=output.name or "compare", enabled=progress,
+                      slots=executor.slots) as bar:
 
-        def run(method: str, fraction: float, lr: float, seed: int) -> dict:
-            nonlocal trained_once
-            name = run_name(method, fraction, lr, seed)
-            run_dir = output / "runs" / name
-            # overwrite: a run folder is reused above only when finished with these settings; else retrained
-            cfg = dataclasses.replace(base, method=method, fraction=fraction, lr=lr, seed=seed,
-                                      output=str(run_dir), save=save_adapters, progress=False, overwrite=True)
-            bar.start(name)
-            how = "done before"
-            metrics = _finished(run_dir, cfg) if resume else None
-            if metrics is None and resume:
-                how, metrics = "copied", _copy_finished(run_dir, cfg, reuse_folders)
-            if metrics is None:
-                how = "trained"
-                with warnings.catch_warnings():
-                    if trained_once:  # the same data: its truncation warning was shown by the first run
-                        warnings.simplefilter("ignore", TruncationWarning)
-                    metrics = train(cfg, splits=splits)
-                trained_once = True
-            row = _row(metrics, run_dir)
-            rows.append(row)
-            atomic_write(output / "results.csv", lambda tmp: pd.DataFrame(rows).to_csv(tmp, index=False))
-            bar.finish(name, how, metrics.get("accuracy"), metrics.get("val_accuracy"))
-            return row
+        def record(place: tuple, spec: RunSpec, metrics: dict, how: str, seconds: float | None = None) -> None:
+            rows[place] = _row(metrics, Path(spec.cfg.output))
+            table = pd.DataFrame([rows[k] for k in sorted(rows)])
+            atomic_write(output / "results.csv", lambda tmp: table.to_csv(tmp, index=False))
+            bar.finish(spec.name, how, metrics.get("accuracy"), metrics.get("val_accuracy"), seconds)
 
-        for fraction in fractions:
-            for method in method_list:
-                tuned = [run(method, fraction, lr, seed) for lr in lr_grid(method)
-                         for seed in tuning]
-                chosen = report.best_lr(pd.DataFrame(tuned))
+        def run_batch(batch: dict[tuple, RunSpec]) -> None:
+            """Reuse what is finished (in ``output``, else in a ``reuse_from`` folder); the executor runs the rest."""
+            todo: dict[str, tuple] = {}
+            for place, one in batch.items():
+                how = "done before"
+                metrics = _finished(Path(one.cfg.output), one.cfg) if resume else None
+                if metrics is None and resume:
+                    how, metrics = "copied", _copy_finished(Path(one.cfg.output), one.cfg, reuse_folders)
+                if metrics is None:
+                    todo[one.name] = place
+                else:
+                    bar.start(one.name)
+                    record(place, one, metrics, how)
+
+            def finished(result: RunResult) -> None:
+                place = todo[result.spec.name]
+                if result.metrics is not None:
+                    record(place, result.spec, result.metrics, "trained", result.seconds)
+                else:
+                    failed.append(f"{result.spec.name} ({result.error}; log: {result.spec.log})")
+                    bar.fail(result.spec.name, f"failed: {result.error}; log: {result.spec.log}")
+
+            executor.run([batch[p] for p in todo.values()], splits, bar.start, finished)
+
+        grid = [(fi, fraction, mi, method) for fi, fraction in enumerate(fractions)
+                for mi, method in enumerate(method_list)]
+        run_batch({(fi, mi, 0, li, si): spec(method, fraction, lr, seed)
+                   for fi, fraction, mi, method in grid for li, lr in enumerate(lr_grid(method))
+                   for si, seed in enumerate(tuning)})
+        finals: dict[tuple, RunSpec] = {}
+        for fi, fraction, mi, method in grid:
+            tuned = [row for place, row in rows.items() if place[:3] == (fi, mi, 0)]
+            if len(tuned) < len(lr_grid(method)) * len(tuning):  # a tuning run failed: no choice to make
                 for seed in final:
-                    run(method, fraction, chosen, seed)
+                    name = f"{method}_f{fraction:g}_s{seed}"
+                    failed.append(f"{name} (not run: a tuning run of {method} at {fraction:g} failed)")
+                    bar.fail(name, "not run: a tuning run of this method and fraction failed")
+                continue
+            chosen = report.best_lr(pd.DataFrame(tuned))
+            finals.update({(fi, mi, 1, 0, si): spec(method, fraction, chosen, seed) for si, seed in enumerate(final)})
+        run_batch(finals)
 
-    df = report.select_lr(pd.DataFrame(rows))
+    if not rows:
+        raise RunsFailed(f"every run of {output} failed: " + "; ".join(failed))
+    df = report.select_lr(pd.DataFrame([rows[k] for k in sorted(rows)]))
     atomic_write(output / "results.csv", lambda tmp: df.to_csv(tmp, index=False))
     context = (f"Task: {base.dataset or base.data or base.task}; "
                f"model: {base.model or models.DEFAULT_MODEL[data.kind]}; "
                f"rank {base.r}, alpha {base.alpha:g}; "
                + (f"{base.epochs:g} epochs" if base.epochs is not None else f"{base.steps} steps")
                + f" at batch {base.batch_size}; targets {base.targets}; split seed {base.split_seed}.")
+    if failed:
+        context += (f"\n\n**{len(failed)} runs are missing** (failed, or not run because their tuning failed); "
+                    "rerun the same command to retry them: " + "; ".join(failed))
     report.write_report(df, output, context=context)
+    if failed:
+        raise RunsFailed(f"{len(failed)} of {per_fraction * len(fractions)} runs did not finish: "
+                         + "; ".join(failed) + f". The others are in {output / 'results.csv'} and summary.md; "
+                         "fix the cause and rerun the same command (finished runs are reused)")
     return df

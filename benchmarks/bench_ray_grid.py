@@ -1,0 +1,61 @@
+"""Wall time of a 12-run grid of real runs, sequential against Ray, measured back to back (docs/performance.md).
+
+The grid: HoRA and LoRA x fractions 0.05, 0.1, 0.25 x seeds 0, 1 on MiniLM-L6 + Rotten Tomatoes (the offline
+assets), ``--steps`` optimiser steps of batch 16, evaluation on ``--eval-samples`` validation and as many test
+examples (default 512). First
+``hora compare --cpus-per-run 2`` (one run at a time, 2 torch threads), then ``hora compare --ray --cpus-per-run 1``
+(2 runs at once on 2 cores, 1 thread each), each into a fresh folder; the wall times include everything the
+user waits for (Python start, data, Ray start). Prints both and their ratio.
+
+    python benchmarks/bench_ray_grid.py            # about 10 minutes on an idle 2-core machine
+    python benchmarks/bench_ray_grid.py --steps 5 --eval-samples 64  # a short trial that it works
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+
+GRID = ["--methods", "hora,lora", "--fractions", "0.05,0.1,0.25", "--seeds", "0,1", "--batch-size", "16",
+        "--no-progress", "--no-resume"]
+
+
+def timed_compare(output: Path, steps: int, eval_samples: int, execution: list[str]) -> float:
+    """Seconds of wall time of one ``hora compare`` of the grid into ``output``."""
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}  # threads come from --cpus-per-run
+    cmd = [sys.executable, "-m", "hora", "compare", *GRID, "--steps", str(steps), "--max-eval-samples",
+           str(eval_samples), "--output", str(output), *execution]
+    print("$", " ".join(cmd[1:]), flush=True)
+    t0 = time.perf_counter()
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - t0
+    if done.returncode != 0:
+        sys.exit(f"failed ({done.returncode}):\n{done.stderr[-4000:]}")
+    return seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=60, help="optimiser steps per run")
+    parser.add_argument("--eval-samples", type=int, default=512, help="validation and test examples per run")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="hora-bench-ray-") as tmp:
+        sequential = timed_compare(Path(tmp) / "sequential", args.steps, args.eval_samples, ["--cpus-per-run", "2"])
+        ray = timed_compare(Path(tmp) / "ray", args.steps, args.eval_samples, ["--ray", "--cpus-per-run", "1"])
+        a, b = (pd.read_csv(Path(tmp) / name / "results.csv") for name in ("sequential", "ray"))
+        gap = (a["accuracy"] - b["accuracy"]).abs().max()
+    print(f"sequential, 1 run at a time, 2 threads each: {sequential:.1f} s")
+    print(f"ray, 2 runs at once, 1 thread each:          {ray:.1f} s")
+    print(f"speed-up (sequential / ray): {sequential / ray:.2f}x; largest test-accuracy gap between the two "
+          f"(threads differ, so sums are ordered differently): {100 * gap:.2f} points")
+
+
+if __name__ == "__main__":
+    main()

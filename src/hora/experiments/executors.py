@@ -1,0 +1,312 @@
+"""Who runs a grid's training runs. The grid's protocol (:func:`hora.experiments.sweep.run_compare`: which runs,
+the tuning stage, the choice on validation, the reuse of finished runs) is the same whatever runs them; an
+executor only runs one batch of :class:`RunSpec` and reports each run as it ends.
+
+    SequentialExecutor  one run after another in this process, the data loaded once and shared (the default)
+    RayExecutor         each run a Ray task (``--ray``): a local Ray instance that uses every core and GPU, or a
+                        running cluster joined by ``--ray-address``. Each task reserves ``--cpus-per-run`` CPUs
+                        (its torch threads) and ``--gpus-per-run`` GPUs, so Ray runs as many at once as fit.
+                        A run's output goes to its log, ``OUTPUT/logs/<run>.log``; a failed run is reported with
+                        that path and the others go on; Ctrl-C cancels the runs not finished.
+
+Ray is an optional extra (``pip install 'hora[ray]'``), imported only when ``--ray`` is asked for.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import time
+import traceback
+import uuid
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from hora.experiments.errors import GridInterrupted, HoraError, HoraWarning, TruncationWarning
+from hora.experiments.tasks import Splits
+from hora.experiments.train import train
+from hora.experiments.train_config import TrainConfig
+
+RAY_EXTRA = "pip install 'hora[ray]'"
+
+
+@dataclass(frozen=True)
+class ExecutionSettings:
+    """How a grid's runs are executed (``hora compare`` / ``hora study`` options; not a run setting: the runs'
+    results do not depend on it beyond the torch threads of ``cpus_per_run``)."""
+
+    ray: bool = field(default=False, metadata={"help": "Run the grid's runs as Ray tasks, as many at once as the "
+                                               "CPUs (or GPUs) allow; needs " + RAY_EXTRA + "."})
+    ray_address: str | None = field(default=None, metadata={
+        "help": "Address of a running Ray cluster to run on (e.g. 10.0.0.1:6379, or auto); implies --ray. "
+                "Default: a local Ray instance using every core. --output must be on storage every node shares."})
+    cpus_per_run: int | None = field(default=None, metadata={
+        "help": "CPUs (= torch threads) per run. Default: torch's default without --ray, 1 with --ray."})
+    gpus_per_run: float | None = field(default=None, metadata={
+        "help": "GPUs per run with --ray (a fraction shares a GPU, e.g. 0.5). Default: 0."})
+
+    def __post_init__(self) -> None:
+        if self.cpus_per_run is not None and self.cpus_per_run < 1:
+            raise HoraError(f"--cpus-per-run must be at least 1, got {self.cpus_per_run}")
+        if self.gpus_per_run is not None:
+            if self.gpus_per_run < 0:
+                raise HoraError(f"--gpus-per-run must be at least 0, got {self.gpus_per_run:g}")
+            if not self.uses_ray:
+                raise HoraError("--gpus-per-run needs --ray (without it, runs use the device transformers picks)")
+
+    @property
+    def uses_ray(self) -> bool:
+        return self.ray or self.ray_address is not None
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run of a grid: its name, its config (``cfg.output`` is the run's folder) and, for a run executed
+    outside this process, the file that receives its output."""
+
+    name: str
+    cfg: TrainConfig
+    log: Path
+
+
+@dataclass
+class RunResult:
+    """How a run ended: ``metrics`` (as :func:`~hora.experiments.train.train` returns them), or None and the
+    ``error`` that stopped it; ``seconds`` of wall time; the HoraWarnings it raised, as (category, message)."""
+
+    spec: RunSpec
+    metrics: dict | None
+    seconds: float
+    error: str | None = None
+    warnings: list[tuple[type[Warning], str]] = field(default_factory=list)
+
+
+Started = Callable[[str], None]
+Finished = Callable[[RunResult], None]
+
+
+class Executor(Protocol):
+    """Runs batches of runs; ``slots`` is how many run at once (for the ETA)."""
+
+    slots: int
+
+    def prepare(self, output: Path) -> None:
+        """Be ready to run runs that write under ``output`` (checked writable by whatever runs them)."""
+
+    def run(self, specs: list[RunSpec], splits: Splits, started: Started, finished: Finished) -> None:
+        """Run every spec on ``splits`` (the data, read once); call ``started(name)`` as a run begins (where
+        known) and ``finished`` as it ends, in the order they end."""
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """torch's intra-op threads set to ``threads`` inside the block (unchanged when None)."""
+    if threads is None:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+class SequentialExecutor:
+    """One run after another in this process. A failing run raises at once (the grid stops there)."""
+
+    slots = 1
+
+    def __init__(self, cpus_per_run: int | None = None):
+        self.cpus_per_run = cpus_per_run
+        self._warned_for: Splits | None = None  # the splits whose truncation warning was shown
+
+    def prepare(self, output: Path) -> None:
+        """Nothing to do: this process checked ``output`` already."""
+
+    def run(self, specs: list[RunSpec], splits: Splits, started: Started, finished: Finished) -> None:
+        for spec in specs:
+            started(spec.name)
+            t0 = time.perf_counter()
+            with warnings.catch_warnings(), torch_threads(self.cpus_per_run):
+                if splits is self._warned_for:  # the same data: its truncation warning was shown by the first run
+                    warnings.simplefilter("ignore", TruncationWarning)
+                metrics = train(spec.cfg, splits=splits)
+            self._warned_for = splits
+            finished(RunResult(spec, metrics, time.perf_counter() - t0))
+
+
+def run_logged(spec: RunSpec, splits: Splits, threads: int) -> RunResult:
+    """One run inside a worker process: ``threads`` torch threads, its prints, warnings and (on failure) the
+    traceback written to ``spec.log``. Never raises: a failure is a RunResult with its error."""
+    spec.log.parent.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    raised: list[tuple[type[Warning], str]] = []
+    with open(spec.log, "w", encoding="utf-8") as log, contextlib.redirect_stdout(log), \
+            contextlib.redirect_stderr(log), warnings.catch_warnings():
+
+        def show(message, category, filename, lineno, file=None, line=None):
+            log.write(warnings.formatwarning(message, category, filename, lineno, line))
+            if issubclass(category, HoraWarning):
+                raised.append((category, str(message)))
+
+        warnings.simplefilter("default")
+        warnings.showwarning = show
+        print(f"hora: run {spec.name} on {socket.gethostname()}, {threads} torch threads", flush=True)
+        try:
+            with torch_threads(threads):
+                metrics = train(spec.cfg, splits=splits)
+        except Exception as exc:  # reported to the driver with this log; the grid's other runs go on
+            traceback.print_exc(file=log)
+            return RunResult(spec, None, time.perf_counter() - t0, f"{type(exc).__name__}: {exc}", raised)
+    return RunResult(spec, metrics, time.perf_counter() - t0, None, raised)
+
+
+def import_ray() -> Any:
+    """The ``ray`` module, or a HoraError naming the extra that installs it."""
+    try:
+        import ray
+    except ImportError:
+        raise HoraError(f"--ray needs Ray, an optional extra: {RAY_EXTRA}") from None
+    return ray
+
+
+def probe_output(folder: str, token: str) -> str:
+    """On a Ray node: write ``folder/.hora-probe-<token>``; the node's host name. A plain write, deleted by the
+    caller, and no mkdir: a node that does not mount the shared ``folder`` fails here instead of making a
+    local folder of that name."""
+    (Path(folder) / f".hora-probe-{token}").write_text(token, encoding="utf-8")
+    return socket.gethostname()
+
+
+class RayExecutor:
+    """Each run a Ray task with ``cpus_per_run`` CPUs (its torch threads) and ``gpus_per_run`` GPUs.
+
+    Uses the Ray instance this process already started, else starts one when first needed (local, every core;
+    or joins ``address``) and shuts it down on exit. The data goes to Ray's object store once per batch.
+    """
+
+    def __init__(self, address: str | None = None, cpus_per_run: int | None = None,
+                 gpus_per_run: float | None = None):
+        self.ray = import_ray()
+        self.address = address
+        self.cpus_per_run = cpus_per_run or 1
+        self.gpus_per_run = gpus_per_run or 0.0
+        self.slots = 1
+        self._owned = False
+        self._warned_for: Splits | None = None  # the splits whose truncation warning was shown
+
+    # ------------------------------------------------------------ life cycle
+    def __enter__(self) -> RayExecutor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._owned:
+            self.ray.shutdown()
+            self._owned = False
+
+    def _connect(self) -> None:
+        import logging
+
+        if not self.ray.is_initialized():
+            # no cluster at --ray-address: Ray itself retries, logs and finally raises (minutes)
+            self.ray.init(address=self.address, include_dashboard=False, log_to_driver=False,
+                          logging_level=logging.WARNING)
+            self._owned = True
+        nodes = [n for n in self.ray.nodes() if n.get("Alive")]
+        self._check_fits(nodes)
+        total = self.ray.cluster_resources()
+        slots = int(total.get("CPU", 0) // self.cpus_per_run)
+        if self.gpus_per_run:
+            slots = min(slots, int(total.get("GPU", 0) // self.gpus_per_run))
+        self.slots = max(1, slots)
+
+    def _check_fits(self, nodes: list[dict]) -> None:
+        """Every run must fit on one node, or Ray would wait for it forever."""
+        for name, option, need in (("CPU", "--cpus-per-run", self.cpus_per_run),
+                                   ("GPU", "--gpus-per-run", self.gpus_per_run)):
+            largest = max((n["Resources"].get(name, 0) for n in nodes), default=0)
+            if need and need > largest:
+                raise HoraError(f"{option} {need:g}: no Ray node has that many {name}s (largest: {largest:g}); "
+                                f"lower {option}")
+
+    # ------------------------------------------------------------ runs
+    def prepare(self, output: Path) -> None:
+        """Start or join Ray, then check that a task on every node can write into ``output`` and that this
+        process sees what it wrote (on a cluster: shared storage)."""
+        self._connect()
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        token = uuid.uuid4().hex
+        probe = self.ray.remote(probe_output)
+        for node in (n for n in self.ray.nodes() if n.get("Alive")):
+            where = node.get("NodeManagerAddress", node["NodeID"])
+            task = probe.options(num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], False))
+            try:
+                host = self.ray.get(task.remote(str(output), f"{token}-{node['NodeID'][:12]}"))
+            except self.ray.exceptions.RayTaskError as exc:
+                cause = exc.cause if getattr(exc, "cause", None) is not None else exc
+                raise HoraError(f"--output {output} cannot be written from Ray node {where} "
+                                f"({type(cause).__name__}: {cause}); every node must reach --output on shared "
+                                "storage (docs/operations.md, 'Grids on Ray')") from None
+            written = output / f".hora-probe-{token}-{node['NodeID'][:12]}"
+            if not written.is_file():
+                raise HoraError(f"--output {output}: a file written there by Ray node {where} ({host}) is not seen "
+                                "here: --output must be on storage shared by every node (docs/operations.md, "
+                                "'Grids on Ray')")
+            written.unlink()
+
+    def run(self, specs: list[RunSpec], splits: Splits, started: Started, finished: Finished) -> None:
+        if not specs:
+            return
+        self._connect()
+        ray = self.ray
+        task = ray.remote(run_logged)
+        data_ref = ray.put(splits)
+        by_ref = {task.options(num_cpus=self.cpus_per_run, num_gpus=self.gpus_per_run, name=spec.name)
+                  .remote(spec, data_ref, self.cpus_per_run): spec for spec in specs}
+        pending = list(by_ref)
+        try:
+            while pending:
+                done, pending = ray.wait(pending, num_returns=1)
+                for ref in done:
+                    result = self._result(ref, by_ref[ref])
+                    self._show_warnings(result, splits)
+                    finished(result)
+        except KeyboardInterrupt:
+            for ref in pending:  # queued runs are dropped, running ones interrupted; finished ones are kept
+                ray.cancel(ref)
+            raise GridInterrupted(len(pending)) from None
+
+    def _result(self, ref: Any, spec: RunSpec) -> RunResult:
+        """The task's RunResult; a worker that died (killed, out of memory) is a failed run."""
+        try:
+            result = self.ray.get(ref)
+        except self.ray.exceptions.RayError as exc:
+            return RunResult(spec, None, 0.0, f"{type(exc).__name__}: {str(exc).splitlines()[0]}")
+        return result
+
+    def _show_warnings(self, result: RunResult, splits: Splits) -> None:
+        """A run's HoraWarnings, raised again here, as the sequential path shows them: a truncation warning
+        once per data."""
+        for category, message in result.warnings:
+            if issubclass(category, TruncationWarning):
+                if splits is self._warned_for:
+                    continue
+                self._warned_for = splits
+            warnings.warn(message, category, stacklevel=2)
+
+
+@contextlib.contextmanager
+def open_executor(settings: ExecutionSettings) -> Iterator[SequentialExecutor | RayExecutor]:
+    """The executor ``settings`` ask for, released (Ray shut down if it was started here) on exit."""
+    if not settings.uses_ray:
+        yield SequentialExecutor(settings.cpus_per_run)
+        return
+    with RayExecutor(settings.ray_address, settings.cpus_per_run, settings.gpus_per_run) as executor:
+        yield executor
