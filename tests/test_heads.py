@@ -8,9 +8,9 @@ import torch
 from torch import nn
 from transformers import BertConfig, BertModel, LlamaConfig
 
+import mha_like
 from hora import HeadLayoutError, HoraConfig, HoraLayer, find_attention_targets
 from hora.heads import AttentionShape, HeadLayout, Section, discover_layout, layer_key, projection_role
-import mha_like
 from tiny_models import logits, make_inputs, make_model
 
 EXPECTED = {
@@ -118,7 +118,8 @@ def test_a_projection_inside_multihead_attention_is_refused_clearly():
 
     layout = {"sections": [["o", 2]], "head_dim": 8}
     with pytest.raises(TypeError, match="target the attention module 'mha' itself"):
-        peft.get_peft_model(WithMha(), HoraConfig(target_modules=["mha.out_proj"], head_layout={"mha.out_proj": layout}))
+        peft.get_peft_model(WithMha(), HoraConfig(target_modules=["mha.out_proj"],
+                                                  head_layout={"mha.out_proj": layout}))
 
 
 def test_discovery_names_multihead_attention_modules_not_their_insides():

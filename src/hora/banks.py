@@ -93,8 +93,11 @@ class HoraBanks(nn.Module, BaseTunerLayer):
         for bank in self.hora_bank.values():
             bank.exit_forward()
 
-    def add(self, adapter_name: str, bank: FactorBank) -> None:
+    def add(self, adapter_name: str, bank: FactorBank, active_adapters: list[str]) -> None:
+        """Hold a new adapter's bank (its trainability is the caller's) and record the model's active adapters,
+        which ``enable_adapters(True)`` makes trainable again after a ``disable_adapter()`` block."""
         self.hora_bank[adapter_name] = bank
+        self._active_adapter = list(active_adapters)
 
     def merge(self, safe_merge: bool = False, adapter_names: list[str] | None = None) -> None:
         """Nothing to merge: a bank only generates factors; the layers merge their updates."""

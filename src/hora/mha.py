@@ -74,7 +74,8 @@ def attention_layouts(attention: nn.MultiheadAttention, projections: list[str]) 
         if attention._qkv_same_embed_dim:
             layouts["in_proj"] = HeadLayout("out", tuple(Section(p, heads) for p in "qkv"), head_dim)
         else:
-            layouts.update({f"{p}_proj": HeadLayout("out", (Section(p, heads),), head_dim) for p in "qkv" if p in wanted})
+            for p in sorted(wanted & {"q", "k", "v"}):
+                layouts[f"{p}_proj"] = HeadLayout("out", (Section(p, heads),), head_dim)
     if "o" in wanted:
         layouts["out_proj"] = HeadLayout("in", (Section("o", heads),), head_dim)
     return layouts
@@ -208,5 +209,6 @@ def lora_factors(name: str, wrapper: HoraMultiheadAttention, adapter_name: str,
         weight = attention.in_proj_weight if child == "in_proj" else attention.out_proj.weight
         out_features, in_features = weight.shape
         dtype = next(iter(layers.values())).factors(adapter_name)[0].dtype
-        factors[lora_name] = (weight.new_zeros(r, in_features, dtype=dtype), weight.new_zeros(out_features, r, dtype=dtype))
+        factors[lora_name] = (weight.new_zeros(r, in_features, dtype=dtype),
+                              weight.new_zeros(out_features, r, dtype=dtype))
     return factors

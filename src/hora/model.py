@@ -165,7 +165,7 @@ class HoraModel(BaseTuner):
         if adapter_name not in self.active_adapters or config.inference_mode:
             bank.requires_grad_(False)
         # created after PEFT's first injection (which freezes the base model only if it finds no tuner layer yet)
-        HoraBanks.attach(model).add(adapter_name, bank)
+        HoraBanks.attach(model).add(adapter_name, bank, self.active_adapters)
         for plan, (_, module) in zip(plans, layers, strict=True):
             module.attach(adapter_name, bank, plan)
 
