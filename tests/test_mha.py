@@ -9,7 +9,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from hora import HoraConfig, HoraLayer, export_lora
-from hora.mha import AttentionWeight, HoraMultiheadAttention
+from hora.mha import AttentionWeight, HoraMultiheadAttention, shadowed
 from mha_like import inputs, make
 
 KINDS = ["torchvision_vit", "openclip_text"]
@@ -186,9 +186,24 @@ def test_several_adapters_switch_disable_and_delete():
     assert torch.equal(outputs(model, x), first)
 
 
-def test_adapter_dropout_is_refused():
-    with pytest.raises(ValueError, match="never hands out"):
-        peft.get_peft_model(make("openclip_text"), HoraConfig(r=2, dropout=0.1))
+def test_shadowed_reads_the_given_tensors_and_restores_what_was_there():
+    attention = nn.MultiheadAttention(8, 2)
+    parameters = list(attention.named_parameters())
+    other = torch.zeros(8, 8)
+    attention.out_proj.__dict__["weight"] = other  # e.g. a view FSDP1 keeps in the instance dict
+    replacement = torch.ones(24, 8)
+    with shadowed(attention, {"in_proj_weight": replacement, "out_proj.weight": replacement[:8]}):
+        assert attention.in_proj_weight is replacement and attention.out_proj.weight.shape == (8, 8)
+    assert "in_proj_weight" not in attention.__dict__ and attention.out_proj.__dict__["weight"] is other
+    assert list(attention.named_parameters()) == parameters
+
+
+def test_adapter_dropout_is_not_applied_and_says_so():
+    with pytest.warns(UserWarning, match="dropout=0.1 is not applied to torch.nn.MultiheadAttention"):
+        model = peft.get_peft_model(make("openclip_text"), HoraConfig(r=2, dropout=0.1, init_weights=False))
+    model.train()
+    x = inputs("openclip_text")
+    assert torch.equal(model(x), model(x))  # no randomness in training mode
 
 
 def test_the_packed_in_proj_is_a_fused_q_k_v_weight():

@@ -32,11 +32,21 @@ class HoraBanks(nn.Module, BaseTunerLayer):
     """The banks of all HoRA adapters of one model, keyed by adapter name (``hora_bank``).
 
     As a ``BaseTunerLayer`` it follows PEFT's adapter life cycle (set_adapter, enable/disable, delete_adapter,
-    requires_grad); it has no base layer and nothing to merge (the layers merge their updates).
+    requires_grad); it has no base layer (no weight, no bias, in/out features None) and nothing to merge (the
+    layers merge their updates).
     """
 
     adapter_layer_names = ("hora_bank",)
     other_param_names = ()
+    in_features = out_features = None  # PEFT reads these of every tuner layer; the banks are no layer
+
+    @property
+    def weight(self) -> None:  # BaseTunerLayer's reads the base layer's weight: the banks have none
+        raise AttributeError("HoraBanks has no base layer, hence no weight")
+
+    @property
+    def bias(self) -> None:
+        raise AttributeError("HoraBanks has no base layer, hence no bias")
 
     def __init__(self) -> None:
         super().__init__()

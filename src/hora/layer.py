@@ -47,7 +47,7 @@ class HoraLayer(nn.Module, BaseTunerLayer):
         self.hora_dropout = nn.ModuleDict()
         self.hora_r: dict[str, int] = {}
         self.hora_plans: dict[str, ModulePlan] = {}
-        self.__dict__["hora_banks"] = {}  # adapter -> FactorBank, owned by the tuner (not a submodule here)
+        self.__dict__["hora_banks"] = {}  # adapter -> FactorBank, held by the model's HoraBanks (not a submodule here)
         self._disable_adapters = False
         self.merged_adapters: list[str] = []
         self._active_adapter = adapter_name

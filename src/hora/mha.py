@@ -15,19 +15,22 @@ the output projection (heads split its input). The layers of q/k/v read their we
 :class:`AttentionWeight`, a view with no parameter of its own; out_proj's layer wraps the Linear itself.
 
 :class:`HoraMultiheadAttention` takes the attention's place and makes the update reach it: each forward runs
-the attention with the effective weights W + dW (``torch.func.functional_call``, so autograd reaches the
+the attention with the effective weights W + dW in place of its weights (:func:`shadowed`: autograd reaches the
 factors and the stored weights are never changed), dW = sum over the active, unmerged adapters of s B A.
-Adapter dropout acts on a layer's input, which the attention never hands out, so it is refused here.
+Adapter dropout acts on a layer's input, which the attention never hands out, so it is not applied here (with a
+warning), as in PEFT's LoRA.
 """
 
 from __future__ import annotations
 
+import contextlib
 import warnings
+from collections.abc import Iterator
 from typing import Any
 
 import torch
+from peft.tuners.tuners_utils import BaseTunerLayer
 from torch import nn
-from torch.func import functional_call
 
 from .config import HoraConfig
 from .heads import HeadLayout, HeadLayoutError, Section
@@ -81,15 +84,26 @@ def attention_layouts(attention: nn.MultiheadAttention, projections: list[str]) 
     return layouts
 
 
-class HoraMultiheadAttention(nn.Module):
+class HoraMultiheadAttention(nn.Module, BaseTunerLayer):
     """An ``nn.MultiheadAttention`` (``base_layer``) whose adapted projections are HoRA layers, run with the
     effective weights W + dW. Other attributes (``embed_dim``, ``batch_first``, ``in_proj_weight``...) are the
     attention's. ``peft``'s unload replaces it by the attention again (:meth:`unload_and_optionally_merge_module`).
+
+    A ``BaseTunerLayer`` with no adapter tensors of its own (PEFT strips its ``base_layer`` from base-model keys):
+    the projections' layers hold them and PEFT merges, switches and deletes those; :meth:`merge` and
+    :meth:`unmerge` here leave them to it.
     """
+
+    adapter_layer_names = ()
+    other_param_names = ()
 
     def __init__(self, base_layer: nn.MultiheadAttention) -> None:
         super().__init__()
         self.base_layer = base_layer
+        self.in_features = self.out_features = base_layer.embed_dim
+        self._disable_adapters = False
+        self.merged_adapters: list[str] = []
+        self._active_adapter: str | list[str] = []
 
     def __getattr__(self, name: str) -> Any:
         try:
@@ -103,12 +117,23 @@ class HoraMultiheadAttention(nn.Module):
         """Child name of the attention -> its HoRA layer, for every adapted projection."""
         return {name: m for name, m in self.base_layer.named_children() if isinstance(m, HoraLayer)}
 
+    def merge(self, safe_merge: bool = False, adapter_names: list[str] | None = None) -> None:
+        """Nothing of its own to merge: PEFT merges the projections' layers (see the class doc)."""
+
+    def unmerge(self) -> None:
+        """Nothing of its own to unmerge (see :meth:`merge`)."""
+
+    def _move_adapter_to_device_of_base_layer(self, adapter_name: str, device: object = None) -> None:
+        """No adapter tensors of its own: the projections' layers move theirs."""
+
     def update_layer(self, adapter_name: str, config: HoraConfig, trainable: bool, key: str) -> None:
         """Add an adapter to the projections ``config.projections`` selects (creating their layers)."""
         if config.dropout:
-            raise ValueError(
-                f"HoRA adapter dropout acts on a layer's input, which torch.nn.MultiheadAttention ('{key}') never "
-                "hands out (its forward reads its weights directly); set dropout=0 or leave this module out."
+            warnings.warn(
+                f"dropout={config.dropout} is not applied to torch.nn.MultiheadAttention '{key}': adapter dropout acts "
+                "on a layer's input, which the attention never hands out (it reads its weights directly); as PEFT's "
+                "LoRA, the attention's projections are adapted without it.",
+                UserWarning, stacklevel=2,
             )
         attention = self.base_layer
         options = layer_options(config)
@@ -148,7 +173,8 @@ class HoraMultiheadAttention(nn.Module):
         weights = self.effective_weights()
         if not weights:
             return self.base_layer(*args, **kwargs)
-        return functional_call(self.base_layer, weights, args, kwargs)
+        with shadowed(self.base_layer, weights):
+            return self.base_layer(*args, **kwargs)
 
     def unload_and_optionally_merge_module(self, merge: bool, safe_merge: bool,
                                            adapter_names: list[str] | None) -> nn.MultiheadAttention:
@@ -162,6 +188,33 @@ class HoraMultiheadAttention(nn.Module):
             else:
                 delattr(attention, name)
         return attention
+
+
+@contextlib.contextmanager
+def shadowed(module: nn.Module, tensors: dict[str, torch.Tensor]) -> Iterator[None]:
+    """Inside the block, ``module.<path>`` reads ``tensors[path]``; afterwards what it read before.
+
+    Each tensor goes into its owner's instance ``__dict__``, which attribute lookup consults before
+    ``nn.Module.__getattr__`` (and so before the registered parameters), and the previous entry, if any, comes
+    back afterwards: parameters stay registered, in order, untouched. (``torch.func.functional_call`` swaps the
+    registered parameters instead, which FSDP1 with ``use_orig_params=True`` shadows with views of its own in
+    ``__dict__``, so the swapped weights would not be read there.)
+    """
+    missing = object()
+    saved = []
+    try:
+        for path, tensor in tensors.items():
+            owner_path, _, name = path.rpartition(".")
+            owner = module.get_submodule(owner_path)
+            saved.append((owner, name, owner.__dict__.get(name, missing)))
+            owner.__dict__[name] = tensor
+        yield
+    finally:
+        for owner, name, previous in reversed(saved):
+            if previous is missing:
+                del owner.__dict__[name]
+            else:
+                owner.__dict__[name] = previous
 
 
 def is_multihead_attention(module: nn.Module) -> bool:
