@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 from hora import HoraConfig
-from hora.banks import ATTRIBUTE, legacy_key
+from hora.banks import ATTRIBUTE, HoraBanks, legacy_key
 from tiny_models import hora_model, logits, make_inputs, make_model, task_type
 
 LEGACY = Path(__file__).parent / "data" / "hora_adapter_before_issue27"
@@ -65,6 +65,16 @@ def test_unload_removes_the_banks_and_their_hooks():
     base = model.unload()
     assert not hasattr(base, ATTRIBUTE)
     assert not base._forward_pre_hooks and not base._forward_hooks and not base._load_state_dict_pre_hooks
+
+
+def test_a_sequential_root_keeps_its_output():
+    torch.manual_seed(0)
+    base = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.ReLU())
+    layout = {"0": {"sections": [["q", 2]], "head_dim": 4}}
+    x = torch.randn(3, 8)
+    expected = base(x)
+    model = peft.get_peft_model(base, HoraConfig(r=2, target_modules=["0"], head_layout=layout))  # dW = 0
+    assert isinstance(model.base_model.model[-1], HoraBanks) and torch.equal(model(x), expected)
 
 
 def test_a_model_attribute_named_like_the_banks_is_refused():

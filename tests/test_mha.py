@@ -198,6 +198,22 @@ def test_shadowed_reads_the_given_tensors_and_restores_what_was_there():
     assert list(attention.named_parameters()) == parameters
 
 
+def test_torch_encoder_layer_fast_path_is_warned_and_merging_serves_it():
+    def encoder() -> nn.Module:
+        torch.manual_seed(0)
+        return nn.Sequential(nn.TransformerEncoderLayer(16, 2, 32, dropout=0.0, batch_first=True)).eval()
+
+    x = torch.randn(2, 5, 16)
+    with pytest.warns(UserWarning, match="fast path"):
+        model = peft.get_peft_model(encoder(), HoraConfig(r=2, target_modules=["self_attn"], init_weights=False))
+    model.train()
+    expected = model(x).detach()  # training mode: no fast path, the adapter acts
+    model.eval()
+    assert torch.allclose(outputs(model, x), outputs(encoder(), x))  # the limit, as documented
+    model.merge_adapter()
+    assert torch.allclose(outputs(model, x), expected, atol=1e-5)
+
+
 def test_adapter_dropout_is_not_applied_and_says_so():
     with pytest.warns(UserWarning, match="dropout=0.1 is not applied to torch.nn.MultiheadAttention"):
         model = peft.get_peft_model(make("openclip_text"), HoraConfig(r=2, dropout=0.1, init_weights=False))

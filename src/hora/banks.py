@@ -95,6 +95,11 @@ class HoraBanks(nn.Module, BaseTunerLayer):
             del model._load_state_dict_pre_hooks[key]
         delattr(model, ATTRIBUTE)
 
+    def forward(self, x: Any) -> Any:
+        """The identity: a model that runs its children in order (an ``nn.Sequential`` root) runs this one
+        last, and its output passes unchanged."""
+        return x
+
     def enter_forward(self, module: nn.Module, args: Any) -> None:
         for bank in self.hora_bank.values():
             bank.enter_forward()

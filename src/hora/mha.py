@@ -224,6 +224,13 @@ def is_multihead_attention(module: nn.Module) -> bool:
 def adapt_multihead_attention(tuner: nn.Module, config: HoraConfig, adapter_name: str, target: nn.Module,
                               target_name: str, parent: nn.Module, key: str) -> None:
     """HoraModel's ``_create_and_replace`` for an ``nn.MultiheadAttention`` (or one adapted already)."""
+    if isinstance(parent, nn.TransformerEncoderLayer) and not isinstance(target, HoraMultiheadAttention):
+        warnings.warn(
+            f"'{key}' sits in a torch.nn.TransformerEncoderLayer, whose fast path (evaluation mode with frozen base "
+            "weights) reads the attention's weights itself and so runs without the unmerged adapter; train as usual, "
+            "and call model.merge_adapter() (or merge_and_unload) before evaluating.",
+            UserWarning, stacklevel=3,
+        )
     wrapper = target if isinstance(target, HoraMultiheadAttention) else HoraMultiheadAttention(target)
     wrapper.update_layer(adapter_name, config, adapter_name in tuner.active_adapters, key)
     if wrapper is not target:
