@@ -229,3 +229,18 @@ def test_the_packed_in_proj_is_a_fused_q_k_v_weight():
     assert layer.layout.head_dim == 8 and (layer.in_features, layer.out_features) == (32, 96)
     bank = model.base_model.hora_bank["default"]
     assert set(bank.seeds) == {"q", "k", "v"} and bank.body.shape[0] == 2  # one generator body per block
+
+
+def test_a_deep_copy_reads_its_own_attention_weights():
+    import copy
+
+    model = adapted("openclip_text", ALL)
+    clone = copy.deepcopy(model)
+    attention = attentions(clone)[0]
+    assert attention.adapted()["in_proj"].get_base_layer().weight is attention.base_layer.in_proj_weight
+    x = inputs("openclip_text")
+    expected = outputs(model, x)
+    assert torch.equal(outputs(clone, x), expected)
+    with torch.no_grad():
+        attention.base_layer.in_proj_weight.add_(1.0)
+    assert torch.equal(outputs(model, x), expected)
