@@ -8,6 +8,7 @@ import torch
 from torch import nn
 from transformers import BertConfig, BertModel, LlamaConfig
 
+import mha_like
 from hora import HeadLayoutError, HoraConfig, HoraLayer, find_attention_targets
 from hora.heads import AttentionShape, HeadLayout, Section, discover_layout, layer_key, projection_role
 from tiny_models import logits, make_inputs, make_model
@@ -107,8 +108,8 @@ def test_rank_larger_than_the_weight_is_accepted_with_a_warning():
     assert torch.allclose(logits(model.merge_and_unload(), inputs), unmerged, atol=1e-4)
 
 
-def test_multihead_attention_is_refused_clearly():
-    """nn.MultiheadAttention packs q/k/v into one Parameter and reads out_proj.weight directly."""
+def test_a_projection_inside_multihead_attention_is_refused_clearly():
+    """nn.MultiheadAttention reads out_proj.weight directly: HoRA adapts it through the attention module."""
 
     class WithMha(nn.Module):
         def __init__(self) -> None:
@@ -116,9 +117,17 @@ def test_multihead_attention_is_refused_clearly():
             self.mha = nn.MultiheadAttention(16, 2)
 
     layout = {"sections": [["o", 2]], "head_dim": 8}
-    for target in ("mha", "mha.out_proj"):
-        with pytest.raises(TypeError, match="cannot adapt torch.nn.MultiheadAttention"):
-            peft.get_peft_model(WithMha(), HoraConfig(target_modules=[target], head_layout={target: layout}))
+    with pytest.raises(TypeError, match="target the attention module 'mha' itself"):
+        peft.get_peft_model(WithMha(), HoraConfig(target_modules=["mha.out_proj"],
+                                                  head_layout={"mha.out_proj": layout}))
+
+
+def test_discovery_names_multihead_attention_modules_not_their_insides():
+    model = mha_like.make("torchvision_vit")
+    expected = [f"encoder.layers.encoder_layer_{i}.self_attention" for i in range(2)]
+    assert find_attention_targets(model, ["o"]) == expected
+    adapted = peft.get_peft_model(model, HoraConfig(r=2))
+    assert find_attention_targets(adapted.base_model.model, ["q"]) == expected  # adapted already: the same names
 
 
 def test_adapter_loaded_onto_a_base_model_of_another_shape(tmp_path):

@@ -1,4 +1,5 @@
-"""PEFT's tuner checklist for HoRA on every supported head layout (tiny random models)."""
+"""PEFT's tuner checklist for HoRA on every supported head layout (tiny random models), nn.MultiheadAttention
+and PEFT's inject_adapter_in_model included."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ import peft
 import pytest
 import torch
 
+import mha_like
 from hora import HoraConfig, HoraLayer
+from hora.config import PROJECTIONS
 from tiny_models import (
     ARCHITECTURES,
     GENERATOR_FORMS,
@@ -266,3 +269,70 @@ def test_the_tuner_is_found_through_peft_and_other_wrappers():
     assert find_hora_tuner(lora) is None
     with pytest.raises(TypeError, match="Expected a HoRA PeftModel"):
         hora_tuner(lora)
+
+
+# nn.MultiheadAttention: torchvision's ViT and an OpenCLIP text tower (tests/mha_like.py; merge, export and the
+# attention's own cases are in tests/test_mha.py)
+MHA_KINDS = ["torchvision_vit", "openclip_text"]
+
+
+def mha_model(kind: str, generator: str, init_weights: bool = False) -> peft.PeftModel:
+    torch.manual_seed(0)
+    config = HoraConfig(r=2, alpha=4, projections=list(PROJECTIONS), init_weights=init_weights, generator=generator)
+    return peft.get_peft_model(mha_like.make(kind), config)
+
+
+def mha_outputs(model: torch.nn.Module, kind: str) -> torch.Tensor:
+    with torch.no_grad():
+        return model(mha_like.inputs(kind))
+
+
+@pytest.mark.parametrize("generator", GENERATOR_FORMS)
+@pytest.mark.parametrize("kind", MHA_KINDS)
+def test_multihead_attention_checklist(kind, generator, tmp_path):
+    base = mha_outputs(mha_like.make(kind), kind)
+    assert torch.equal(mha_outputs(mha_model(kind, generator, init_weights=True), kind), base)
+    model = mha_model(kind, generator)
+    expected = mha_outputs(model, kind)
+    assert not close(expected, base, 1e-3)
+    assert all(".hora" in n or "hora_" in n for n, p in model.named_parameters() if p.requires_grad)
+    model.save_pretrained(tmp_path)
+    loaded = peft.PeftModel.from_pretrained(mha_like.make(kind), tmp_path)
+    assert torch.equal(mha_outputs(loaded, kind), expected)
+    assert not any(p.requires_grad for p in loaded.parameters())
+    assert torch.equal(mha_outputs(model.unload(), kind), base)
+
+
+# PEFT's inject_adapter_in_model: the layers and the banks (model.hora) without a PeftModel, loaded with
+# set_peft_model_state_dict, give get_peft_model's outputs; the injected model's own state dict round-trips
+def injected(model: torch.nn.Module, generator: str, kind: str) -> torch.nn.Module:
+    config = HoraConfig(r=2, alpha=4, projections=list(PROJECTIONS), init_weights=False, generator=generator,
+                        task_type=task_type(kind))
+    return peft.inject_adapter_in_model(config, model)
+
+
+def check_injected(reference: peft.PeftModel, model: torch.nn.Module, run) -> None:
+    saved = {k: v for k, v in peft.get_peft_model_state_dict(reference).items() if "hora" in k}
+    assert not isinstance(model, peft.PeftModel)
+    result = peft.set_peft_model_state_dict(model, saved)
+    assert not result.unexpected_keys and not [k for k in result.missing_keys if "hora" in k]
+    assert torch.equal(run(model), run(reference))
+    own = peft.get_peft_model_state_dict(model)  # keys without the PeftModel prefix
+    assert any(k.startswith("hora.hora_bank.") for k in own)
+    assert {f"base_model.model.{k}" for k in own} == saved.keys()
+    assert all(torch.equal(v, saved[f"base_model.model.{k}"]) for k, v in own.items())
+
+
+@pytest.mark.parametrize("generator", GENERATOR_FORMS)
+@pytest.mark.parametrize("kind", ARCHITECTURES)
+def test_inject_adapter_in_model_equals_get_peft_model(kind, generator):
+    inputs = make_inputs(kind)
+    check_injected(hora_model(kind, generator=generator), injected(make_model(kind), generator, kind),
+                   lambda model: logits(model, inputs))
+
+
+@pytest.mark.parametrize("generator", GENERATOR_FORMS)
+@pytest.mark.parametrize("kind", MHA_KINDS)
+def test_inject_adapter_in_model_on_multihead_attention(kind, generator):
+    check_injected(mha_model(kind, generator), injected(mha_like.make(kind), generator, None),
+                   lambda model: mha_outputs(model, kind))

@@ -3,7 +3,8 @@
 Each adapted module's update is dW = s B A with B (d_out x r) and A (r x d_in) — a rank-r LoRA. The bank
 folds s into the generated factor, so the export writes PEFT LoRA factors lora_B = s B_head (or
 lora_A = s A_head for o), the free factor unchanged, and lora_alpha = r (LoRA scaling 1). PEFT's LoRA
-then computes bit-for-bit the same products: no SVD, no approximation.
+then computes bit-for-bit the same products: no SVD, no approximation. An ``nn.MultiheadAttention`` is one
+PEFT-LoRA target (factors on its packed in_proj and on its out_proj, :func:`hora.mha.lora_factors`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import torch
 from peft import LoraConfig, PeftModel, get_peft_model_state_dict
 
 from .io import atomic_save_safetensors, atomic_write_json
+from .mha import HoraMultiheadAttention, lora_factors
 from .model import HoraModel, hora_tuner, iter_hora_layers
 
 LORA_WEIGHTS_NAME = "adapter_model.safetensors"
@@ -28,10 +30,7 @@ def lora_state_dict(model: PeftModel | HoraModel, adapter_name: str = "default")
     if adapter_name not in tuner.hora_bank:
         raise ValueError(f"No HoRA adapter named '{adapter_name}'; available: {sorted(tuner.hora_bank)}.")
     tensors = {}
-    for name, layer in iter_hora_layers(tuner.model):
-        if adapter_name not in layer.hora_plans:
-            continue
-        lora_A, lora_B = layer.factors(adapter_name)
+    for name, (lora_A, lora_B) in _lora_modules(tuner, adapter_name).items():
         tensors[f"base_model.model.{name}.lora_A.weight"] = lora_A
         tensors[f"base_model.model.{name}.lora_B.weight"] = lora_B
     if isinstance(model, PeftModel):
@@ -40,16 +39,33 @@ def lora_state_dict(model: PeftModel | HoraModel, adapter_name: str = "default")
     return tensors
 
 
+def _lora_modules(tuner: HoraModel, adapter_name: str) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """PEFT-LoRA module name -> (lora_A, lora_B) of one adapter: each HoRA layer's factors, except that an
+    adapted ``nn.MultiheadAttention`` is one LoRA target (:func:`hora.mha.lora_factors`)."""
+    r = tuner.peft_config[adapter_name].r
+    modules = {}
+    attentions = [(name, m) for name, m in tuner.model.named_modules() if isinstance(m, HoraMultiheadAttention)]
+    for name, wrapper in attentions:
+        if any(adapter_name in layer.hora_plans for layer in wrapper.adapted().values()):
+            modules.update(lora_factors(name, wrapper, adapter_name, r))
+    for name, layer in iter_hora_layers(tuner.model):
+        if adapter_name in layer.hora_plans and not any(name.startswith(f"{a}.") for a, _ in attentions):
+            modules[name] = layer.factors(adapter_name)
+    return modules
+
+
 def lora_config(model: PeftModel | HoraModel, adapter_name: str = "default") -> LoraConfig:
     """The LoraConfig under which :func:`lora_state_dict` reproduces the HoRA adapter exactly."""
     tuner = hora_tuner(model)
     config = tuner.peft_config[adapter_name]
     layers = [(name, layer) for name, layer in iter_hora_layers(tuner.model) if adapter_name in layer.hora_plans]
+    # a LoRA target per HoRA layer, but one per nn.MultiheadAttention (its out_proj LoRA is created by PEFT)
+    targets = {name for name in _lora_modules(tuner, adapter_name) if not name.endswith(".base_layer.out_proj")}
     return LoraConfig(
         r=config.r,
         lora_alpha=config.r,
         lora_dropout=config.dropout,
-        target_modules=sorted(name for name, _ in layers),
+        target_modules=sorted(targets),
         fan_in_fan_out=any(layer.fan_in_fan_out for _, layer in layers),
         # PEFT appends the task's head names each time a model is wrapped: list each module once
         modules_to_save=list(dict.fromkeys(config.modules_to_save)) if config.modules_to_save else None,

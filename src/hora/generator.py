@@ -17,8 +17,8 @@ so the head factors of every layer come from two batched products per projection
     G_P      = W2_P @ hidden_P (+ S_P)   (n_P, H_P, d_h, r)
 
 never a loop over heads or layers. The bank also owns the shared free-factor seeds A_l (r x d_in) of
-``joint_free_factor``. It lives on the tuner (``HoraModel.hora_bank[adapter]``), so it is saved, loaded,
-moved and sharded with the model like any other adapter parameter.
+``joint_free_factor``. It lives on the model (``model.hora.hora_bank[adapter]``, :mod:`hora.banks`), so it is
+saved, loaded, moved and sharded with the model like any other adapter parameter.
 """
 
 from __future__ import annotations

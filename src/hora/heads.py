@@ -82,11 +82,12 @@ def projection_role(module_name: str) -> str | None:
 
 
 def weight_dims(layer: nn.Module) -> tuple[int, int]:
-    """(in_features, out_features) of an nn.Linear or a transformers Conv1D (weight stored in x out)."""
+    """(in_features, out_features) of an nn.Linear, a transformers Conv1D (weight stored in x out) or a weight
+    view (:class:`hora.mha.AttentionWeight`)."""
     if isinstance(layer, Conv1D):
         fan_in, fan_out = layer.weight.shape
         return int(fan_in), int(fan_out)
-    if isinstance(layer, nn.Linear):
+    if isinstance(layer, nn.Linear) or getattr(layer, "is_weight_view", False):  # hora.mha.AttentionWeight
         return layer.in_features, layer.out_features
     raise HeadLayoutError(
         f"HoRA adapts nn.Linear and transformers Conv1D layers, not {type(layer).__name__}."
@@ -280,10 +281,19 @@ def layer_key(module_name: str) -> str:
 
 def find_attention_targets(model: nn.Module, projections: Iterable[str] = ("q", "v")) -> list[str]:
     """Full names of the model's attention projections of the given roles (fused q|k|v included if any of
-    q, k, v is requested), in module order. Raises HeadLayoutError when none is found."""
+    q, k, v is requested), in module order; an ``nn.MultiheadAttention`` is named itself (its projections are
+    parameters: HoRA adapts them through the attention, :mod:`hora.mha`). Raises HeadLayoutError when none is
+    found."""
     wanted = set(projections)
     names = []
+    attentions: list[str] = []
     for name, module in model.named_modules():
+        if any(name.startswith(attention + ".") for attention in attentions):
+            continue
+        if isinstance(getattr(module, "base_layer", module), nn.MultiheadAttention):  # adapted already or not
+            attentions.append(name)
+            names.append(name)
+            continue
         if isinstance(module, BaseTunerLayer):  # already adapted: judge its base layer, skip its insides
             module = module.get_base_layer()
         elif name.endswith(".base_layer"):

@@ -21,6 +21,7 @@ from peft.tuners.tuners_utils import BaseTunerLayer, check_adapters_to_merge
 from torch import nn
 from transformers.pytorch_utils import Conv1D
 
+from .config import HoraConfig
 from .generator import FactorBank, ModulePlan
 from .heads import HeadLayout, weight_dims
 from .lowrank import add_low_rank_update
@@ -46,7 +47,7 @@ class HoraLayer(nn.Module, BaseTunerLayer):
         self.hora_dropout = nn.ModuleDict()
         self.hora_r: dict[str, int] = {}
         self.hora_plans: dict[str, ModulePlan] = {}
-        self.__dict__["hora_banks"] = {}  # adapter -> FactorBank, owned by the tuner (not a submodule here)
+        self.__dict__["hora_banks"] = {}  # adapter -> FactorBank, held by the model's HoraBanks (not a submodule here)
         self._disable_adapters = False
         self.merged_adapters: list[str] = []
         self._active_adapter = adapter_name
@@ -176,3 +177,9 @@ class HoraLayer(nn.Module, BaseTunerLayer):
 
     def __repr__(self) -> str:
         return "hora." + super().__repr__()
+
+
+def layer_options(config: HoraConfig) -> dict[str, Any]:
+    """The keyword arguments of :class:`HoraLayer` (and :meth:`HoraLayer.update_layer`) for an adapter's config."""
+    return dict(r=config.r, dropout=config.dropout, joint_free_factor=config.joint_free_factor,
+                init_weights=config.init_weights, generated_free=config.generator == "joint")

@@ -32,7 +32,7 @@ class AdapterShapeError(RuntimeError):
 
 
 def check_adapter_shapes(tuner: nn.Module, state_dict: dict, prefix: str, *args: object) -> None:
-    """``load_state_dict`` pre-hook of the HoRA tuner: refuse tensors whose shape differs from the model's
+    """``load_state_dict`` pre-hook of a HoRA-adapted model: refuse tensors whose shape differs from the model's
     with one line naming the first module, both shapes and what to do, instead of torch's multi-line
     ``size mismatch`` report. PEFT's ``ignore_mismatched_sizes=True`` drops such tensors before loading, so
     they never reach this check.
@@ -47,11 +47,13 @@ def check_adapter_shapes(tuner: nn.Module, state_dict: dict, prefix: str, *args:
             mismatched.append((key[len(prefix):], tuple(tensor.shape), tuple(parameter.shape)))
     if not mismatched:
         return
-    mismatched.sort(key=lambda item: item[0].startswith("hora_bank."))  # a layer names the module best
+    mismatched.sort(key=lambda item: "hora_bank." in item[0])  # a layer names the module best
     name, saved, expected = mismatched[0]
-    module, _, tensor_name = name.removeprefix("model.").partition(".hora_")
-    where = (f"module '{module}' (hora_{tensor_name})" if tensor_name
-             else f"the bank tensor '{name}' (seeds and generators of all adapted layers)")
+    if "hora_bank." in name:
+        where = f"the bank tensor '{name[name.index('hora_bank.'):]}' (seeds and generators of all adapted layers)"
+    else:
+        module, _, tensor_name = name.partition(".hora_")
+        where = f"module '{module}' (hora_{tensor_name})"
     more = f" and {len(mismatched) - 1} more tensors" if len(mismatched) > 1 else ""
     raise AdapterShapeError(
         f"The HoRA adapter does not fit this base model: {where} has shape {saved} in the adapter but {expected} "

@@ -1,4 +1,5 @@
-"""HoraModel: the PEFT tuner that injects HoRA layers and owns the per-adapter head-factor banks."""
+"""HoraModel: the PEFT tuner that injects HoRA layers and builds the per-adapter head-factor banks (kept on the
+model, :mod:`hora.banks`)."""
 
 from __future__ import annotations
 
@@ -13,45 +14,37 @@ from peft.tuners.tuners_utils import BaseTuner, BaseTunerLayer, check_target_mod
 from torch import nn
 from transformers.pytorch_utils import Conv1D
 
+from .banks import HoraBanks, legacy_key
 from .config import HoraConfig
 from .generator import HoraBank, ModulePlan, SeedSlot
 from .heads import HeadLayoutError, discover_layout, find_attention_targets, layer_key
 from .joint import JointBank
-from .layer import HoraLayer
-from .loading import check_adapter_shapes
+from .layer import HoraLayer, layer_options
+from .mha import adapt_multihead_attention, is_multihead_attention
 from .placement import place_bank, rebuild_plans_after_load
 
 
 class HoraModel(BaseTuner):
     """Creates a HoRA model from a pretrained transformers model (use ``peft.get_peft_model``).
 
-    Besides replacing the target projections by :class:`HoraLayer`, it builds one :class:`HoraBank` per
-    adapter (``self.hora_bank[adapter]``) holding the per-head seeds and the joint generators of all
-    adapted layers, and brackets every top-level forward so that the bank generates all head factors
-    once per forward while training and caches them in evaluation.
+    Besides replacing the target projections by :class:`HoraLayer` (and an ``nn.MultiheadAttention`` by
+    :class:`~hora.mha.HoraMultiheadAttention`), it builds one :class:`HoraBank` per adapter
+    (``self.hora_bank[adapter]``) holding the per-head seeds and the joint generators of all adapted layers.
+    The banks live on the model (:class:`~hora.banks.HoraBanks`, ``model.hora``), which brackets every
+    top-level forward so that each bank generates all head factors once per forward while training and
+    caches them in evaluation; so ``peft.inject_adapter_in_model`` works too (no state on the tuner).
     """
 
     prefix: str = "hora_"
     tuner_layer_cls = HoraLayer
     target_module_mapping: dict[str, list[str]] = {}
-    uses_shared_state: bool = True
+    uses_shared_state: bool = False  # the banks live on the model (hora.banks), not on the tuner
 
-    def _pre_injection_hook(self, model: nn.Module, config: HoraConfig, adapter_name: str) -> None:
-        if "hora_bank" not in self._modules:
-            self.hora_bank = nn.ModuleDict()
-            self.register_load_state_dict_pre_hook(check_adapter_shapes)
-            self._forward_hooks_handles = (
-                model.register_forward_pre_hook(self._enter_forward),
-                model.register_forward_hook(self._exit_forward, always_call=True),
-            )
-
-    def _enter_forward(self, module: nn.Module, args: Any) -> None:
-        for bank in self.hora_bank.values():
-            bank.enter_forward()
-
-    def _exit_forward(self, module: nn.Module, args: Any, output: Any) -> None:
-        for bank in self.hora_bank.values():
-            bank.exit_forward()
+    @property
+    def hora_bank(self) -> nn.ModuleDict:
+        """adapter -> bank, held by the model's :class:`HoraBanks` (empty before the first injection)."""
+        banks = HoraBanks.of(self.model)
+        return banks.hora_bank if banks is not None else nn.ModuleDict()
 
     def _prepare_adapter_config(self, peft_config: HoraConfig, model_config: dict) -> HoraConfig:
         if peft_config.target_modules is None:
@@ -74,14 +67,16 @@ class HoraModel(BaseTuner):
         current_key: str,
         **optional_kwargs: Any,
     ) -> None:
-        base = target.get_base_layer() if isinstance(target, BaseTunerLayer) else target
-        if isinstance(base, nn.MultiheadAttention) or isinstance(parent, nn.MultiheadAttention):
+        if is_multihead_attention(target):
+            adapt_multihead_attention(self, config, adapter_name, target, target_name, parent, current_key)
+            return
+        if isinstance(parent, nn.MultiheadAttention):
             raise TypeError(
-                f"HoRA cannot adapt torch.nn.MultiheadAttention ('{current_key}'): it keeps q, k and v in one "
-                "packed in_proj_weight and uses out_proj.weight directly, so an adapter there would never run. "
-                "Use a model with separate q/k/v/o Linear layers (as transformers models have), or remove it "
-                "from target_modules."
+                f"'{current_key}' is a projection inside a torch.nn.MultiheadAttention, whose forward reads its "
+                f"weight directly: target the attention module '{current_key.rpartition('.')[0]}' itself and "
+                "choose its projections with HoraConfig(projections=[...]) (e.g. ['q', 'k', 'v', 'o'])."
             )
+        base = target.get_base_layer() if isinstance(target, BaseTunerLayer) else target
         if not isinstance(base, (nn.Linear, Conv1D)):
             raise TypeError(
                 f"HoRA adapts nn.Linear and transformers Conv1D layers; '{current_key}' is a "
@@ -90,8 +85,7 @@ class HoraModel(BaseTuner):
         layout = discover_layout(current_key, base, getattr(self.model, "config", None), config.head_layout,
                                  attention=parent)
         _check_rank(config.r, base, current_key)
-        args = dict(r=config.r, dropout=config.dropout, joint_free_factor=config.joint_free_factor,
-                    init_weights=config.init_weights, generated_free=config.generator == "joint")
+        args = layer_options(config)
         if isinstance(target, HoraLayer):
             if target.layout != layout:
                 raise HeadLayoutError(
@@ -107,9 +101,8 @@ class HoraModel(BaseTuner):
 
     def inject_adapter(self, model: nn.Module, adapter_name: str, *args: Any, **kwargs: Any) -> None:
         """Inject the layers (PEFT), then build the adapter's bank from the injected layers."""
-        self._pre_injection_hook(model, self.peft_config[adapter_name], adapter_name)
-        # PEFT keeps the trainability of existing adapters' parameters across an injection, but only those inside
-        # the base model; the banks live on the tuner, so keep theirs here
+        # PEFT's rule: an injection leaves existing adapters' trainability alone; _mark_only_adapters_as_trainable
+        # (run inside it) sets the banks by the active adapter, so restore theirs here
         existing = [(p, p.requires_grad) for p in self.hora_bank.parameters()]
         super().inject_adapter(model, adapter_name, *args, **kwargs)
         for parameter, requires_grad in existing:
@@ -171,7 +164,8 @@ class HoraModel(BaseTuner):
         place_bank(bank, layers[0][1].get_base_layer().weight, autocast_adapter_dtype=False)
         if adapter_name not in self.active_adapters or config.inference_mode:
             bank.requires_grad_(False)
-        self.hora_bank[adapter_name] = bank
+        # created after PEFT's first injection (which freezes the base model only if it finds no tuner layer yet)
+        HoraBanks.attach(model).add(adapter_name, bank, self.active_adapters)
         for plan, (_, module) in zip(plans, layers, strict=True):
             module.attach(adapter_name, bank, plan)
 
@@ -194,21 +188,20 @@ class HoraModel(BaseTuner):
         """PEFT's rule for the layers' factors (upcast float16/bfloat16 to float32 when
         ``autocast_adapter_dtype``), and the same device and dtype for the adapter's bank."""
         super()._cast_adapter_dtype(adapter_name, autocast_adapter_dtype=autocast_adapter_dtype)
-        bank = self.hora_bank[adapter_name] if "hora_bank" in self._modules and adapter_name in self.hora_bank else None
+        bank = self.hora_bank[adapter_name] if adapter_name in self.hora_bank else None
         layers = [m for _, m in iter_hora_layers(self.model) if adapter_name in m.hora_plans]
         if bank is not None and layers:
             place_bank(bank, layers[0].get_base_layer().weight, autocast_adapter_dtype)
 
     def _mark_only_adapters_as_trainable(self, model: nn.Module) -> None:
         super()._mark_only_adapters_as_trainable(model)
-        for name, bank in self.hora_bank.items():
-            bank.requires_grad_(name in self.active_adapters)
+        if (banks := HoraBanks.of(model)) is not None:  # the active banks train, as the active layers
+            banks.set_adapter(self.active_adapters)
 
     def set_adapter(self, adapter_name: str | list[str], inference_mode: bool = False) -> None:
         super().set_adapter(adapter_name, inference_mode=inference_mode)
-        active = {adapter_name} if isinstance(adapter_name, str) else set(adapter_name)
-        for name, bank in self.hora_bank.items():
-            bank.requires_grad_(name in active and not inference_mode)
+        if (banks := HoraBanks.of(self.model)) is not None:
+            banks.set_adapter(adapter_name, inference_mode=inference_mode)
 
     def set_requires_grad(self, adapter_names: str | Sequence[str], requires_grad: bool = True) -> None:
         super().set_requires_grad(adapter_names, requires_grad)
@@ -218,7 +211,7 @@ class HoraModel(BaseTuner):
 
     def delete_adapter(self, adapter_name: str) -> None:
         super().delete_adapter(adapter_name)
-        del self.hora_bank[adapter_name]
+        HoraBanks.of(self.model).delete_adapter(adapter_name)
 
     def _replace_module(self, parent: nn.Module, child_name: str, new_module: nn.Module, child: nn.Module) -> None:
         """Swap a module in place; HoRA layers are created on their base weight's device already."""
@@ -226,8 +219,7 @@ class HoraModel(BaseTuner):
 
     def _unload_and_optionally_merge(self, *args: Any, **kwargs: Any) -> nn.Module:
         model = super()._unload_and_optionally_merge(*args, **kwargs)
-        for handle in getattr(self, "_forward_hooks_handles", ()):
-            handle.remove()
+        HoraBanks.detach(model)
         return model
 
     @classmethod
@@ -237,6 +229,14 @@ class HoraModel(BaseTuner):
         if marker in key:
             return key.replace(marker, "hora_bank.", 1)
         return super()._remove_adapter_name_from_key(key, adapter_name)
+
+    @classmethod
+    def _remap_adapter_state_dict_for_load(cls, model: nn.Module, config: HoraConfig, adapter_name: str,
+                                           state_dict: dict) -> dict:
+        """Adapters saved before the banks moved onto the model keep them under ``base_model.hora_bank.``:
+        rename those keys to the banks' place (:func:`hora.banks.legacy_key`), then PEFT's mapping."""
+        state_dict = {legacy_key(key): value for key, value in state_dict.items()}
+        return super()._remap_adapter_state_dict_for_load(model, config, adapter_name, state_dict)
 
 
 def _check_rank(r: int, layer: nn.Module, name: str) -> None:

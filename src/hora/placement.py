@@ -6,8 +6,9 @@
 * ``autocast_adapter_dtype=True`` (PEFT's default) then upcasts float16/bfloat16 (and float8) adapter
   weights to float32; with ``False`` they keep the base weight's dtype.
 
-PEFT applies both rules to the parameter dicts of tuner *layers* only; HoRA's per-adapter bank lives on the
-tuner (``hora_bank.<adapter>``), so :class:`~hora.model.HoraModel` calls :func:`place_bank` for it.
+PEFT applies both rules to tuner layers by their base layer's weight; HoRA's per-adapter bank is held by the
+model's :class:`~hora.banks.HoraBanks` (``hora.hora_bank.<adapter>``), which has no base layer, so
+:class:`~hora.model.HoraModel` places it with :func:`place_bank` by the adapted layers' weight.
 """
 
 from __future__ import annotations
