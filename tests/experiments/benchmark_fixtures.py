@@ -3,8 +3,8 @@ by the tests (nothing large is committed). Formats and where they were read: doc
 
 - GLUE: the Hub repository layout of ``nyu-mll/glue`` (``<config>/{train,validation,test}-00000-of-00001.parquet``
   and a README whose ``configs`` name them), the same columns, ``ClassLabel`` names and ``idx``; test labels -1.
-- Commonsense: LLM-Adapters' JSON lists (``commonsense_170k.json``, ``dataset/<task>/test.json``) of records
-  with ``instruction`` / ``input`` / ``output`` / ``answer``, the instructions in each task's template.
+- Commonsense: LLM-Adapters' JSON lists (``ft-training_set/commonsense_170k.json``, ``dataset/<task>/test.json``)
+  of records with ``instruction`` / ``input`` / ``output`` / ``answer``, the instructions in each task's template.
 - VTAB-1k: NOAH's layout, ``<task>/{train800,val200,train800val200,test}.txt`` lines
   ``images/<split>/000000.jpg <label>`` and the JPEGs.
 
@@ -91,12 +91,13 @@ def _commonsense_records(task: str, n: int, seed: int) -> list[dict]:
 
 
 def write_commonsense(root: Path, per_task_train: int = 6, per_task_test: int = 6) -> Path:
-    """``root/commonsense``: ``commonsense_170k.json`` (every task's training records) and
+    """``root/LLM-Adapters``: ``ft-training_set/commonsense_170k.json`` (every task's training records) and
     ``dataset/<task>/test.json``, as LLM-Adapters lays them out."""
-    folder = root / "commonsense"
+    folder = root / "LLM-Adapters"
     train = [r for task in COMMONSENSE_TEMPLATES for r in _commonsense_records(task, per_task_train, 0)]
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "commonsense_170k.json").write_text(json.dumps(train, indent=4))
+    (folder / "ft-training_set").mkdir()
+    (folder / "ft-training_set" / "commonsense_170k.json").write_text(json.dumps(train, indent=4))
     for task in COMMONSENSE_TEMPLATES:
         path = folder / "dataset" / task / "test.json"
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -14,21 +14,24 @@ Where each format, recipe and number was read: docs/benchmarks.md. A task's sett
 Cost estimate (:func:`estimate_hours`): training processes ``epochs x n_train x tokens`` tokens (images: 197
 patch tokens each for a ViT-B/16 at 224 px), evaluation ``n_val + n_test`` examples forward only (a third of a
 training token's cost) plus, for generated answers, ``new_tokens`` decoding steps per example counted as tokens.
-Time = tokens x parameters / RATE, RATE = 7e13 parameter-tokens per second: the rate measured on one H200 in
-bfloat16 for HoRA's training step (docs/performance.md and DESIGN.md: a Llama-3.2-1B shape, 8 x 1024 tokens per
-130.6 ms, is 7.8e13; a ViT-B/16, 128 x 197 tokens per 34.7 ms at 86M parameters, 6.3e13). It ignores padding,
-data loading and per-step overheads, so read it as an order of magnitude (within a factor of about 2), not a
-quote; on an A100 expect about 2-3x longer.
+Time = tokens x parameters / RATE + optimiser steps x STEP_OVERHEAD. RATE = 7e13 parameter-tokens per second is
+the rate measured on one H200 in bfloat16 for HoRA's training step (DESIGN.md's table: a Llama-3.2-1B shape,
+8 x 1024 tokens per 130.6 ms, is 7.8e13; a ViT-B/16, 128 x 197 tokens per 34.7 ms at 86M parameters, 6.3e13).
+STEP_OVERHEAD = 20 ms per optimiser step is an assumption, not a measurement: small batches of short sentences
+(GLUE) are bound by kernel launches, data loading and the Trainer, not by arithmetic. Padding is ignored. Read
+the result as an order of magnitude (within a factor of about 2), not a quote; on an A100 expect 2-3x longer.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass, field, replace
 
 from hora.experiments import commonsense
 from hora.experiments.errors import HoraError
 
 RATE = 7e13  # parameter-tokens per second of a training step, one H200, bfloat16 (see the module docstring)
+STEP_OVERHEAD = 0.02  # seconds per optimiser step beyond the arithmetic: an assumption (module docstring)
 VIT_TOKENS = 197  # 14 x 14 patches + the class token of a ViT-B/16 at 224 x 224
 EVAL_COST = 1 / 3  # a forward pass, relative to forward + backward + optimiser step
 METHODS = ("hora", "lora", "dora", "hora-jointgen")
@@ -86,19 +89,29 @@ class Benchmark:
             settings["epochs"] = None
         return {**settings, **overrides}
 
+    def with_protocol(self, methods: list[str] | None = None, seeds: list[int] | None = None,
+                      lrs: list[float] | None = None) -> Benchmark:
+        """This benchmark with other methods, seeds or learning rates (a slice or a cheaper protocol); the
+        tuning seeds are those of ``seeds`` that tuned before, else the first of ``seeds``."""
+        seeds_ = tuple(seeds) if seeds else self.seeds
+        tune = tuple(s for s in self.tune_seeds if s in seeds_) or seeds_[:1]
+        return replace(self, methods=tuple(methods) if methods else self.methods, seeds=seeds_, tune_seeds=tune,
+                       lrs=tuple(lrs) if lrs else self.lrs)
+
     def runs_per_task(self) -> int:
         """Runs of one task's grid: every lr on the tuning seeds, the other seeds at the chosen lr, per method."""
         others = len([s for s in self.seeds if s not in self.tune_seeds])
         return len(self.methods) * (len(self.lrs) * len(self.tune_seeds) + others)
 
 
-def estimate_hours(benchmark: Benchmark, task: Task, epochs: float | None = None) -> float:
-    """GPU-hours of one run of ``task`` (see the module docstring for the basis)."""
-    epochs = epochs if epochs is not None else benchmark.settings.get("epochs", task.settings.get("epochs", 1.0))
-    epochs = task.settings.get("epochs", epochs)
+def estimate_hours(benchmark: Benchmark, task: Task) -> float:
+    """GPU-hours of one run of ``task`` with the recipe's epochs and batch (see the module docstring)."""
+    settings = {**benchmark.settings, **task.settings}
+    epochs, batch = settings.get("epochs", 1.0), settings.get("batch_size", 32)
     train_tokens = epochs * task.n_train * task.tokens
     eval_tokens = task.n_eval * (task.tokens * EVAL_COST + task.new_tokens)
-    return (train_tokens + eval_tokens) * benchmark.params / RATE / 3600
+    steps = math.ceil(epochs * task.n_train / batch)
+    return ((train_tokens + eval_tokens) * benchmark.params / RATE + steps * STEP_OVERHEAD) / 3600
 
 
 # --------------------------------------------------------------------------- GLUE
@@ -217,9 +230,10 @@ class Plan:
         return out
 
 
-def plan(name: str, only: list[str] | None = None) -> Plan:
-    """The runs of preset ``name`` (optionally only the tasks in ``only``) and their estimated GPU-hours."""
-    b = benchmark(name)
+def plan(name: str, only: list[str] | None = None, protocol: dict | None = None) -> Plan:
+    """The runs of preset ``name`` (optionally only the tasks in ``only``, with the ``protocol`` overrides of
+    :meth:`Benchmark.with_protocol`) and their estimated GPU-hours."""
+    b = benchmark(name).with_protocol(**(protocol or {}))
     tasks = [b.task(t) for t in only] if only else list(b.tasks)
     result = Plan(b)
     for task in tasks:
