@@ -103,12 +103,12 @@ def test_export_never_overwrites_the_adapter_it_exports(tiny_bert, tiny_csv, tmp
 
 
 def test_train_checks_its_paths_before_any_work(tiny_bert, tiny_csv, tmp_path, monkeypatch):
-    from hora.experiments import tasks
+    from hora.experiments import datasource
 
     def no_work(*args, **kwargs):
         raise AssertionError("data were loaded before the paths were checked")
 
-    monkeypatch.setattr(tasks, "load_task", no_work)
+    monkeypatch.setattr(datasource, "load_splits", no_work)
     existing = tmp_path / "notes.txt"
     existing.write_text("keep me")
     _one_line_error(runner.invoke(app, ["train", *_tiny(tiny_bert, tiny_csv), "--output", str(existing)]),
@@ -181,7 +181,8 @@ def test_simulate_is_wired_to_run_simulation(monkeypatch, tmp_path):
 
 @pytest.mark.parametrize("args,fragments", [
     (["train", "--method", "adapterx"], ["unknown method 'adapterx'"]),
-    (["train", "--model", "gpt-9"], ["unknown model 'gpt-9'"]),
+    (["train", "--model", "gpt-9"], ["model 'gpt-9' is not in the Hugging Face cache", "hf download gpt-9"]),
+    (["train", "--model", "./no/such/folder"], ["model not found"]),
     (["train", "--task", "imagenet"], ["unknown task 'imagenet'"]),
     (["train", "--fraction", "0"], ["fraction must be in (0, 1]"]),
     (["train", "--fraction", "1.5"], ["fraction must be in (0, 1]"]),

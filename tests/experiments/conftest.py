@@ -146,3 +146,115 @@ def tiny_qa_csv(tmp_path) -> Path:
     path = tmp_path / "qa.csv"
     pd.DataFrame(make_prompt_rows()).to_csv(path, index=False)
     return path
+
+
+def save_tiny_vit(folder: Path) -> Path:
+    """A randomly initialised 2-layer HF ViT (4 heads, hidden 32, 8x8 RGB images, patch 4) with its image
+    processor (resize to 8x8, normalise), saved to ``folder``."""
+    import torch
+    from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
+
+    torch.manual_seed(0)
+    ViTForImageClassification(ViTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                        intermediate_size=40, image_size=8, patch_size=4, num_channels=3,
+                                        num_labels=3)).save_pretrained(folder)
+    ViTImageProcessor(size={"height": 8, "width": 8}, image_mean=[0.5] * 3, image_std=[0.5] * 3).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_vit(tmp_path_factory) -> Path:
+    """The tiny random HF ViT with an image processor."""
+    return save_tiny_vit(tmp_path_factory.mktemp("tiny-vit"))
+
+
+HUB_COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+def add_to_hub_cache(cache: Path, repo_id: str, folder: Path, commit: str = HUB_COMMIT,
+                     refs: tuple[str, ...] = ("main",)) -> None:
+    """Put the model files of ``folder`` into a Hugging Face hub cache as ``huggingface_hub`` lays one out:
+    ``models--ORG--NAME/blobs/<sha256>`` (the contents), ``snapshots/<commit>/<file>`` (relative symlinks to the
+    blobs) and ``refs/<ref>`` (the commit each ref names)."""
+    import hashlib
+    import os
+
+    repo = cache / f"models--{repo_id.replace('/', '--')}"
+    snapshot = repo / "snapshots" / commit
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        blob = repo / "blobs" / hashlib.sha256(path.read_bytes()).hexdigest()
+        blob.parent.mkdir(parents=True, exist_ok=True)
+        blob.write_bytes(path.read_bytes())
+        link = snapshot / path.relative_to(folder)
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(os.path.relpath(blob, link.parent))
+    (repo / "refs").mkdir(exist_ok=True)
+    for ref in refs:
+        (repo / "refs" / ref).write_text(commit)
+
+
+@pytest.fixture
+def hub_cache(tmp_path, monkeypatch, tiny_bert, tiny_llama, tiny_vit) -> Path:
+    """An offline Hugging Face hub cache (HF_HUB_CACHE, HF_HUB_OFFLINE=1) holding the tiny random models by Hub ID:
+    ``hora-test/tiny-bert`` (refs main and v1), ``hora-test/tiny-llama``, ``hora-test/tiny-vit``."""
+    from huggingface_hub import constants
+
+    cache = tmp_path / "hf-hub"
+    add_to_hub_cache(cache, "hora-test/tiny-bert", tiny_bert, refs=("main", "v1"))
+    add_to_hub_cache(cache, "hora-test/tiny-llama", tiny_llama)
+    add_to_hub_cache(cache, "hora-test/tiny-vit", tiny_vit)
+    for name, value in (("HF_HUB_CACHE", str(cache)), ("HF_HUB_OFFLINE", "1")):
+        monkeypatch.setenv(name, value)
+    # huggingface_hub reads both when imported: set them where it looks
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    return cache
+
+
+def write_pairs(folder: Path, n: int = 90, regression: bool = False) -> Path:
+    """A sentence-pair data set as a folder of parquet files (``train.parquet``, ``test.parquet``; no validation
+    split) with columns sentence1, sentence2 and label: ClassLabel entailment / not_entailment (the second
+    sentence repeats the first's sentiment or not), or for ``regression`` a float similarity score in [0, 5]."""
+    import datasets
+
+    rows = make_rows(n)
+    rng = random.Random(1)
+    first, second, labels = [], [], []
+    for i, row in enumerate(rows):
+        same = i % 3 != 0
+        other = rows[(i + 2) % n] if same else rows[(i + 1) % n]
+        first.append(row["review"])
+        second.append(other["review"])
+        labels.append(round(rng.uniform(3, 5), 2) if same else round(rng.uniform(0, 2), 2))
+    features = datasets.Features({
+        "sentence1": datasets.Value("string"), "sentence2": datasets.Value("string"),
+        "label": datasets.Value("float32") if regression else datasets.ClassLabel(names=["entailment",
+                                                                                         "not_entailment"])})
+    values = labels if regression else [0 if y >= 2.5 else 1 for y in labels]
+    table = datasets.Dataset.from_dict({"sentence1": first, "sentence2": second, "label": values}, features=features)
+    folder.mkdir(parents=True, exist_ok=True)
+    cut = int(0.8 * n)
+    table.select(range(cut)).to_parquet(folder / "train.parquet")
+    table.select(range(cut, n)).to_parquet(folder / "test.parquet")
+    return folder
+
+
+def write_images(folder: Path, n: int = 60) -> Path:
+    """An image classification data set saved by ``datasets``' ``save_to_disk`` (a DatasetDict with train,
+    validation and test): 10x12 RGB images of three colours (ClassLabel red / green / blue), column ``img``."""
+    import datasets
+    import numpy as np
+    from PIL import Image
+
+    names = ["red", "green", "blue"]
+    images, labels = [], []
+    for i in range(n):
+        pixels = np.zeros((10, 12, 3), dtype=np.uint8)
+        pixels[..., i % 3] = 200 + i % 50
+        images.append(Image.fromarray(pixels))
+        labels.append(i % 3)
+    features = datasets.Features({"img": datasets.Image(), "colour": datasets.ClassLabel(names=names)})
+    table = datasets.Dataset.from_dict({"img": images, "colour": labels}, features=features)
+    datasets.DatasetDict({"train": table.select(range(0, 36)), "validation": table.select(range(36, 48)),
+                          "test": table.select(range(48, n))}).save_to_disk(str(folder))
+    return folder

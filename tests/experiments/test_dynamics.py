@@ -20,7 +20,7 @@ def test_group_names_cover_every_adapter_parameter():
 
 
 def test_records_every_group_at_every_step_and_plots(tiny_bert, tiny_csv, tmp_path):
-    base = TrainConfig(model=str(tiny_bert), data=str(tiny_csv), text_column="review", label_column="sentiment",
+    base = TrainConfig(model=str(tiny_bert), data=str(tiny_csv), text_columns="review", label_column="sentiment",
                        steps=4, batch_size=8, max_length=16, warmup_ratio=0.0, progress=False, lr=1e-2)
     plot = dynamics.run(["hora-jointgen", "hora", "lora"], base, tmp_path / "dyn")
     assert plot.is_file() and plot.stat().st_size > 0

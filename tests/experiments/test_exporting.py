@@ -26,7 +26,7 @@ def hora_run(tiny_bert, tiny_csv, tmp_path):
     from hora.experiments import train as train_mod
 
     out = tmp_path / "run"
-    train_mod.train(TrainConfig(model=str(tiny_bert), data=str(tiny_csv), text_column="review",
+    train_mod.train(TrainConfig(model=str(tiny_bert), data=str(tiny_csv), text_columns="review",
                                 label_column="sentiment", steps=3, batch_size=8, max_length=16, output=str(out),
                                 progress=False))
     return out

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 from conftest import make_prompt_rows
@@ -13,13 +14,18 @@ from safetensors.torch import load_file
 
 trl = pytest.importorskip("trl", reason="pip install 'hora[trl]' (TRL's SFTTrainer)")
 
-from hora.experiments import methods, models, tasks  # noqa: E402
+from hora.experiments import datasource, methods, models, tasks  # noqa: E402
 from hora.experiments import sft as sft_mod  # noqa: E402
 from hora.experiments import train as train_mod  # noqa: E402
 from hora.experiments.errors import HoraError, TruncationWarning  # noqa: E402
 from hora.experiments.evaluation import exact_match  # noqa: E402
 from hora.experiments.exporting import export_run  # noqa: E402
 from hora.experiments.train_config import TrainConfig  # noqa: E402
+
+
+def _prompt_data(path, **columns) -> tasks.PromptData:
+    """The prompts and answers of a user's file, as a run reads them."""
+    return datasource.load_splits(datasource.DataSource(dataset=str(path), objective="sft", **columns)).data
 
 
 def _cfg(tiny_llama, tiny_qa_csv, out, **kw) -> TrainConfig:
@@ -46,8 +52,8 @@ def test_sft_run_learns_the_answer_scores_exact_match_and_saves_a_reloadable_ada
 
     model, meta = methods.load_trained(tmp_path / "run")  # the recorded base model, loaded as a causal LM
     assert type(model).__name__ == "PeftModelForCausalLM" and meta["objective"] == "sft"
-    data = train_mod.load_data(cfg)
-    test = tasks.split_indices(data.labels, cfg.split_seed).test
+    splits = datasource.load_splits(datasource.DataSource.of(cfg))
+    data, test = splits.data, splits.test
     tok = models.load_tokenizer(tiny_llama)
     prompts = sft_mod.prepare(data, test, tok, cfg.max_length)
     assert exact_match(model, tok, prompts.prompts, prompts.answers) == m["accuracy"]  # reloaded: same answers
@@ -100,17 +106,20 @@ def test_a_resumed_sft_run_ends_where_an_uninterrupted_one_ends(tiny_llama, tiny
 
 def test_the_sft_trainer_builds_adamw_over_hora_param_groups(tiny_llama, tiny_qa_csv):
     import hora
+    from hora.experiments.train import training_arguments
 
-    data = tasks.load_prompt_task(data=tiny_qa_csv)
+    data = _prompt_data(tiny_qa_csv)
     tok = models.load_tokenizer(tiny_llama)
     model, _ = methods.build_adapted_model("hora-lr16", models.load_causal_lm(tiny_llama), objective="sft")
-    args = sft_mod.arguments(dict(output_dir="unused", learning_rate=1e-3, report_to="none", use_cpu=True), 64)
+    cfg = TrainConfig(objective="sft", model=str(tiny_llama), data=str(tiny_qa_csv), lr=1e-3)
+    args = sft_mod.arguments(training_arguments(cfg, Path("unused"), 8, None, "text"), 64)
     trainer = sft_mod.HoraSFTTrainer(model=model, args=args, processing_class=tok,
                                      train_dataset=sft_mod.prepare(data, range(8), tok, 64).dataset())
     groups = trainer.create_optimizer().param_groups
     expected = hora.param_groups(model, 1e-3, 0.0)
     assert [g["lr"] for g in groups] == [g["lr"] for g in expected] and {g["lr"] for g in groups} == {1e-3, 1.6e-2}
-    assert not args.bf16 and not args.gradient_checkpointing and args.completion_only_loss
+    # TRL's own defaults (bf16, gradient checkpointing) never act: the run's settings (off here) are passed
+    assert not args.bf16 and not args.activation_checkpointing and args.completion_only_loss
     first = trainer.train_dataset[0]
     assert first["labels"][-2:] == first["input_ids"][-2:] and set(first["labels"][:-2]) == {-100}  # answer + EOS
 
@@ -158,14 +167,14 @@ def test_user_prompt_data_split_by_answer_when_answers_repeat_else_at_random(tmp
 
     repeated = tmp_path / "repeated.jsonl"
     pd.DataFrame(make_prompt_rows(30)).to_json(repeated, orient="records", lines=True)
-    data = tasks.load_prompt_task(data=repeated)
+    data = _prompt_data(repeated)
     assert data.label_names == ["negative", "positive"] and data.answers[0] == " positive"
     free = tmp_path / "free.csv"
     pd.DataFrame({"q": [f"count to {i}:" for i in range(30)], "a": [f" {i}" for i in range(30)]}).to_csv(free,
                                                                                                         index=False)
-    data = tasks.load_prompt_task(data=free, prompt_column="q", answer_column="a")
+    data = _prompt_data(free, prompt_column="q", answer_column="a")
     assert set(data.labels) == {0} and data.answers[3] == " 3"
     splits = tasks.split_indices(data.labels)
     assert (len(splits.train), len(splits.val), len(splits.test)) == (22, 2, 6)
     with pytest.raises(HoraError, match="answer column 'answer' not in free.csv"):
-        tasks.load_prompt_task(data=free, prompt_column="q")
+        _prompt_data(free, prompt_column="q")

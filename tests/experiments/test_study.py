@@ -49,7 +49,7 @@ def test_reach_fraction():
 
 
 def test_run_study_end_to_end_on_a_tiny_grid(tiny_bert, tiny_csv, tmp_path, monkeypatch):
-    settings = dict(model=str(tiny_bert), data=str(tiny_csv), text_column="review", label_column="sentiment",
+    settings = dict(model=str(tiny_bert), data=str(tiny_csv), text_columns="review", label_column="sentiment",
                     steps=2, batch_size=8, max_length=16)
     grid = study.Grid("text", "tiny", ("hora", "lora"), (0.5, 1.0), (0, 1), settings, lr_factors=(1.0, 3.0),
                       tune_seeds=(0,))
@@ -65,7 +65,7 @@ def test_run_study_end_to_end_on_a_tiny_grid(tiny_bert, tiny_csv, tmp_path, monk
 
 def test_a_grid_copies_the_runs_another_grid_already_finished(tiny_bert, tiny_csv, tmp_path, monkeypatch,
                                                               trained_configs):
-    settings = dict(model=str(tiny_bert), data=str(tiny_csv), text_column="review", label_column="sentiment",
+    settings = dict(model=str(tiny_bert), data=str(tiny_csv), text_columns="review", label_column="sentiment",
                     steps=2, batch_size=8, max_length=16)
     text = study.Grid("text", "tiny", ("hora", "lora"), (0.5,), (0,), settings, lr_factors=(1.0,))
     ablations = study.Grid("ablations", "tiny ablations", ("hora", "hora-tanh"), (0.5,), (0,), settings,

@@ -13,7 +13,7 @@ from hora.experiments.train import TrainConfig
 
 
 def _base(tiny_bert, tiny_csv):
-    return TrainConfig(model=str(tiny_bert), data=str(tiny_csv), text_column="review", label_column="sentiment",
+    return TrainConfig(model=str(tiny_bert), data=str(tiny_csv), text_columns="review", label_column="sentiment",
                        steps=2, batch_size=8, max_length=16, progress=False)
 
 

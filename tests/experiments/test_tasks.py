@@ -1,11 +1,11 @@
-"""Splits, data fractions and users' own data."""
+"""Built-in tasks, splits, data fractions and encoding for the Trainer."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from hora.experiments import models, tasks
+from hora.experiments import datasource, models, tasks
 from hora.experiments.errors import HoraError
 
 
@@ -75,34 +75,6 @@ def test_fraction_that_empties_a_class_is_rejected():
         tasks.subsample(train, y, 0.01, seed=0, label_names=["a", "b", "rare"])
 
 
-def test_users_csv_with_custom_columns(tiny_csv):
-    data = tasks.load_task(data=tiny_csv, text_column="review", label_column="sentiment")
-    assert data.kind == "text" and len(data) == 120
-    assert data.label_names == ["neg", "pos"]
-    assert data.inputs[0].split() and set(np.unique(data.labels)) == {0, 1}
-    assert data.label_names[data.labels[0]] == "pos"  # row 0 was written as positive
-
-
-def test_users_jsonl_with_custom_columns(tiny_jsonl):
-    data = tasks.load_task(data=tiny_jsonl, text_column="review", label_column="sentiment")
-    assert len(data) == 120 and data.num_labels == 2
-
-
-def test_users_data_errors(tiny_csv, tmp_path):
-    with pytest.raises(HoraError, match="label column 'nope' not in reviews.csv; columns are: review, sentiment"):
-        tasks.load_user_data(tiny_csv, "review", "nope")
-    with pytest.raises(HoraError, match="data file not found"):
-        tasks.load_user_data(tmp_path / "missing.csv")
-    other = tmp_path / "data.parquet"
-    other.write_text("x")
-    with pytest.raises(HoraError, match="unsupported data file type"):
-        tasks.load_user_data(other)
-    single = tmp_path / "one.csv"
-    single.write_text("text,label\na,x\nb,x\n")
-    with pytest.raises(HoraError, match="single class"):
-        tasks.load_user_data(single)
-
-
 def test_unknown_task():
     with pytest.raises(HoraError, match="unknown task 'imagenet'"):
         tasks.load_task("imagenet")
@@ -135,7 +107,8 @@ def test_real_mnist5k():
 
 
 def test_encode_text_keeps_labels_and_truncates(tiny_csv, tiny_bert):
-    data = tasks.load_task(data=tiny_csv, text_column="review", label_column="sentiment")
+    data = datasource.load_splits(datasource.DataSource(dataset=str(tiny_csv), text_columns=("review",),
+                                                        label_column="sentiment")).data
     tok = models.load_tokenizer(tiny_bert)
     ds = tasks.encode(data, np.arange(10), tok, max_length=4)
     assert len(ds) == 10

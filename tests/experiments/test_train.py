@@ -15,7 +15,7 @@ KEYS = {"accuracy", "val_accuracy", "trainable_params", "train_seconds", "method
 
 
 def _cfg(tiny_bert, tiny_csv, tmp_path, **kw):
-    base = dict(model=str(tiny_bert), data=str(tiny_csv), text_column="review", label_column="sentiment",
+    base = dict(model=str(tiny_bert), data=str(tiny_csv), text_columns="review", label_column="sentiment",
                 steps=4, batch_size=8, max_length=16, output=str(tmp_path / "run"), progress=False)
     base.update(kw)
     return TrainConfig(**base)

@@ -15,7 +15,14 @@ from hora.experiments.train_config import EVALUATION, RECORDED, TRAJECTORY, Trai
     ({"method": "prefix"}, "unknown method"),
     ({"fraction": 0}, "fraction must be in"),
     ({"task": "glue"}, "unknown task"),
-    ({"model": "bert-large"}, "unknown model"),
+    ({"model": "not a hub id"}, "unknown model 'not a hub id'"),
+    ({"model": "./no/such/folder"}, "model not found"),
+    ({"dataset": "./no/such/data"}, "dataset not found"),
+    ({"dataset": "x", "data": "y.csv"}, "give one of them"),
+    ({"text_columns": "a,b,c"}, "one column or two"),
+    ({"gradient_accumulation_steps": 0}, "--gradient-accumulation-steps must be >= 1"),
+    ({"batch_size": 30, "gradient_accumulation_steps": 4}, "make it a multiple of 4"),
+    ({"bf16": True, "fp16": True}, "choose one"),
     ({"steps": 0}, "--steps must be >= 1"),
     ({"lr": -1.0}, "--lr must be > 0"),
     ({"r": 0}, "--r must be >= 1"),
@@ -99,3 +106,13 @@ def test_a_setting_saved_before_it_existed_takes_its_default():
     assert settings_of(saved, (TRAJECTORY,))["lr_scheduler"] == "linear"
     assert TrainConfig().differences(saved) == []
     assert TrainConfig(lr_scheduler="cosine").differences(saved) == ["lr_scheduler: 'linear' -> 'cosine'"]
+
+
+def test_fp16_needs_cuda_and_bf16_is_allowed_on_cpu():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA GPU is present: --fp16 is allowed")
+    with pytest.raises(HoraError, match="--fp16 needs a CUDA GPU"):
+        TrainConfig(fp16=True)
+    assert TrainConfig(bf16=True).bf16

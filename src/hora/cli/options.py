@@ -1,7 +1,8 @@
 """``hora train`` / ``hora compare`` options generated from :class:`~hora.experiments.train_config.TrainConfig`.
 
 A TrainConfig field whose ``commands`` metadata names a command becomes that command's option: the
-field's name gives the flag (``max_length`` -> ``--max-length``, booleans get ``--x/--no-x``), its type
+field's name gives the flag (``max_length`` -> ``--max-length``, booleans get ``--x/--no-x``; ``aliases``
+in its metadata add flags, e.g. an older name), its type
 the option's type, its default the default, its ``help`` the help text. So an option is added, renamed or
 documented in one place, the dataclass.
 """
@@ -27,6 +28,12 @@ def config_fields(command: str) -> list:
     return [f for f in fields(TrainConfig) if command in f.metadata["commands"]]
 
 
+def _flags(f) -> tuple[str, ...]:
+    """The flags of a field's option: none given (typer's default from the name) unless it has aliases."""
+    aliases = f.metadata.get("aliases", ())
+    return (f"--{f.name.replace('_', '-')}", *aliases) if aliases else ()
+
+
 def with_config_options(command: str, **defaults: Any) -> Callable[[Callable], Callable]:
     """Give a typer command the options of ``command``'s TrainConfig fields (``defaults`` overrides some
     defaults, e.g. a shorter run for ``hora dynamics``). The command declares a ``settings: dict``
@@ -38,7 +45,7 @@ def with_config_options(command: str, **defaults: Any) -> Callable[[Callable], C
     hints = typing.get_type_hints(TrainConfig)
     generated = [
         inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, annotation=hints[f.name],
-                          default=typer.Option(defaults.get(f.name, f.default), help=f.metadata["help"]))
+                          default=typer.Option(defaults.get(f.name, f.default), *_flags(f), help=f.metadata["help"]))
         for f in chosen
     ]
 

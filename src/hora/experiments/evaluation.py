@@ -1,5 +1,6 @@
 """Scoring a trained model: accuracy of a transformers ``Trainer``'s predictions on an encoded data set
-(classification), or the exact-match rate of greedily generated answers (``--objective sft``)."""
+(classification), Pearson and Spearman correlation of its predictions (regression), or the exact-match rate of
+greedily generated answers (``--objective sft``)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,22 @@ def accuracy(trainer, dataset) -> float:
     out = trainer.predict(dataset)
     logits = out.predictions[0] if isinstance(out.predictions, tuple) else out.predictions
     return float((np.asarray(logits).argmax(-1) == np.asarray(out.label_ids)).mean())
+
+
+def correlations(trainer, dataset) -> dict[str, float]:
+    """Pearson and Spearman correlation (scipy) between ``trainer``'s model's single output and the float targets
+    of ``dataset`` (a regression, e.g. STS-B); NaN for an empty data set or constant predictions."""
+    from scipy.stats import pearsonr, spearmanr
+
+    if len(dataset) < 2:
+        return {"pearson": float("nan"), "spearman": float("nan")}
+    out = trainer.predict(dataset)
+    predictions = out.predictions[0] if isinstance(out.predictions, tuple) else out.predictions
+    predictions, targets = np.asarray(predictions, dtype=np.float64).reshape(-1), np.asarray(out.label_ids).reshape(-1)
+    if np.ptp(predictions) == 0:  # scipy warns and returns NaN: say NaN without the warning
+        return {"pearson": float("nan"), "spearman": float("nan")}
+    return {"pearson": float(pearsonr(predictions, targets).statistic),
+            "spearman": float(spearmanr(predictions, targets).statistic)}
 
 
 def answer_tokens(tokenizer, answers: Sequence[str]) -> int:

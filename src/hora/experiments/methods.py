@@ -153,8 +153,6 @@ def load_trained(adapter_dir: str | Path):
 
     Returns (peft_model, metrics).
     """
-    from hora.experiments import models
-
     adapter_dir = Path(adapter_dir)
     meta, base_method = read_run(adapter_dir)
     if base_method not in ADAPTER_METHODS:
@@ -165,8 +163,7 @@ def load_trained(adapter_dir: str | Path):
 
     import hora  # noqa: F401
 
-    _, folder = models.resolve_model(meta["model"], meta["kind"])
-    base = models.load_model(folder, meta["kind"], meta["label_names"], meta.get("objective", "classify"))
+    base = _base_of_run(meta)
     if base_method == "hora":
         from hora.loading import AdapterLoadError, load_adapter
 
@@ -180,6 +177,16 @@ def load_trained(adapter_dir: str | Path):
     return model, meta
 
 
+def _base_of_run(meta: dict):
+    """The base model a finished run (its metrics.json ``meta``) adapted, with a fresh head of its classes."""
+    from hora.experiments import models
+
+    revision = meta.get("revision")
+    _, ref = models.resolve_model(meta["model"], meta["kind"], revision)
+    return models.load_model(ref, meta["kind"], meta["label_names"], meta.get("objective", "classify"), revision,
+                             bool(meta.get("regression", False)))
+
+
 def verify_export(model, lora_dir: str | Path, meta: dict) -> float:
     """Max |logit difference| between ``model`` (HoRA) and the exported LoRA on a small probe batch."""
     import torch
@@ -187,15 +194,15 @@ def verify_export(model, lora_dir: str | Path, meta: dict) -> float:
 
     from hora.experiments import models
 
-    _, folder = models.resolve_model(meta["model"], meta["kind"])
+    _, ref = models.resolve_model(meta["model"], meta["kind"], meta.get("revision"))
     if meta["kind"] == "text":
-        tok = models.load_tokenizer(folder)
+        tok = models.load_tokenizer(ref, meta.get("revision"))
         batch = dict(tok(["a fine, moving film", "dull and far too long", "it is what it is"],
                          padding=True, return_tensors="pt"))
     else:
         gen = torch.Generator().manual_seed(0)
         batch = {"pixel_values": torch.randn(3, 1, 28, 28, generator=gen)}
-    base = models.load_model(folder, meta["kind"], meta["label_names"], meta.get("objective", "classify"))
+    base = _base_of_run(meta)
     lora = PeftModel.from_pretrained(base, lora_dir).eval()
     model.eval()
     with torch.no_grad():
@@ -210,11 +217,12 @@ def hora_parameter_report(model: str, *, r: int, alpha: float, hidden: int | Non
     import hora
     from hora.experiments import models
 
-    kind = "image" if model in models.IMAGE_MODELS else "text"
-    if model not in models.MODELS and Path(model).is_dir():
-        kind = models.model_kind(Path(model))
-    _, folder = models.resolve_model(model, kind)
-    base = models.load_base_model(folder, kind, ["0", "1"])
+    if model in models.MODELS:
+        kind = "image" if model in models.IMAGE_MODELS else "text"
+    else:
+        kind = models.model_kind(models.read_config(models.timm_hub_id(model) or model))
+    _, ref = models.resolve_model(model, kind)
+    base = models.load_base_model(ref, kind, ["0", "1"])
     peft_model, built = build_adapted_model("hora", base, r=r, alpha=alpha, hidden=hidden,
                                             projections=parse_projections(targets), kind=kind)
     return hora.parameter_report(peft_model), len(built["targets"])

@@ -16,12 +16,20 @@ Base models (``--model``)
                  fresh classification head.
     a folder     any local Hugging Face model folder (config.json + weights + tokenizer for text); for
                  ``--objective sft`` a causal LM (its config.json names a ``...ForCausalLM`` architecture).
+    a Hub ID     anything ``from_pretrained`` takes, e.g. ``roberta-base`` or ``Qwen/Qwen2.5-0.5B`` (``--revision``
+                 a branch, tag or commit): downloaded and cached by ``huggingface_hub`` as usual. Offline
+                 (``HF_HUB_OFFLINE=1``) it is read from the cache (``HF_HUB_CACHE``); one not cached is one line
+                 saying so and how to fetch it. timm models load through transformers' ``TimmWrapper`` (``pip
+                 install 'hora[timm]'``): a timm Hub ID (``timm/vit_base_patch16_224.augreg2_in21k_ft_in1k``) or,
+                 where timm is installed, a timm model name (``vit_base_patch16_224.augreg_in21k``), which is the
+                 Hub ID timm's pretrained config names; their heads are found from timm's attention modules.
 
 The data the models are adapted to, and its splits, are :mod:`hora.experiments.tasks`.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import warnings
 from pathlib import Path
@@ -47,48 +55,116 @@ def vit_dir(must_exist: bool = True) -> Path:
     return path
 
 
-def model_kind(folder: Path) -> str:
-    """The task kind of the local model at ``folder``, read from its config.json: "image" for vision
-    classifiers (ViT, DeiT, BEiT, DINOv2, Swin or an ...ImageClassification architecture), else "text"."""
+def is_local(ref: str | Path) -> bool:
+    """Whether ``ref`` (a resolved model) is a local folder rather than a Hub ID."""
+    return Path(ref).expanduser().is_dir()
+
+
+def read_config(ref: str | Path, revision: str | None = None) -> dict:
+    """The config.json of a local model folder, or of a Hub ID (from the cache, or downloaded when online);
+    a one-line HoraError when it cannot be had (offline and not cached: how to fetch it)."""
+    if is_local(ref):
+        path = Path(ref).expanduser() / "config.json"
+    else:
+        path = _hub_file(str(ref), "config.json", revision)
     try:
-        cfg = json.loads((folder / "config.json").read_text())
+        return json.loads(Path(path).read_text())
     except (OSError, ValueError) as exc:
-        raise HoraError(f"cannot read {folder / 'config.json'}: {exc}") from None
-    archs = " ".join(cfg.get("architectures") or [])
-    if cfg.get("model_type") in ("vit", "deit", "beit", "dinov2", "swin") or "ImageClassification" in archs:
-        return "image"
-    return "text"
+        raise HoraError(f"cannot read {path}: {exc}") from None
 
 
-def is_causal_lm(folder: Path) -> bool:
-    """Whether the model folder holds a causal LM: its config.json names a ``...ForCausalLM`` (or GPT-2 style
-    ``...LMHeadModel``) architecture. False when the folder has no readable config.json."""
+def _hub_file(model_id: str, filename: str, revision: str | None) -> Path:
+    """``filename`` of the Hub model ``model_id`` through ``huggingface_hub`` (cache first; offline: cache only)."""
+    from huggingface_hub import constants, hf_hub_download
+    from huggingface_hub.errors import (
+        EntryNotFoundError,
+        HFValidationError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    at = f" at revision '{revision}'" if revision else ""
     try:
-        cfg = json.loads((Path(folder) / "config.json").read_text())
-    except (OSError, ValueError):
-        return False
-    return any(str(a).endswith(("ForCausalLM", "LMHeadModel")) for a in cfg.get("architectures") or [])
+        return Path(hf_hub_download(model_id, filename, revision=revision))
+    except HFValidationError:
+        raise HoraError(f"unknown model '{model_id}': use one of {', '.join(MODELS)}, a local model folder or a "
+                        "Hub ID (ORG/NAME)") from None
+    except LocalEntryNotFoundError:
+        if constants.HF_HUB_OFFLINE:
+            raise HoraError(f"model '{model_id}'{at} is not in the Hugging Face cache ({constants.HF_HUB_CACHE}) and "
+                            f"HF_HUB_OFFLINE=1 is set: fetch it once with network (hf download {model_id}"
+                            + (f" --revision {revision}" if revision else "") + "), or pass a local folder") from None
+        raise HoraError(f"model '{model_id}'{at} could not be downloaded (no connection?) and is not in the Hugging "
+                        f"Face cache ({constants.HF_HUB_CACHE})") from None
+    except RevisionNotFoundError:
+        raise HoraError(f"model '{model_id}' has no revision '{revision}'") from None
+    except RepositoryNotFoundError:
+        raise HoraError(f"no model '{model_id}' on the Hugging Face Hub (or it is private: log in with hf auth "
+                        "login); use a built-in name, a local folder or a Hub ID") from None
+    except EntryNotFoundError:
+        raise HoraError(f"model '{model_id}'{at} has no {filename}: not a transformers or timm model") from None
 
 
-def resolve_model(model: str | None, kind: str) -> tuple[str, Path]:
-    """(model name, local folder) for ``--model`` given the task kind; checks they fit."""
+def is_timm(config: dict) -> bool:
+    """Whether a config.json is a timm model's (``architecture`` and ``pretrained_cfg``, no ``model_type``)."""
+    return "model_type" not in config and "architecture" in config
+
+
+def model_kind(config: dict) -> str:
+    """The task kind of a model from its config.json: "image" for vision classifiers (ViT, DeiT, BEiT, DINOv2,
+    Swin, an ...ImageClassification architecture, a timm model), else "text"."""
+    archs = " ".join(config.get("architectures") or [])
+    vision = config.get("model_type") in ("vit", "deit", "beit", "dinov2", "swin", "timm_wrapper")
+    return "image" if vision or "ImageClassification" in archs or is_timm(config) else "text"
+
+
+def is_causal_lm(config: dict) -> bool:
+    """Whether a config.json names a ``...ForCausalLM`` (or GPT-2 style ``...LMHeadModel``) architecture."""
+    return any(str(a).endswith(("ForCausalLM", "LMHeadModel")) for a in config.get("architectures") or [])
+
+
+def timm_hub_id(name: str) -> str | None:
+    """The Hub ID of a timm model name (``vit_base_patch16_224.augreg_in21k`` -> ``timm/...``) from timm's
+    pretrained config; None when timm is not installed or does not know the name."""
+    if "/" in name or importlib.util.find_spec("timm") is None:
+        return None
+    try:
+        from timm.models import get_pretrained_cfg
+    except ImportError:  # timm without a usable torchvision
+        return None
+    cfg = get_pretrained_cfg(name)
+    return getattr(cfg, "hf_hub_id", None) or None
+
+
+def resolve_model(model: str | None, kind: str, revision: str | None = None) -> tuple[str, str | Path]:
+    """(model name, what ``from_pretrained`` takes: a local folder or a Hub ID) for ``--model`` given the task
+    kind; checks that the model exists (offline: in the cache) and fits the kind."""
     if model is None:
         model = DEFAULT_MODEL[kind]
-    if model in TEXT_MODELS + IMAGE_MODELS:
+    if model in MODELS:
         builtin_kind = "text" if model in TEXT_MODELS else "image"
         if builtin_kind != kind:
             raise HoraError(f"model '{model}' is for {builtin_kind} tasks, but this task is {kind}")
         folder = {"minilm": assets.minilm_dir, "smollm2": assets.smollm2_dir, "vit": vit_dir}[model]()
         return model, folder
-    folder = Path(model).expanduser().resolve()
-    if not (folder / "config.json").is_file():
-        raise HoraError(
-            f"unknown model '{model}': use one of {', '.join(MODELS)} or a local model folder with config.json"
-        )
-    found = model_kind(folder)
+    if is_local(model):
+        ref: str | Path = Path(model).expanduser().resolve()
+        if not (ref / "config.json").is_file():
+            raise HoraError(f"model folder {ref} has no config.json: not a Hugging Face model folder")
+        name = str(ref)
+    else:
+        name = model
+        ref = timm_hub_id(model) or model
+    found = model_kind(read_config(ref, revision))
     if found != kind:
-        raise HoraError(f"model folder {folder} is for {found} tasks, but this task is {kind}")
-    return str(folder), folder
+        raise HoraError(f"model {name} is for {found} tasks, but this task is {kind}")
+    return name, ref
+
+
+def source_kwargs(ref: str | Path, revision: str | None = None) -> dict:
+    """``from_pretrained`` keywords for ``ref``: a local folder is read as it is, a Hub ID at ``revision``."""
+    return {"local_files_only": True} if is_local(ref) else {"revision": revision}
 
 
 def offline_model(name: str = "minilm") -> str:
@@ -104,18 +180,41 @@ def offline_model(name: str = "minilm") -> str:
     return str(resolve_model(name, "image" if name in IMAGE_MODELS else "text")[1])
 
 
-def load_tokenizer(folder: Path):
+def load_tokenizer(ref: str | Path, revision: str | None = None):
     from transformers import AutoTokenizer
 
-    assets.set_offline()
-    tok = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    tok = AutoTokenizer.from_pretrained(ref, **source_kwargs(ref, revision))
     if tok.pad_token is None:  # decoders (SmolLM2, Llama): pad with EOS, see the module docstring
         tok.pad_token = tok.eos_token
     return tok
 
 
-def load_base_model(folder: Path, kind: str, label_names: list[str]):
-    """A classification model from ``folder`` with a new head of ``len(label_names)`` outputs.
+def load_image_transform(ref: str | Path, revision: str | None = None):
+    """image -> pixel tensor (C x H x W float32) through the model's own image processor (``AutoImageProcessor``:
+    its resize, crop and normalisation; for a timm model, timm's data config, which needs torchvision)."""
+    from transformers import AutoImageProcessor
+
+    try:
+        processor = AutoImageProcessor.from_pretrained(ref, **source_kwargs(ref, revision))
+    except ImportError as exc:  # TimmWrapperImageProcessor without timm / torchvision
+        raise HoraError(f"the image processor of {ref} needs a package that is not installed ({exc}); "
+                        "pip install 'hora[timm]'") from None
+    except OSError:
+        raise HoraError(f"model {ref} has no image processor (preprocessor_config.json) to read the images of "
+                        "--image-column") from None
+
+    def transform(image):
+        if hasattr(image, "convert"):
+            image = image.convert("RGB")
+        return processor(images=image, return_tensors="pt")["pixel_values"][0]
+
+    return transform
+
+
+def load_base_model(ref: str | Path, kind: str, label_names: list[str], revision: str | None = None,
+                    regression: bool = False):
+    """A classification model from ``ref`` with a new head of ``len(label_names)`` outputs, or of one output
+    for a regression (``problem_type="regression"``: mean squared error on a float target).
 
     The head is always freshly initialised (from the current torch RNG, so seed first): for the ViT
     this replaces the Fashion-MNIST head even when the class counts match.
@@ -124,27 +223,33 @@ def load_base_model(folder: Path, kind: str, label_names: list[str]):
     from transformers import AutoModelForImageClassification, AutoModelForSequenceClassification
     from transformers.utils import logging as hf_logging
 
-    assets.set_offline()
-    num_labels = len(label_names)
-    id2label = dict(enumerate(label_names))
+    num_labels = 1 if regression else len(label_names)
+    id2label = {0: "score"} if regression else dict(enumerate(label_names))
     label2id = {n: i for i, n in id2label.items()}
+    head = dict(num_labels=num_labels, id2label=id2label, label2id=label2id)
+    if regression:
+        head["problem_type"] = "regression"
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # "newly initialized head" warnings are expected here
     hf_logging.disable_progress_bar()
     try:
         if kind == "image":
-            model = AutoModelForImageClassification.from_pretrained(
-                folder, local_files_only=True, dtype=torch.float32, num_labels=num_labels,
-                id2label=id2label, label2id=label2id, ignore_mismatched_sizes=True)
-            head = model.classifier
-            model.classifier = torch.nn.Linear(head.in_features, num_labels)
+            try:
+                model = AutoModelForImageClassification.from_pretrained(
+                    ref, dtype=torch.float32, ignore_mismatched_sizes=True, **head, **source_kwargs(ref, revision))
+            except ImportError as exc:  # a timm model without timm
+                raise HoraError(f"{ref} is a timm model and timm is not installed ({exc}): "
+                                "pip install 'hora[timm]'") from None
+            if hasattr(model, "timm_model"):  # transformers' TimmWrapper: timm's own head reset
+                model.timm_model.reset_classifier(num_labels)
+            else:
+                model.classifier = torch.nn.Linear(model.classifier.in_features, num_labels)
         else:
             model = AutoModelForSequenceClassification.from_pretrained(
-                folder, local_files_only=True, dtype=torch.float32, num_labels=num_labels,
-                id2label=id2label, label2id=label2id)
+                ref, dtype=torch.float32, **head, **source_kwargs(ref, revision))
             # sequence classification finds each text's last real token through pad_token_id: it must be
             # the tokenizer's (decoders have none of their own; load_tokenizer pads with EOS)
-            tok = load_tokenizer(folder)
+            tok = load_tokenizer(ref, revision)
             if tok.pad_token_id is not None and model.config.pad_token_id != tok.pad_token_id:
                 model.config.pad_token_id = tok.pad_token_id
     finally:
@@ -153,59 +258,61 @@ def load_base_model(folder: Path, kind: str, label_names: list[str]):
     return model
 
 
-def load_causal_lm(folder: Path):
-    """The causal LM at ``folder`` in float32, with its own LM head (``--objective sft``; nothing new is
+def load_causal_lm(ref: str | Path, revision: str | None = None):
+    """The causal LM at ``ref`` in float32, with its own LM head (``--objective sft``; nothing new is
     initialised). Its ``pad_token_id`` is set to the tokenizer's (EOS when it has none, see ``load_tokenizer``)."""
     import torch
     from transformers import AutoModelForCausalLM
     from transformers.utils import logging as hf_logging
 
-    assets.set_offline()
     hf_logging.disable_progress_bar()
     try:
-        model = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True, dtype=torch.float32)
+        model = AutoModelForCausalLM.from_pretrained(ref, dtype=torch.float32, **source_kwargs(ref, revision))
     finally:
         hf_logging.enable_progress_bar()
-    tok = load_tokenizer(folder)
+    tok = load_tokenizer(ref, revision)
     if tok.pad_token_id is not None:
         model.config.pad_token_id = tok.pad_token_id
         model.generation_config.pad_token_id = tok.pad_token_id
     return model
 
 
-def load_model(folder: Path, kind: str, label_names: list[str], objective: str = "classify"):
+def load_model(ref: str | Path, kind: str, label_names: list[str], objective: str = "classify",
+               revision: str | None = None, regression: bool = False):
     """The base model of a run: ``load_causal_lm`` for ``--objective sft``, else ``load_base_model``."""
-    return load_causal_lm(folder) if objective == "sft" else load_base_model(folder, kind, label_names)
+    if objective == "sft":
+        return load_causal_lm(ref, revision)
+    return load_base_model(ref, kind, label_names, revision, regression)
 
 
 def head_module_names(model) -> list[str]:
-    """Top-level names of the classification head (trained and saved with every method)."""
+    """Names of the classification head (trained and saved with every method): ``classifier`` / ``score``, or
+    the classifier of a timm model (``timm_model.head`` for a ViT)."""
+    if hasattr(model, "timm_model"):
+        classifier = model.timm_model.get_classifier()
+        return [f"timm_model.{n}" for n, m in model.timm_model.named_modules() if m is classifier and n]
     names = [n for n in ("classifier", "score") if hasattr(model, n)]
     if not names:
         raise HoraError(f"cannot find the classification head of {type(model).__name__} (no classifier/score)")
     return names
 
 
-def model_max_tokens(folder: Path, tokenizer=None) -> int | None:
-    """The most tokens the model at ``folder`` takes (its position embeddings / the tokenizer's limit)."""
+def model_max_tokens(config: dict, tokenizer=None) -> int | None:
+    """The most tokens a model takes: its position embeddings (from its config.json) / the tokenizer's limit."""
     limits = []
     if tokenizer is not None and 0 < int(getattr(tokenizer, "model_max_length", 0) or 0) < 10**7:
         limits.append(int(tokenizer.model_max_length))
-    try:
-        cfg = json.loads((Path(folder) / "config.json").read_text())
-    except (OSError, ValueError):
-        cfg = {}
     for key in ("max_position_embeddings", "n_positions"):
-        if isinstance(cfg.get(key), int) and cfg[key] > 0:
-            offset = 2 if cfg.get("model_type") in ("roberta", "xlm-roberta", "camembert") else 0
-            limits.append(cfg[key] - offset)
+        if isinstance(config.get(key), int) and config[key] > 0:
+            offset = 2 if config.get("model_type") in ("roberta", "xlm-roberta", "camembert") else 0
+            limits.append(config[key] - offset)
             break
     return min(limits) if limits else None
 
 
-def cap_max_length(max_length: int, folder: Path, tokenizer=None) -> int:
+def cap_max_length(max_length: int, config: dict, tokenizer=None) -> int:
     """``max_length``, lowered with a HoraWarning to the model's limit when it is above it."""
-    limit = model_max_tokens(folder, tokenizer)
+    limit = model_max_tokens(config, tokenizer)
     if limit is not None and max_length > limit:
         warnings.warn(f"--max-length {max_length} is above the model's limit of {limit} tokens; using {limit}",
                       HoraWarning, stacklevel=2)

@@ -3,10 +3,10 @@ answer after a prompt ("Review: ... Sentiment:" -> " positive"), with the loss o
 
 The data go to TRL in its prompt-completion format (columns ``prompt`` and ``completion``); TRL tokenises
 them, appends EOS to the completion and masks the prompt out of the loss (``completion_only_loss``). TRL's
-settings that would make the run a different experiment from a classification run are fixed here: float32
-(no bf16 autocast), no gradient checkpointing, no packing. Everything else comes from the run's
-``TrainingArguments`` (batch, schedule, steps, seeds, checkpoints), which :func:`arguments` turns into an
-``SFTConfig``.
+own defaults that would make the run a different experiment from a classification run are not used: precision
+(float32 unless ``--bf16`` / ``--fp16``) and gradient checkpointing (off unless ``--gradient-checkpointing``) come
+from the run's settings like everything else in its ``TrainingArguments`` (batch, accumulation, schedule, steps,
+seeds, checkpoints), which :func:`arguments` turns into an ``SFTConfig``; packing is off.
 
 :class:`HoraSFTTrainer` is ``SFTTrainer`` with :class:`~hora.experiments.checkpoints.HoraTrainerMixin`, the
 same mixin as the classification runs' trainer: AdamW over :func:`hora.param_groups` (HoRA's generator at
@@ -91,10 +91,10 @@ def _cut_start(prompt: str, answer: str, drop: int, tokenizer, max_length: int, 
 
 
 def arguments(common: dict, max_length: int) -> SFTConfig:
-    """TRL's ``SFTConfig`` from the run's ``TrainingArguments`` keywords, with TRL's own settings fixed (see the
-    module docstring). Prompts are already cut to fit (:func:`prepare`), so TRL's truncation never acts."""
-    return SFTConfig(**common, max_length=max_length, completion_only_loss=True, packing=False, padding_free=False,
-                     activation_checkpointing=False, bf16=False, fp16=False)  # (gradient_checkpointing, renamed)
+    """TRL's ``SFTConfig`` from the run's ``TrainingArguments`` keywords (which set precision and checkpointing
+    explicitly, so TRL's defaults for them never act), no packing. Prompts are already cut to fit
+    (:func:`prepare`), so TRL's truncation never acts."""
+    return SFTConfig(**common, max_length=max_length, completion_only_loss=True, packing=False, padding_free=False)
 
 
 class HoraSFTTrainer(HoraTrainerMixin, SFTTrainer):

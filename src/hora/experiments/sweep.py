@@ -20,10 +20,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from hora.experiments import methods, models, paths, report, tasks
+from hora.experiments import datasource, methods, models, paths, report
 from hora.experiments.errors import HoraError, TruncationWarning
 from hora.experiments.grid_progress import GridProgress
-from hora.experiments.train import load_data, train
+from hora.experiments.train import train
 from hora.experiments.train_config import RECORDED, TrainConfig
 from hora.io import atomic_dir, atomic_write
 
@@ -134,12 +134,12 @@ def run_compare(base: TrainConfig, method_list: list[str], fractions: list[float
     output = paths.check_output_dir(output)
     reuse_folders = [Path(f) for f in reuse_from or []]
 
-    data = load_data(base)
-    models.resolve_model(base.model, data.kind)  # fail fast on a model that does not fit the task
-    splits = tasks.split_indices(data.labels, base.split_seed)
+    splits = datasource.load_splits(datasource.DataSource.of(base))  # read once, shared by every run
+    data = splits.data
+    models.resolve_model(base.model, data.kind, base.revision)  # fail fast on a model that does not fit the task
     for f in fractions:  # fail fast: every fraction must leave every class some training examples
         for s in seeds:
-            tasks.subsample(splits.train, data.labels, f, s, data.label_names)
+            datasource.run_indices(splits, f, s)
 
     tuning = _tuning_seeds(seeds, tune_seeds, max(len(lr_grid(m)) for m in method_list))
     final = [s for s in seeds if s not in tuning]
@@ -168,7 +168,7 @@ def run_compare(base: TrainConfig, method_list: list[str], fractions: list[float
                 with warnings.catch_warnings():
                     if trained_once:  # the same data: its truncation warning was shown by the first run
                         warnings.simplefilter("ignore", TruncationWarning)
-                    metrics = train(cfg, data=data)
+                    metrics = train(cfg, splits=splits)
                 trained_once = True
             row = _row(metrics, run_dir)
             rows.append(row)
@@ -186,7 +186,8 @@ def run_compare(base: TrainConfig, method_list: list[str], fractions: list[float
 
     df = report.select_lr(pd.DataFrame(rows))
     atomic_write(output / "results.csv", lambda tmp: df.to_csv(tmp, index=False))
-    context = (f"Task: {base.data or base.task}; model: {base.model or models.DEFAULT_MODEL[data.kind]}; "
+    context = (f"Task: {base.dataset or base.data or base.task}; "
+               f"model: {base.model or models.DEFAULT_MODEL[data.kind]}; "
                f"rank {base.r}, alpha {base.alpha:g}; "
                + (f"{base.epochs:g} epochs" if base.epochs is not None else f"{base.steps} steps")
                + f" at batch {base.batch_size}; targets {base.targets}; split seed {base.split_seed}.")

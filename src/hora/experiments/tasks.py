@@ -4,12 +4,12 @@ Built-in tasks
     ``rotten_tomatoes``  sentiment of Rotten Tomatoes snippets (fresh / rotten), 12,808 texts. Default.
     ``mnist``            MNIST digits, 5,000 images (500 per class), 28x28 grayscale.
     ``fashion_mnist``    Fashion-MNIST train set (60,000 images); used to pre-train the small ViT.
-Users' own data
-    ``--data PATH.csv|PATH.jsonl --text-column C --label-column C``: text classification.
 Generative (``--objective sft``, :func:`load_prompt_task`): prompts and the answers to generate after them
     ``rotten_tomatoes``  prompt ``"Review: {text}\nSentiment:"``, answer ``" positive"`` / ``" negative"``; the
                          same examples, split and subsamples as the classification task.
-    ``--data PATH --prompt-column C --answer-column C``: the user's prompts and answers, as written.
+Users' data (``--dataset``, ``--data``: files, folders, Hub datasets) is read by :mod:`hora.experiments.datasource`,
+the one place that turns any source into :class:`Splits`; this module gives it the readers of the built-in tasks
+and of table files, the split rule and the encoding for the Trainer.
 
 Splits are stratified, seeded with ``split_seed`` only, and computed from the labels alone: test 20 %,
 then validation 10 % of the rest, the remainder is train. They never depend on the method, the run seed
@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -52,18 +53,34 @@ MIN_PER_ANSWER = 3  # answers that all repeat this often stratify the split (see
 
 @dataclass
 class TaskData:
-    """A classification data set: inputs (texts, or uint8 images N x 28 x 28) and integer labels."""
+    """A data set of examples with one target each, in columns.
+
+    ``inputs``: texts, or images (uint8 N x 28 x 28 for the built-in tasks; any image a model's processor
+    reads, e.g. the PIL images of a ``datasets`` image column, indexed lazily). ``pairs``: the second text of
+    each example for sentence-pair tasks (tokenised as a pair with ``inputs``), else None. ``labels``: class
+    indices into ``label_names`` (int64), or for a regression task (``regression``, e.g. STS-B) float targets
+    with ``label_names`` empty.
+    """
 
     name: str
     kind: str  # "text" or "image"
-    inputs: list[str] | np.ndarray
+    inputs: Sequence
     labels: np.ndarray
     label_names: list[str]
     source: str = ""
+    pairs: list[str] | None = None
+    regression: bool = False
 
     @property
     def num_labels(self) -> int:
-        return len(self.label_names)
+        """Outputs of the model's head: one per class, one for a regression."""
+        return 1 if self.regression else len(self.label_names)
+
+    @property
+    def strata(self) -> np.ndarray:
+        """What the split and the data fraction are stratified by: the classes, or nothing (one stratum)
+        for a regression."""
+        return np.zeros(len(self.labels), dtype=np.int64) if self.regression else self.labels
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -80,16 +97,20 @@ class PromptData(TaskData):
 
 @dataclass
 class Splits:
+    """Train / validation / test indices; with ``data``, the examples they index (one table of every split,
+    as :func:`hora.experiments.datasource.load_splits` makes it)."""
+
     train: np.ndarray
     val: np.ndarray
     test: np.ndarray
     meta: dict = field(default_factory=dict)
+    data: TaskData | None = None
 
 
 # --------------------------------------------------------------------------- data
 
 
-def _encode_labels(raw: list) -> tuple[np.ndarray, list[str]]:
+def encode_labels(raw: list) -> tuple[np.ndarray, list[str]]:
     names = sorted({str(x) for x in raw})
     index = {n: i for i, n in enumerate(names)}
     return np.array([index[str(x)] for x in raw], dtype=np.int64), names
@@ -172,44 +193,31 @@ def read_table(path: str | Path, columns: dict[str, str], as_written: bool = Fal
     return df
 
 
-def load_user_data(path: str | Path, text_column: str = "text", label_column: str = "label") -> TaskData:
-    """Text classification data from a CSV or JSON Lines file with the given text and label columns."""
-    path = Path(path)
-    df = read_table(path, {"text": text_column, "label": label_column})
-    labels, names = _encode_labels(df[label_column].tolist())
-    if len(names) < 2:
-        raise HoraError(f"label column '{label_column}' has a single class ({names[0]}); need at least 2")
-    return TaskData(path.stem, "text", df[text_column].astype(str).tolist(), labels, names, source=str(path))
+def answer_strata(answers: list[str]) -> tuple[np.ndarray, list[str]]:
+    """What a generative data set is stratified by: its stripped answers when every distinct one occurs at
+    least ``MIN_PER_ANSWER`` times (a label word, a choice letter), else one stratum (free-form answers)."""
+    labels, names = encode_labels([a.strip() for a in answers])
+    if len(labels) == 0 or np.bincount(labels).min() < MIN_PER_ANSWER:
+        return np.zeros(len(answers), dtype=np.int64), ["(all answers)"]
+    return labels, names
 
 
-def load_prompt_task(task: str = "rotten_tomatoes", data: str | Path | None = None,
-                     prompt_column: str = "prompt", answer_column: str = "answer") -> PromptData:
-    """Prompts and answers (``--objective sft``): the built-in text task as prompts, or the user's file."""
-    if data is None:
-        if task not in TEXT_TASKS:
-            raise HoraError(f"--objective sft generates text: choose one of {', '.join(TEXT_TASKS)} or pass --data")
-        base = load_task(task)
-        prompts = [RT_PROMPT.format(text=t) for t in base.inputs]
-        answers = [RT_ANSWERS[base.label_names[y]] for y in base.labels]
-        return PromptData(task, "text", prompts, base.labels, base.label_names, base.source, answers=answers)
-    path = Path(data)
-    df = read_table(path, {"prompt": prompt_column, "answer": answer_column}, as_written=True)
-    prompts, answers = df[prompt_column].astype(str).tolist(), df[answer_column].astype(str).tolist()
-    stripped = [a.strip() for a in answers]
-    labels, names = _encode_labels(stripped)
-    if np.bincount(labels).min() < MIN_PER_ANSWER:  # free-form answers: a plain seeded split
-        labels, names = np.zeros(len(answers), dtype=np.int64), ["(all answers)"]
-    return PromptData(path.stem, "text", prompts, labels, names, source=str(path), answers=answers)
+def load_prompt_task(task: str = "rotten_tomatoes") -> PromptData:
+    """A built-in text task as prompts and answers (``--objective sft``): same examples and labels, so the same
+    split and subsamples as the classification task."""
+    if task not in TEXT_TASKS:
+        raise HoraError(f"--objective sft generates text: choose one of {', '.join(TEXT_TASKS)} or pass --dataset")
+    base = load_task(task)
+    prompts = [RT_PROMPT.format(text=t) for t in base.inputs]
+    answers = [RT_ANSWERS[base.label_names[y]] for y in base.labels]
+    return PromptData(task, "text", prompts, base.labels, base.label_names, base.source, answers=answers)
 
 
-def load_task(task: str = "rotten_tomatoes", data: str | Path | None = None,
-              text_column: str = "text", label_column: str = "label") -> TaskData:
-    """The data of a built-in task, or of the user's file when ``data`` is given."""
-    if data is not None:
-        return load_user_data(data, text_column, label_column)
+def load_task(task: str = "rotten_tomatoes") -> TaskData:
+    """The data of a built-in task (a user's data is read by :mod:`hora.experiments.datasource`)."""
     if task == "rotten_tomatoes":
         texts, raw = assets.load_rotten_tomatoes()
-        labels, names = _encode_labels(raw)
+        labels, names = encode_labels(raw)
         return TaskData(task, "text", texts, labels, names, source=str(assets.rotten_tomatoes_file()))
     if task == "mnist":
         images, labels = assets.load_mnist5k()
@@ -219,7 +227,7 @@ def load_task(task: str = "rotten_tomatoes", data: str | Path | None = None,
         images, labels = assets.load_fashion_mnist("train")
         return TaskData(task, "image", images, labels, list(assets.FASHION_MNIST_CLASSES),
                         source=str(assets.fashion_mnist_dir()))
-    raise HoraError(f"unknown task '{task}'; choose one of: {', '.join(TASKS)} (or pass --data FILE)")
+    raise HoraError(f"unknown task '{task}'; choose one of: {', '.join(TASKS)} (or pass --dataset)")
 
 
 # --------------------------------------------------------------------------- splits
@@ -311,6 +319,23 @@ class EncodedDataset:
         return self.items[i]
 
 
+class ImageDataset:
+    """Images encoded on access, as ``torch.utils.data.Dataset`` (map style): ``pixel_values`` from
+    ``transform(image)`` (C x H x W float32) and ``labels``; no copy of every decoded image is kept."""
+
+    def __init__(self, images: Sequence, indices: np.ndarray, labels: np.ndarray, transform: Callable):
+        self.images, self.indices, self.labels, self.transform = images, indices, labels, transform
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> dict:
+        import torch
+
+        return {"pixel_values": self.transform(self.images[int(self.indices[i])]),
+                "labels": torch.tensor(self.labels[i].item())}
+
+
 def image_tensor(images: np.ndarray):
     """uint8 (N, 28, 28) -> float32 (N, 1, 28, 28) scaled to [-1, 1]."""
     import torch
@@ -319,31 +344,40 @@ def image_tensor(images: np.ndarray):
     return x.unsqueeze(1)
 
 
-def encode(data: TaskData, indices: np.ndarray, tokenizer=None, max_length: int = 64) -> EncodedDataset:
-    """Features for the Trainer: tokenised text (padding left to the collator) or pixel tensors."""
-    import torch
+def grayscale_tensor(image: np.ndarray):
+    """One built-in uint8 image (28, 28) -> float32 (1, 28, 28), as :func:`image_tensor`."""
+    return image_tensor(image[None])[0]
 
+
+def encode(data: TaskData, indices: np.ndarray, tokenizer=None, max_length: int = 64,
+           image_transform: Callable | None = None) -> EncodedDataset | ImageDataset:
+    """Features for the Trainer: tokenised texts or text pairs (padding left to the collator), or images
+    through ``image_transform`` (default :func:`grayscale_tensor`, the built-in tasks' uint8 images).
+
+    ``labels`` are class indices (int) or, for a regression, float targets.
+    """
     indices = np.asarray(indices)
     labels = data.labels[indices]
-    if data.kind == "text":
-        texts = [data.inputs[i] for i in indices]
-        enc = tokenizer(texts, truncation=True, max_length=max_length)
-        cut = _truncated_lengths(tokenizer, texts, enc["input_ids"], max_length)
-        keys = list(enc.keys())
-        items = [{**{k: enc[k][j] for k in keys}, "labels": int(labels[j])} for j in range(len(texts))]
-        return EncodedDataset(items, truncated=len(cut), longest=max(cut, default=0))
-    pixels = image_tensor(data.inputs[indices])
-    return EncodedDataset([{"pixel_values": pixels[j], "labels": torch.tensor(int(labels[j]))}
-                           for j in range(len(indices))])
+    if data.kind == "image":
+        return ImageDataset(data.inputs, indices, labels, image_transform or grayscale_tensor)
+    texts = [data.inputs[i] for i in indices]
+    pairs = [data.pairs[i] for i in indices] if data.pairs is not None else None
+    enc = tokenizer(texts, pairs, truncation=True, max_length=max_length)
+    cut = _truncated_lengths(tokenizer, texts, pairs, enc["input_ids"], max_length)
+    keys = list(enc.keys())
+    items = [{**{k: enc[k][j] for k in keys}, "labels": labels[j].item()} for j in range(len(texts))]
+    return EncodedDataset(items, truncated=len(cut), longest=max(cut, default=0))
 
 
-def _truncated_lengths(tokenizer, texts: list[str], ids: list[list[int]], max_length: int) -> list[int]:
-    """Full token counts of the texts that truncation cut. Only texts that fill ``max_length`` after
-    truncation are tokenised again, in full."""
+def _truncated_lengths(tokenizer, texts: list[str], pairs: list[str] | None, ids: list[list[int]],
+                       max_length: int) -> list[int]:
+    """Full token counts of the texts (or text pairs) that truncation cut. Only those that fill ``max_length``
+    after truncation are tokenised again, in full."""
     full = [i for i, row in enumerate(ids) if len(row) >= max_length]
     if not full:
         return []
-    lengths = [len(row) for row in tokenizer([texts[i] for i in full], truncation=False)["input_ids"]]
+    second = [pairs[i] for i in full] if pairs is not None else None
+    lengths = [len(row) for row in tokenizer([texts[i] for i in full], second, truncation=False)["input_ids"]]
     return [n for n in lengths if n > max_length]
 
 

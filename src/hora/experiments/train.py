@@ -28,12 +28,13 @@ import tempfile
 import time
 import warnings
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
-from hora.experiments import methods, models, paths, tasks, variants
+from hora.experiments import datasource, methods, models, paths, tasks, variants
 from hora.experiments.errors import HoraError, HoraWarning, TrainingInterrupted
-from hora.experiments.evaluation import accuracy, answer_tokens, exact_match
+from hora.experiments.evaluation import accuracy, answer_tokens, correlations, exact_match
 from hora.experiments.train_config import RECORDED, TRAJECTORY, TrainConfig, world_size
 from hora.io import atomic_save_files, atomic_write_json
 
@@ -90,182 +91,263 @@ MANY_EPOCHS = 20
 
 def warn_if_many_epochs(cfg: TrainConfig, n_train: int) -> None:
     """A HoraWarning when ``--steps`` (the default 300, sized for the built-in datasets) makes many epochs
-    over a small ``--data`` file; the settings are kept as given."""
-    if cfg.data is None or cfg.epochs is not None or cfg.steps is None or n_train < 1:
+    over a small ``--dataset`` / ``--data``; the settings are kept as given."""
+    source = cfg.dataset or cfg.data
+    if source is None or cfg.epochs is not None or cfg.steps is None or n_train < 1:
         return
     epochs = cfg.steps * cfg.batch_size / n_train
     if epochs > MANY_EPOCHS:
-        warnings.warn(f"{cfg.data} gives {n_train} training examples: {cfg.steps} steps of batch {cfg.batch_size} "
+        warnings.warn(f"{source} gives {n_train} training examples: {cfg.steps} steps of batch {cfg.batch_size} "
                       f"are about {epochs:.0f} epochs over them, which can overfit; set the length with "
                       "--epochs N (e.g. --epochs 10) or fewer --steps", HoraWarning, stacklevel=2)
 
 
-def load_data(cfg: TrainConfig) -> tasks.TaskData:
-    """The run's data: the task's or the user's file, as prompts and answers for ``--objective sft``."""
-    if cfg.objective == "sft":
-        return tasks.load_prompt_task(cfg.task, cfg.data, cfg.prompt_column, cfg.answer_column)
-    return tasks.load_task(cfg.task, cfg.data, cfg.text_column, cfg.label_column)
+@dataclass
+class BaseModel:
+    """The resolved ``--model``: its name in reports, what ``from_pretrained`` takes (a folder or a Hub ID), the
+    revision and its config.json."""
+
+    name: str
+    ref: str | Path
+    revision: str | None
+    config: dict
 
 
-def train(cfg: TrainConfig, data: tasks.TaskData | None = None, callbacks: Sequence = ()) -> dict:
-    """Run one training job; returns the metrics dict (also written to ``cfg.output``/metrics.json).
+@dataclass
+class Encoded:
+    """A run's three data sets as the trainer takes them, and the tokenizer and token limit that made them."""
 
-    ``data`` may be passed to reuse loaded data across the runs of a sweep; ``callbacks`` are extra
-    ``transformers.TrainerCallback`` objects (e.g. :mod:`hora.experiments.dynamics`' update recorder).
-    """
-    check_output(cfg)
-    from hora.experiments import assets
+    train: Any
+    val: Any
+    test: Any
+    tokenizer: Any = None
+    max_length: int = 0
 
-    assets.set_offline()
+
+def resolve_base_model(cfg: TrainConfig, data: tasks.TaskData) -> BaseModel:
+    """``--model`` (or the default for the data's kind) resolved and checked against the data and objective."""
+    name, ref = models.resolve_model(cfg.model, data.kind, cfg.revision)
+    config = models.read_config(ref, cfg.revision)
+    if cfg.objective == "sft" and not models.is_causal_lm(config):
+        raise HoraError(f"--objective sft needs a decoder, and {name} is no causal LM (its config.json names no "
+                        "...ForCausalLM architecture)")
+    return BaseModel(name, ref, cfg.revision, config)
+
+
+def encode_splits(cfg: TrainConfig, data: tasks.TaskData, indices: tuple, base: BaseModel, sft=None) -> Encoded:
+    """The train / validation / test examples at ``indices``, encoded for the model: tokenised texts (pairs as
+    pairs), images through the model's image processor (the built-in tasks' digits as they are), or prompts and
+    answers for TRL (``sft``); one warning when texts were cut to ``--max-length``."""
+    if data.kind == "image":
+        transform = models.load_image_transform(base.ref, base.revision) if cfg.image_column else None
+        return Encoded(*(tasks.encode(data, idx, image_transform=transform) for idx in indices))
+    tokenizer = models.load_tokenizer(base.ref, base.revision)
+    max_length = models.cap_max_length(cfg.max_length, base.config, tokenizer)
+    encode = sft.prepare if sft is not None else tasks.encode  # sft: prompts and answers, cut to max_length
+    train_ds, val_ds, test_ds = (encode(data, idx, tokenizer, max_length) for idx in indices)
+    if sft is not None:
+        sft.warn_cut([train_ds, val_ds, test_ds], max_length, data.name)
+    else:
+        tasks.warn_truncated([train_ds, val_ds, test_ds], max_length, data.name)
+        for ds in (val_ds, test_ds):  # evaluate in length order: less padding, same accuracy
+            ds.items.sort(key=lambda item: len(item["input_ids"]))
+    return Encoded(train_ds, val_ds, test_ds, tokenizer, max_length)
+
+
+def adapted_model(cfg: TrainConfig, data: tasks.TaskData, base: BaseModel):
+    """(model, info): the base model with the method's adapter (and a fresh head unless ``sft``), seeded first."""
+    from transformers import set_seed
+
+    set_seed(cfg.seed)
+    model = models.load_model(base.ref, data.kind, data.label_names, cfg.objective, base.revision, data.regression)
+    heads = models.head_module_names(model) if cfg.objective != "sft" else []  # sft: the LM head is the model's
+    return methods.build_adapted_model(
+        cfg.method, model, r=cfg.r, alpha=cfg.alpha, dropout=cfg.dropout, hidden=cfg.hidden,
+        projections=methods.parse_projections(cfg.targets), kind=data.kind, head_modules=heads,
+        objective=cfg.objective)
+
+
+def training_arguments(cfg: TrainConfig, output_dir: Path, n_train: int, save_every: int | None,
+                       kind: str) -> dict:
+    """The ``TrainingArguments`` keywords of a run (shared by both objectives' trainers)."""
     import torch
 
-    warn_if_fsdp_falls_back(torch.cuda.is_available())
-    from transformers import DataCollatorWithPadding, PrinterCallback, TrainingArguments, set_seed
-    from transformers.utils import logging as hf_logging
+    max_steps = -1 if cfg.epochs is not None else int(cfg.steps)
+    planned = max_steps if max_steps > 0 else math.ceil(math.ceil(n_train / cfg.batch_size) * cfg.epochs)
+    return dict(
+        output_dir=str(output_dir),
+        max_steps=max_steps,
+        num_train_epochs=cfg.epochs if cfg.epochs is not None else 1.0,
+        # the batch sizes are global: each batch (sampled and padded as in a single process) is split
+        # across the processes, so a run means the same experiment whatever the number of processes; with
+        # accumulation, the batch of one optimiser step is cut into micro-batches
+        per_device_train_batch_size=cfg.batch_size // cfg.gradient_accumulation_steps,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        per_device_eval_batch_size=math.ceil(cfg.eval_batch_size / world_size()) * world_size(),  # splits evenly
+        accelerator_config={"split_batches": True},
+        # every loss here is a mean over the examples of the batch; with True, Trainer would multiply
+        # it by the number of processes (meant for token-summed losses), doubling loss and gradient
+        average_tokens_across_devices=False,
+        learning_rate=cfg.resolved_lr(),
+        weight_decay=cfg.weight_decay,
+        warmup_steps=int(cfg.warmup_ratio * planned),
+        lr_scheduler_type=cfg.lr_scheduler,
+        bf16=cfg.bf16,
+        fp16=cfg.fp16,
+        activation_checkpointing=cfg.gradient_checkpointing,  # (transformers 5's name for gradient checkpointing)
+        # non-reentrant: works with a frozen base model, whose inputs need no gradient
+        activation_checkpointing_kwargs={"use_reentrant": False} if cfg.gradient_checkpointing else None,
+        logging_steps=max(1, planned // 10),
+        save_strategy="steps" if save_every else "no",
+        save_steps=save_every or 500,
+        save_total_limit=cfg.keep_checkpoints,
+        eval_strategy="no",
+        report_to="none",
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        disable_tqdm=not cfg.progress,
+        dataloader_num_workers=0,
+        dataloader_pin_memory=torch.cuda.is_available(),
+        # under torchrun without a GPU, Accelerate sets up multi-CPU DDP (gloo) only when told to use the
+        # CPU; otherwise every process would silently train alone (world size 1)
+        use_cpu=_cpu_distributed(),
+        remove_unused_columns=False,
+        label_names=["labels"],
+        # text: batches of similar length (seeded), so little compute goes to padding
+        train_sampling_strategy="group_by_length" if kind == "text" else "random",
+    )
+
+
+def make_trainer(cfg: TrainConfig, model, encoded: Encoded, arguments: dict, callbacks: Sequence, sft=None):
+    """The run's trainer: both mix in HoraTrainerMixin (AdamW over hora.param_groups with the shared generator
+    at lr x generator_lr_ratio, atomic checkpoints, exact train_loss across resumes, stop at a NaN/inf loss)."""
+    from transformers import DataCollatorWithPadding, PrinterCallback, TrainingArguments
 
     from hora.experiments import checkpoints
 
+    shared = dict(model=model, run_config=cfg.settings((TRAJECTORY,)), stop_on_nan=cfg.stop_on_nan,
+                  callbacks=list(callbacks))
+    if sft is not None:  # TRL tokenises the prompts and answers, and pads them itself
+        trainer = sft.HoraSFTTrainer(args=sft.arguments(arguments, encoded.max_length),
+                                     train_dataset=encoded.train.dataset(), processing_class=encoded.tokenizer,
+                                     **shared)
+    else:
+        collator = DataCollatorWithPadding(encoded.tokenizer) if encoded.tokenizer is not None else None
+        trainer = checkpoints.HoraTrainer(args=TrainingArguments(**arguments), train_dataset=encoded.train,
+                                          data_collator=collator, **shared)
+    if not cfg.progress:  # quiet: no per-step log lines either (e.g. inside a sweep's progress bar)
+        trainer.remove_callback(PrinterCallback)
+    return trainer
+
+
+def resume_point(cfg: TrainConfig) -> tuple[Path | None, int | None]:
+    """(checkpoint to resume from or None, checkpoint interval): found and checked before any heavy work; with
+    ``--overwrite`` the replaced run's checkpoints are removed (they must not be resumed later)."""
+    from hora.experiments import checkpoints
+
+    ckpt_root = Path(cfg.output) / checkpoints.CHECKPOINTS
+    if not cfg.resume:
+        if cfg.overwrite and ckpt_root.is_dir():
+            shutil.rmtree(ckpt_root)
+        return None, cfg.save_every
+    resume_from = checkpoints.latest_checkpoint(ckpt_root)
+    if resume_from is None:
+        raise HoraError(f"--resume: no checkpoint in {ckpt_root}; start the run with --save-every N "
+                        "(or replace the run there with --overwrite)")
+    checkpoints.check_resumable(resume_from, cfg)
+    save_every = cfg.save_every
+    if save_every is None:  # keep saving as the interrupted run did
+        state = json.loads((resume_from / "trainer_state.json").read_text())
+        save_every = int(state.get("save_steps") or 0) or None
+    return resume_from, save_every
+
+
+def run_training(cfg: TrainConfig, trainer, resume_from: Path | None, save_every: int | None) -> float:
+    """Train (or, for a finished checkpoint, load its result); the seconds it took. Ctrl-C and a NaN loss
+    become :class:`TrainingInterrupted` / a one-line HoraError naming the last checkpoint."""
+    from hora.experiments import checkpoints
+
+    ckpt_root = Path(cfg.output) / checkpoints.CHECKPOINTS
+    if resume_from is not None:
+        trainer.restore_loss(resume_from)
+        if cfg.progress and trainer.is_world_process_zero():
+            print(f"hora: resuming from {resume_from}", file=sys.stderr, flush=True)
+    t0 = time.perf_counter()
+    try:
+        if resume_from is not None and checkpoints.is_final(resume_from):
+            # the run had finished: Trainer would take one step too many, so only load its result
+            checkpoints.load_final(trainer, resume_from)
+        else:
+            trainer.train(resume_from_checkpoint=str(resume_from) if resume_from is not None else None)
+    except KeyboardInterrupt:
+        raise TrainingInterrupted(
+            step=int(trainer.state.global_step), save_every=save_every, output=cfg.output,
+            checkpoint=checkpoints.latest_checkpoint(ckpt_root) if save_every else None) from None
+    except checkpoints.NonFiniteLossError as exc:
+        last = checkpoints.latest_checkpoint(ckpt_root) if save_every else None
+        kept = (f"the last good checkpoint is {last}" if last is not None
+                else "no checkpoint was saved" + ("" if save_every else " (use --save-every N)"))
+        raise HoraError(f"{exc} (lr {cfg.resolved_lr():g}): training stopped (no adapter or metrics written); "
+                        f"{kept}; try a lower --lr") from None
+    return time.perf_counter() - t0
+
+
+def evaluate(cfg: TrainConfig, trainer, data: tasks.TaskData, encoded: Encoded, sft=None) -> dict:
+    """The run's scores on validation and test: accuracy (classification), exact match of the greedy answer
+    reported as accuracy (``sft``, with its token budget), or Pearson and Spearman correlation (regression)."""
+    if sft is not None:
+        model = trainer.accelerator.unwrap_model(trainer.model)
+        budget = answer_tokens(encoded.tokenizer, data.answers)  # the longest answer of the task
+        val, test = (exact_match(model, encoded.tokenizer, ds.prompts, ds.answers, cfg.eval_batch_size, budget)
+                     for ds in (encoded.val, encoded.test))
+        return {"accuracy": test, "val_accuracy": val, "max_new_tokens": budget}
+    if data.regression:
+        val, test = correlations(trainer, encoded.val), correlations(trainer, encoded.test)
+        return {**test, **{f"val_{k}": v for k, v in val.items()}}
+    return {"accuracy": accuracy(trainer, encoded.test), "val_accuracy": accuracy(trainer, encoded.val)}
+
+
+def train(cfg: TrainConfig, splits: tasks.Splits | None = None, callbacks: Sequence = ()) -> dict:
+    """Run one training job; returns the metrics dict (also written to ``cfg.output``/metrics.json).
+
+    ``splits`` (:func:`hora.experiments.datasource.load_splits` of the run's source) may be passed to reuse
+    loaded data across the runs of a sweep; ``callbacks`` are extra ``transformers.TrainerCallback`` objects
+    (e.g. :mod:`hora.experiments.dynamics`' update recorder).
+    """
+    check_output(cfg)
+    import torch
+
+    warn_if_fsdp_falls_back(torch.cuda.is_available())
+    from transformers.utils import logging as hf_logging
+
     hf_logging.set_verbosity_error()
     t_start = time.perf_counter()
-    ckpt_root = Path(cfg.output) / checkpoints.CHECKPOINTS
-    resume_from, save_every = None, cfg.save_every
-    if cfg.resume:  # find and check the checkpoint before any heavy work
-        resume_from = checkpoints.latest_checkpoint(ckpt_root)
-        if resume_from is None:
-            raise HoraError(f"--resume: no checkpoint in {ckpt_root}; start the run with --save-every N "
-                            "(or replace the run there with --overwrite)")
-        checkpoints.check_resumable(resume_from, cfg)
-        if save_every is None:  # keep saving as the interrupted run did
-            state = json.loads((resume_from / "trainer_state.json").read_text())
-            save_every = int(state.get("save_steps") or 0) or None
-    elif cfg.overwrite and ckpt_root.is_dir():  # the replaced run's checkpoints must not be resumed later
-        shutil.rmtree(ckpt_root)
-    if data is None:
-        data = load_data(cfg)
+    resume_from, save_every = resume_point(cfg)
+    if splits is None:
+        splits = datasource.load_splits(datasource.DataSource.of(cfg))
+    data = splits.data
     sft = None
     if cfg.objective == "sft":
         from hora.experiments import sft
-    model_name, folder = models.resolve_model(cfg.model, data.kind)
-    splits = tasks.split_indices(data.labels, cfg.split_seed)
-    train_idx = tasks.subsample(splits.train, data.labels, cfg.fraction, cfg.seed, data.label_names)
-    val_idx, test_idx = splits.val, splits.test
-    val_idx = tasks.eval_subset(val_idx, cfg.max_eval_samples, cfg.split_seed)
-    test_idx = tasks.eval_subset(test_idx, cfg.max_eval_samples, cfg.split_seed)
-
-    if len(train_idx) == 0 or len(test_idx) == 0:
-        raise HoraError(f"{len(data)} examples are too few to split into train / validation / test; "
-                        "give at least 3 examples of every class")
-
-    tokenizer = models.load_tokenizer(folder) if data.kind == "text" else None
-    max_length = models.cap_max_length(cfg.max_length, folder, tokenizer) if tokenizer is not None else cfg.max_length
-    encode = sft.prepare if sft is not None else tasks.encode  # sft: prompts and answers, cut to max_length
-    train_ds, val_ds, test_ds = (encode(data, idx, tokenizer, max_length) for idx in (train_idx, val_idx, test_idx))
-    if sft is not None:
-        sft.warn_cut([train_ds, val_ds, test_ds], max_length, data.name)
-    elif data.kind == "text":
-        tasks.warn_truncated([train_ds, val_ds, test_ds], max_length, data.name)
-    if data.kind == "text" and sft is None:  # evaluate in length order: less padding, same accuracy
-        for ds in (val_ds, test_ds):
-            ds.items.sort(key=lambda item: len(item["input_ids"]))
-
-    set_seed(cfg.seed)
-    base = models.load_model(folder, data.kind, data.label_names, cfg.objective)
-    heads = models.head_module_names(base) if sft is None else []  # sft: the LM head is the model's own
-    model, info = methods.build_adapted_model(
-        cfg.method, base, r=cfg.r, alpha=cfg.alpha, dropout=cfg.dropout, hidden=cfg.hidden,
-        projections=methods.parse_projections(cfg.targets), kind=data.kind, head_modules=heads,
-        objective=cfg.objective)
+    base = resolve_base_model(cfg, data)
+    indices = datasource.run_indices(splits, cfg.fraction, cfg.seed, cfg.max_eval_samples)
+    encoded = encode_splits(cfg, data, indices, base, sft)
+    model, info = adapted_model(cfg, data, base)
     trainable, total = methods.count_parameters(model)
-
-    warn_if_many_epochs(cfg, len(train_ds))
-    lr = cfg.resolved_lr()
-    steps_per_epoch = math.ceil(len(train_ds) / cfg.batch_size)
-    max_steps = -1 if cfg.epochs is not None else int(cfg.steps)
-    planned = max_steps if max_steps > 0 else math.ceil(steps_per_epoch * cfg.epochs)
+    warn_if_many_epochs(cfg, len(encoded.train))
     # Trainer needs an output_dir: the checkpoints folder when saving, else a scratch folder removed at the end
     # (none with --save-every, so a run killed hard leaves nothing in the temp dir)
+    from hora.experiments.checkpoints import CHECKPOINTS
+
     scratch = None if save_every else Path(tempfile.mkdtemp(prefix="hora-trainer-"))
     try:
-        common = dict(
-            output_dir=str(scratch or ckpt_root),
-            max_steps=max_steps,
-            num_train_epochs=cfg.epochs if cfg.epochs is not None else 1.0,
-            # the batch sizes are global: each batch (sampled and padded as in a single process) is split
-            # across the processes, so a run means the same experiment whatever the number of processes
-            per_device_train_batch_size=cfg.batch_size,
-            per_device_eval_batch_size=math.ceil(cfg.eval_batch_size / world_size()) * world_size(),  # splits evenly
-            accelerator_config={"split_batches": True},
-            # every loss here is a mean over the examples of the batch; with True, Trainer would multiply
-            # it by the number of processes (meant for token-summed losses), doubling loss and gradient
-            average_tokens_across_devices=False,
-            learning_rate=lr,
-            weight_decay=cfg.weight_decay,
-            warmup_steps=int(cfg.warmup_ratio * planned),
-            lr_scheduler_type=cfg.lr_scheduler,
-            logging_steps=max(1, planned // 10),
-            save_strategy="steps" if save_every else "no",
-            save_steps=save_every or 500,
-            save_total_limit=cfg.keep_checkpoints,
-            eval_strategy="no",
-            report_to="none",
-            seed=cfg.seed,
-            data_seed=cfg.seed,
-            disable_tqdm=not cfg.progress,
-            dataloader_num_workers=0,
-            dataloader_pin_memory=torch.cuda.is_available(),
-            # under torchrun without a GPU, Accelerate sets up multi-CPU DDP (gloo) only when told to use the
-            # CPU; otherwise every process would silently train alone (world size 1)
-            use_cpu=_cpu_distributed(),
-            remove_unused_columns=False,
-            label_names=["labels"],
-            # text: batches of similar length (seeded), so little compute goes to padding
-            train_sampling_strategy="group_by_length" if data.kind == "text" else "random",
-        )
-        # both trainers mix in HoraTrainerMixin: AdamW over hora.param_groups (the shared generator at lr x
-        # generator_lr_ratio), atomic checkpoints, exact train_loss across resumes, stop at a NaN/inf loss
-        shared = dict(model=model, run_config=cfg.settings((TRAJECTORY,)), stop_on_nan=cfg.stop_on_nan,
-                      callbacks=list(callbacks))
-        if sft is not None:  # TRL tokenises the prompts and answers, and pads them itself
-            trainer = sft.HoraSFTTrainer(args=sft.arguments(common, max_length), train_dataset=train_ds.dataset(),
-                                         processing_class=tokenizer, **shared)
-        else:
-            collator = DataCollatorWithPadding(tokenizer) if tokenizer is not None else None
-            trainer = checkpoints.HoraTrainer(args=TrainingArguments(**common), train_dataset=train_ds,
-                                              data_collator=collator, **shared)
-        if not cfg.progress:  # quiet: no per-step log lines either (e.g. inside a sweep's progress bar)
-            trainer.remove_callback(PrinterCallback)
-        if resume_from is not None:
-            trainer.restore_loss(resume_from)
-            if cfg.progress and trainer.is_world_process_zero():
-                print(f"hora: resuming from {resume_from}", file=sys.stderr, flush=True)
-        t0 = time.perf_counter()
-        try:
-            if resume_from is not None and checkpoints.is_final(resume_from):
-                # the run had finished: Trainer would take one step too many, so only load its result
-                checkpoints.load_final(trainer, resume_from)
-            else:
-                trainer.train(resume_from_checkpoint=str(resume_from) if resume_from is not None else None)
-        except KeyboardInterrupt:
-            raise TrainingInterrupted(
-                step=int(trainer.state.global_step), save_every=save_every, output=cfg.output,
-                checkpoint=checkpoints.latest_checkpoint(ckpt_root) if save_every else None) from None
-        except checkpoints.NonFiniteLossError as exc:
-            last = checkpoints.latest_checkpoint(ckpt_root) if save_every else None
-            kept = (f"the last good checkpoint is {last}" if last is not None
-                    else "no checkpoint was saved" + ("" if save_every else " (use --save-every N)"))
-            raise HoraError(f"{exc} (lr {lr:g}): training stopped (no adapter or metrics written); {kept}; "
-                            "try a lower --lr") from None
-        train_seconds = time.perf_counter() - t0
+        arguments = training_arguments(cfg, scratch or Path(cfg.output) / CHECKPOINTS, len(encoded.train),
+                                       save_every, data.kind)
+        trainer = make_trainer(cfg, model, encoded, arguments, callbacks, sft)
+        train_seconds = run_training(cfg, trainer, resume_from, save_every)
         train_loss = trainer.mean_train_loss()
         t1 = time.perf_counter()
-        if sft is not None:  # exact match of the greedy answer, reported as accuracy
-            generator = trainer.accelerator.unwrap_model(trainer.model)
-            budget = answer_tokens(tokenizer, data.answers)  # the longest answer of the task
-            val_acc, test_acc = (exact_match(generator, tokenizer, ds.prompts, ds.answers, cfg.eval_batch_size, budget)
-                                 for ds in (val_ds, test_ds))
-        else:
-            val_acc = accuracy(trainer, val_ds)
-            test_acc = accuracy(trainer, test_ds)
+        scores = evaluate(cfg, trainer, data, encoded, sft)
         eval_seconds = time.perf_counter() - t1
         steps_done = int(trainer.state.global_step)
     finally:
@@ -274,8 +356,7 @@ def train(cfg: TrainConfig, data: tasks.TaskData | None = None, callbacks: Seque
 
     metrics = {
         **cfg.settings(RECORDED),  # every setting that fixes the run or its scores, as given (lr resolved)
-        "accuracy": test_acc,
-        "val_accuracy": val_acc,
+        **scores,
         "trainable_params": int(trainable),
         "total_params": int(total),
         "train_seconds": round(train_seconds, 3),
@@ -283,34 +364,44 @@ def train(cfg: TrainConfig, data: tasks.TaskData | None = None, callbacks: Seque
         "total_seconds": round(time.perf_counter() - t_start, 3),
         "train_loss": float(train_loss),
         "fraction": float(cfg.fraction),
-        "model": model_name,  # the resolved name, e.g. the default for the task
-        "model_path": str(folder),
-        "task": data.name if cfg.data is not None else cfg.task,
+        "model": base.name,  # the resolved name, e.g. the default for the task
+        "model_path": str(base.ref),
+        "task": data.name,
         "kind": data.kind,
+        "regression": data.regression,
         "label_names": list(data.label_names) if sft is None else [],  # sft: answers, not classes
         "steps": steps_done,  # the steps taken (set by --epochs when given)
-        "n_train": len(train_ds),
-        "n_val": len(val_ds),
-        "n_test": len(test_ds),
+        "n_train": len(encoded.train),
+        "n_val": len(encoded.val),
+        "n_test": len(encoded.test),
         "targets": info["targets"],  # the adapted modules' names
         "device": str(next(model.parameters()).device),
         "torch_threads": torch.get_num_threads(),
     }
-    if sft is not None:
-        metrics["max_new_tokens"] = budget
-    base_method = variants.resolve(cfg.method).method  # a named variant counts as its base method
-    metrics["base_method"] = base_method
+    metrics.update(_method_metrics(model, cfg.method))
+    if trainer.is_world_process_zero():  # under torchrun / accelerate launch only one process writes
+        save_run(cfg, model, metrics)
+    return metrics
+
+
+def _method_metrics(model, method: str) -> dict:
+    """The base method (a named variant counts as its base method), HoRA's LoRA-equivalent parameter count and
+    the adapter's diagnostics."""
+    base_method = variants.resolve(method).method
+    out: dict = {"base_method": base_method}
     if base_method == "hora":
         import hora
 
-        # no try: the model was built as HoRA above, so the report has everything it reads; an error is a bug
-        metrics["lora_equivalent_params"] = int(hora.parameter_report(model)["lora_equivalent"])
-    metrics.update(_adapter_diagnostics(model, base_method))
+        # no try: the model was built as HoRA, so the report has everything it reads; an error is a bug
+        out["lora_equivalent_params"] = int(hora.parameter_report(model)["lora_equivalent"])
+    out.update(_adapter_diagnostics(model, base_method))
+    return out
 
-    if trainer.is_world_process_zero():  # under torchrun / accelerate launch only one process writes
-        out = Path(cfg.output)
-        out.mkdir(parents=True, exist_ok=True)
-        if cfg.save:
-            atomic_save_files(out, model.save_pretrained)
-        atomic_write_json(out / "metrics.json", {**metrics, "config": asdict(cfg)})
-    return metrics
+
+def save_run(cfg: TrainConfig, model, metrics: dict) -> None:
+    """The adapter (``--save``) and metrics.json, with the run's whole config, into ``cfg.output``, atomically."""
+    out = Path(cfg.output)
+    out.mkdir(parents=True, exist_ok=True)
+    if cfg.save:
+        atomic_save_files(out, model.save_pretrained)
+    atomic_write_json(out / "metrics.json", {**metrics, "config": asdict(cfg)})

@@ -23,7 +23,7 @@ from dataclasses import MISSING, Field, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from hora.experiments import methods, models, paths, tasks
+from hora.experiments import datasource, methods, models, paths, tasks
 from hora.experiments.errors import HoraError
 
 TRAJECTORY = "trajectory"  # fixes what is trained: a resumed run must match it
@@ -35,21 +35,29 @@ OBJECTIVES = ("classify", "sft")
 
 
 def setting(default: Any = MISSING, *, help: str, role: str | None = None, commands: tuple[str, ...] = BOTH,
-            default_factory: Any = MISSING) -> Any:
+            default_factory: Any = MISSING, aliases: tuple[str, ...] = ()) -> Any:
     """A TrainConfig field with its help text, its role (``TRAJECTORY``, ``EVALUATION`` or None: how the
-    run is carried out) and the CLI commands that offer it as an option."""
+    run is carried out), the CLI commands that offer it as an option and other flags for it (``aliases``,
+    e.g. an older name)."""
     return field(default=default, default_factory=default_factory,
-                 metadata={"help": help, "role": role, "commands": commands})
+                 metadata={"help": help, "role": role, "commands": commands, "aliases": aliases})
 
 
 METHOD_HELP = "hora, lora, dora, vera, full, or a named variant (see docs/results.md)."
 MODEL_HELP = ("minilm (all-MiniLM-L6-v2 encoder, default for text), smollm2 (SmolLM2-135M-Instruct decoder, "
               "GQA), vit (small ViT pre-trained here by 'hora pretrain-vit'; default for images), "
-              "or a local Hugging Face model folder.")
+              "a local Hugging Face model folder, or a Hub ID (ORG/NAME, see --revision; a timm model's too, "
+              "e.g. timm/vit_base_patch16_224.augreg2_in21k_ft_in1k). Offline (HF_HUB_OFFLINE=1) a Hub ID is "
+              "read from the Hugging Face cache.")
 TASK_HELP = ("rotten_tomatoes (default; sentiment of 12.8k movie-review snippets), mnist (5k digits, "
-             "adapts the ViT), fashion_mnist. Ignored when --data is given.")
-DATA_HELP = ("Your own data: a .csv or .jsonl file, with text and label columns (see --text-column, "
-             "--label-column), or with --objective sft prompt and answer columns (--prompt-column, --answer-column).")
+             "adapts the ViT), fashion_mnist. Ignored when --dataset or --data is given.")
+DATA_HELP = "A local .csv, .tsv or .jsonl file: the same as --dataset FILE."
+DATASET_HELP = ("Your own data through the datasets library: a Hub dataset ID (ORG/NAME, see --dataset-config), a "
+                "local dataset folder (data files, or save_to_disk), or a .csv/.tsv/.jsonl/.json/.parquet file. "
+                "Columns: --text-columns (and --label-column), --image-column, or with --objective sft "
+                "--prompt-column and --answer-column. Splits: --train-split, --validation-split, --test-split; a "
+                "missing one is taken from the train split by the fixed split rule (docs/method.md).")
+SPLIT_HELP = "Split of --dataset {} ('none': take it from the train split by the fixed split rule)."
 OBJECTIVE_HELP = ("classify (default: a new linear head classifies each text) or sft (decoders only: the model "
                   "learns to generate the answer after a prompt, through TRL's SFTTrainer, loss on the answer only; "
                   "accuracy is then the exact-match rate of the greedy answer).")
@@ -61,9 +69,24 @@ class TrainConfig:
 
     task: str = setting("rotten_tomatoes", help=TASK_HELP, role=TRAJECTORY)
     model: str | None = setting(None, help=MODEL_HELP, role=TRAJECTORY)
+    revision: str | None = setting(None, help="Revision of a Hub --model: a branch, tag or commit (default: main).",
+                                   role=TRAJECTORY)
     data: str | None = setting(None, help=DATA_HELP, role=TRAJECTORY)
-    text_column: str = setting("text", help="Text column of --data.", role=TRAJECTORY)
-    label_column: str = setting("label", help="Label column of --data.", role=TRAJECTORY)
+    dataset: str | None = setting(None, help=DATASET_HELP, role=TRAJECTORY)
+    dataset_config: str | None = setting(None, help="Configuration of a Hub --dataset (e.g. sst2 of glue).",
+                                         role=TRAJECTORY)
+    train_split: str = setting("train", help="Split of --dataset to train on.", role=TRAJECTORY)
+    validation_split: str = setting("validation", help=SPLIT_HELP.format("for choices such as the learning rate"),
+                                    role=TRAJECTORY)
+    test_split: str = setting("test", help=SPLIT_HELP.format("that scores the run"), role=TRAJECTORY)
+    text_columns: str = setting("text", help="Text column of the data, or two separated by a comma for sentence "
+                                "pairs (tokenised as a pair, e.g. sentence1,sentence2).", role=TRAJECTORY,
+                                aliases=("--text-column",))
+    label_column: str = setting("label", help="Label column of the data: classes (names from a ClassLabel "
+                                "feature), or float targets for a regression (e.g. STS-B: one output, mean squared "
+                                "error, scored by Pearson and Spearman correlation).", role=TRAJECTORY)
+    image_column: str | None = setting(None, help="Image column of --dataset (any image feature; read by the "
+                                       "model's image processor). Makes the task an image task.", role=TRAJECTORY)
     objective: str = setting("classify", help=OBJECTIVE_HELP, role=TRAJECTORY)
     prompt_column: str = setting("prompt", help="Prompt column of --data with --objective sft.", role=TRAJECTORY)
     answer_column: str = setting("answer", help="Answer column of --data with --objective sft (the text to "
@@ -85,8 +108,17 @@ class TrainConfig:
     steps: int | None = setting(300, help="Optimiser steps (ignored when --epochs is given).", role=TRAJECTORY,
                                 commands=(*BOTH, "dynamics"))
     epochs: float | None = setting(None, help="Train for this many epochs instead of --steps.", role=TRAJECTORY)
-    batch_size: int = setting(32, help="Training batch size: the global batch, split across processes under "
-                              "torchrun / accelerate launch.", role=TRAJECTORY, commands=(*BOTH, "dynamics"))
+    batch_size: int = setting(32, help="Training batch size: the global batch of one optimiser step, split across "
+                              "processes under torchrun / accelerate launch and into --gradient-accumulation-steps "
+                              "micro-batches.", role=TRAJECTORY, commands=(*BOTH, "dynamics"))
+    gradient_accumulation_steps: int = setting(1, help="Split each batch into this many micro-batches, one forward "
+                                               "and backward each, to save memory (per-device batch = "
+                                               "batch-size / processes / this); the same optimiser steps.")
+    gradient_checkpointing: bool = setting(False, help="Recompute activations in the backward pass instead of "
+                                           "keeping them: less memory, about a third more compute.")
+    bf16: bool = setting(False, help="Mixed precision in bfloat16 (autocast; weights and optimiser stay float32). "
+                         "CUDA, or a CPU that transformers allows.", role=TRAJECTORY)
+    fp16: bool = setting(False, help="Mixed precision in float16 with loss scaling (CUDA only).", role=TRAJECTORY)
     eval_batch_size: int = setting(128, help="Evaluation batch size.", commands=())
     max_length: int = setting(64, help="Maximum tokens per text (with --objective sft: per prompt and answer; "
                               "a longer prompt loses its start).", role=TRAJECTORY)
@@ -117,14 +149,10 @@ class TrainConfig:
     def _check(self) -> None:
         """Every setting's check, with a one-line HoraError that names the option."""
         methods.check_method(self.method)
-        if self.data is not None:
-            paths.check_input_file(self.data, "data file")
-        elif self.task not in tasks.TASKS:
-            raise HoraError(f"unknown task '{self.task}'; choose one of: {', '.join(tasks.TASKS)} "
-                            "(or pass --data FILE)")
-        if self.model is not None and self.model not in models.MODELS and not Path(self.model).expanduser().is_dir():
-            raise HoraError(f"unknown model '{self.model}': use one of {', '.join(models.MODELS)} or a local "
-                            "model folder")
+        self._check_data()
+        if self.model is not None and self.model not in models.MODELS:
+            _check_hub_or_folder(self.model, "model", f"use one of {', '.join(models.MODELS)}, a local model folder "
+                                 "or a Hub ID (ORG/NAME)")
         if self.objective not in OBJECTIVES:
             raise HoraError(f"--objective must be one of {', '.join(OBJECTIVES)}, got '{self.objective}'")
         if self.objective == "sft":
@@ -146,25 +174,56 @@ class TrainConfig:
             raise HoraError(f"--weight-decay must be >= 0, got {self.weight_decay}")
         if self.lr_scheduler not in LR_SCHEDULERS:
             raise HoraError(f"--lr-scheduler must be one of {', '.join(LR_SCHEDULERS)}, got '{self.lr_scheduler}'")
-        processes = world_size()
-        if self.batch_size % processes:
-            raise HoraError(f"--batch-size {self.batch_size} is the global batch, split across {processes} "
-                            f"processes: make it a multiple of {processes}")
+        _at_least(1, gradient_accumulation_steps=self.gradient_accumulation_steps)
+        parts = world_size() * self.gradient_accumulation_steps
+        if self.batch_size % parts:
+            raise HoraError(f"--batch-size {self.batch_size} is the global batch, split across {world_size()} "
+                            f"processes and {self.gradient_accumulation_steps} accumulation steps: make it a "
+                            f"multiple of {parts}")
+        self._check_precision()
+
+    def _check_data(self) -> None:
+        """One data source, named well: a built-in task, a --data file, or a --dataset."""
+        if self.data is not None and self.dataset is not None:
+            raise HoraError("--data FILE is the same as --dataset FILE: give one of them")
+        if self.data is not None:
+            paths.check_input_file(self.data, "data file")
+        elif self.dataset is not None:
+            _check_hub_or_folder(self.dataset, "dataset", "use a local dataset folder or file, or a Hub dataset ID "
+                                 "(ORG/NAME)", files=True)
+        elif self.task not in tasks.TASKS:
+            raise HoraError(f"unknown task '{self.task}'; choose one of: {', '.join(tasks.TASKS)} "
+                            "(or pass --dataset)")
+        datasource.parse_columns(self.text_columns)
+        if self.image_column is not None and self.objective == "sft":
+            raise HoraError("--image-column makes an image task, and --objective sft generates text: drop one")
+
+    def _check_precision(self) -> None:
+        """--bf16 / --fp16: one of them; float16 needs CUDA (bfloat16 runs on CPUs too)."""
+        if self.bf16 and self.fp16:
+            raise HoraError("--bf16 and --fp16 are two mixed precisions: choose one")
+        if self.fp16:
+            import torch
+
+            if not torch.cuda.is_available():
+                raise HoraError("--fp16 needs a CUDA GPU and none is available; use --bf16 (CPUs support it) "
+                                "or float32 (neither)")
 
     def _check_sft(self) -> None:
         """--objective sft trains a decoder on text: refuse image tasks and encoders (the default model too)."""
-        use = "use --model smollm2 or a local causal-LM folder"
+        use = "use --model smollm2, a causal LM's Hub ID or a local causal-LM folder"
         if importlib.util.find_spec("trl") is None:
             raise HoraError("--objective sft trains through TRL's SFTTrainer: pip install 'hora[trl]'")
-        if self.data is None and self.task not in tasks.TEXT_TASKS:
+        if self.data is None and self.dataset is None and self.task not in tasks.TEXT_TASKS:
             raise HoraError(f"--objective sft generates text: task '{self.task}' is images; use --task "
-                            f"{' or '.join(tasks.TEXT_TASKS)} or --data FILE with prompt and answer columns")
+                            f"{' or '.join(tasks.TEXT_TASKS)} or --dataset with prompt and answer columns")
         if self.model is None:
             raise HoraError(f"--objective sft needs a decoder and the default model, minilm, is an encoder: {use}")
         if self.model in models.MODELS:
             if self.model not in models.DECODER_MODELS:
                 raise HoraError(f"--objective sft needs a decoder, and '{self.model}' is not one: {use}")
-        elif not models.is_causal_lm(Path(self.model).expanduser()):
+        elif models.is_local(self.model) and not models.is_causal_lm(models.read_config(self.model)):
+            # (a Hub ID is checked when the run resolves it: reading its config may need the network)
             raise HoraError(f"--objective sft needs a decoder, and {self.model} holds no causal LM (its config.json "
                             f"names no ...ForCausalLM architecture): {use}")
 
@@ -190,6 +249,23 @@ def settings_of(values: dict, roles: Iterable[str]) -> dict:
     if "lr" in out and out["lr"] is None:
         out["lr"] = methods.default_lr(values.get("method", "hora"))
     return out
+
+
+def _check_hub_or_folder(value: str, what: str, use: str, files: bool = False) -> None:
+    """``value`` is an existing local folder (or file, with ``files``), or has the form of a Hub ID; a path that
+    does not exist (it starts with / . ~ or has more than one /) is one line naming it."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    path = Path(value).expanduser()
+    if path.is_dir() or (files and path.is_file()):
+        return
+    if value.startswith(("/", ".", "~")) or value.count("/") > 1:
+        raise HoraError(f"{what} not found: {path} ({use})")
+    try:
+        validate_repo_id(value)
+    except HFValidationError:
+        raise HoraError(f"unknown {what} '{value}': {use}") from None
 
 
 def world_size() -> int:

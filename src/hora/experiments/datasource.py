@@ -1,0 +1,292 @@
+"""The one place that turns a data source into :class:`~hora.experiments.tasks.Splits`.
+
+A source (:class:`DataSource`, built from a run's settings by :meth:`DataSource.of`) is
+    a built-in task        ``--task rotten_tomatoes|mnist|fashion_mnist`` (:mod:`hora.experiments.tasks`);
+    a local table file     ``--data`` or ``--dataset`` PATH.csv / .tsv / .jsonl (read by ``tasks.read_table``:
+                           UTF-8 checked, rows missing a used column dropped);
+    a ``datasets`` dataset ``--dataset`` a Hub dataset ID (``--dataset-config`` its configuration; downloaded
+                           and cached by ``datasets`` as usual, read from its cache when offline), a local
+                           folder (data files, or a folder written by ``save_to_disk``) or a local
+                           .parquet / .json / .arrow file.
+Whatever the source, its columns play roles: ``--text-columns a`` or ``a,b`` (a sentence pair, tokenised as a
+pair), ``--image-column`` (any image feature; the model's image processor reads it), ``--label-column`` (class
+names from a ``ClassLabel`` feature, else the sorted distinct values; a float column is a regression target,
+e.g. STS-B's similarity score: in a CSV/JSON Lines file, one with non-integer values), or for ``--objective
+sft`` ``--prompt-column`` and ``--answer-column``. The result is one :class:`~hora.experiments.tasks.TaskData`
+holding the examples of every split used, and the indices of each split into it.
+
+The fixed split rule fills in the splits a source lacks. The source's ``--train-split`` (default ``train``) is
+required; ``--validation-split`` (default ``validation``) and ``--test-split`` (default ``test``) are used when
+the source has them (``none`` says: do not use it). From the train split the rule takes, stratified by class and
+seeded by ``split_seed`` only, the missing test split (20 %) and then the missing validation split (10 % of the
+rest): :func:`hora.experiments.tasks.split_indices`. A source of one table (a built-in task, a CSV file) is
+thus split 72 / 8 / 20 exactly as before this module existed; a source with train and test gets its validation
+split from train; a source with all three keeps them as published. A split whose every label is missing (GLUE's
+test splits, labelled -1) is refused with the option that chooses another.
+
+A run then takes from the splits what its settings ask (:func:`run_indices`): the data fraction of train
+(stratified, seeded by the run seed) and optionally a fixed random subset of validation and test.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from hora.experiments import tasks
+from hora.experiments.errors import HoraError
+
+if TYPE_CHECKING:
+    from hora.experiments.train_config import TrainConfig
+
+TABLE_SUFFIXES = (".csv", ".tsv", ".jsonl", ".ndjson")  # read by tasks.read_table (UTF-8 checked)
+DATASETS_BUILDERS = {".parquet": "parquet", ".json": "json", ".arrow": "arrow"}  # read by datasets
+NO_SPLIT = ("", "none")
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """Where a run's examples come from and which column plays which role (see the module docstring)."""
+
+    task: str = "rotten_tomatoes"
+    dataset: str | None = None
+    config: str | None = None
+    text_columns: tuple[str, ...] = ("text",)
+    label_column: str = "label"
+    image_column: str | None = None
+    prompt_column: str = "prompt"
+    answer_column: str = "answer"
+    objective: str = "classify"
+    train_split: str = "train"
+    validation_split: str = "validation"
+    test_split: str = "test"
+    split_seed: int = 0
+
+    @classmethod
+    def of(cls, cfg: TrainConfig) -> DataSource:
+        """The source a run's settings name: ``--dataset`` or ``--data`` (a local file), else ``--task``."""
+        return cls(task=cfg.task, dataset=cfg.dataset or cfg.data, config=cfg.dataset_config,
+                   text_columns=parse_columns(cfg.text_columns), label_column=cfg.label_column,
+                   image_column=cfg.image_column, prompt_column=cfg.prompt_column, answer_column=cfg.answer_column,
+                   objective=cfg.objective, train_split=cfg.train_split, validation_split=cfg.validation_split,
+                   test_split=cfg.test_split, split_seed=cfg.split_seed)
+
+    @property
+    def name(self) -> str:
+        """The data's name in reports: the task, the file's stem, or the dataset ID (with its config)."""
+        if self.dataset is None:
+            return self.task
+        path = Path(self.dataset).expanduser()
+        name = path.stem if path.is_file() else path.name if path.is_dir() else self.dataset
+        return f"{name}:{self.config}" if self.config else name
+
+    @property
+    def kind(self) -> str:
+        """"image" when the examples are images (a built-in image task or ``--image-column``), else "text"."""
+        if self.dataset is None:
+            return "image" if self.task in tasks.IMAGE_TASKS else "text"
+        return "image" if self.image_column else "text"
+
+
+def parse_columns(text: str) -> tuple[str, ...]:
+    """'premise,hypothesis' -> ('premise', 'hypothesis'): one text column, or two for sentence pairs."""
+    columns = tuple(c.strip() for c in str(text).split(",") if c.strip())
+    if not 1 <= len(columns) <= 2:
+        raise HoraError(f"--text-columns takes one column or two (a sentence pair) separated by a comma, got '{text}'")
+    return columns
+
+
+def load_splits(source: DataSource) -> tasks.Splits:
+    """The examples of ``source`` and their train / validation / test indices (the fixed split rule fills in
+    missing splits; see the module docstring)."""
+    data, given = _read(source)
+    return _split(data, given, source)
+
+
+def run_indices(splits: tasks.Splits, fraction: float, seed: int,
+                max_eval_samples: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(train, validation, test) indices of one run: ``fraction`` of train (stratified, seeded by ``seed``),
+    and at most ``max_eval_samples`` random but fixed examples of validation and test."""
+    data, split_seed = splits.data, splits.meta["split_seed"]
+    train = tasks.subsample(splits.train, data.strata, fraction, seed, data.label_names)
+    val, test = (tasks.eval_subset(idx, max_eval_samples, split_seed) for idx in (splits.val, splits.test))
+    return train, val, test
+
+
+# --------------------------------------------------------------------------- the fixed split rule
+
+
+def _split(data: tasks.TaskData, given: dict[str, np.ndarray], source: DataSource) -> tasks.Splits:
+    """Train / validation / test indices: the given ones, the missing ones taken from train by the rule."""
+    pool = given["train"]
+    has_val, has_test = "validation" in given, "test" in given
+    inner = tasks.split_indices(data.strata[pool], source.split_seed,
+                                test_size=0.0 if has_test else tasks.TEST_SIZE,
+                                val_size=0.0 if has_val else tasks.VAL_SIZE)
+    train = pool[inner.train]
+    val = given["validation"] if has_val else pool[inner.val]
+    test = given["test"] if has_test else pool[inner.test]
+    if len(train) == 0 or len(test) == 0:
+        raise HoraError(f"{len(data)} examples are too few to split into train / validation / test; "
+                        "give at least 3 examples of every class")
+    meta = {"split_seed": source.split_seed, "given": sorted(given), "test_size": tasks.TEST_SIZE,
+            "val_size": tasks.VAL_SIZE}
+    return tasks.Splits(train, val, test, meta=meta, data=data)
+
+
+# --------------------------------------------------------------------------- reading a source
+
+
+def _read(source: DataSource) -> tuple[tasks.TaskData, dict[str, np.ndarray]]:
+    """The examples of every split used, in one TaskData, and each split's indices into it (keys among
+    train / validation / test)."""
+    if source.dataset is None:
+        data = tasks.load_prompt_task(source.task) if source.objective == "sft" else tasks.load_task(source.task)
+        return data, {"train": np.arange(len(data))}
+    tables = _read_tables(source)
+    roles = _roles(source)
+    names = {"train": source.train_split, "validation": source.validation_split, "test": source.test_split}
+    if source.train_split not in tables:
+        raise HoraError(f"{source.name} has no split '{source.train_split}'; its splits are: "
+                        f"{', '.join(tables)} (choose one with --train-split)")
+    used = {role: tables[name] for role, name in names.items() if name.lower() not in NO_SPLIT and name in tables}
+    for role, table in used.items():
+        missing = [c for c in roles.values() if c not in table.column_names]
+        if missing:
+            raise HoraError(f"column '{missing[0]}' not in split '{names[role]}' of {source.name}; columns are: "
+                            f"{', '.join(table.column_names)}")
+    return _examples(used, roles, source, names)
+
+
+def _roles(source: DataSource) -> dict[str, str]:
+    """Role -> column name, for the objective and kind of ``source``."""
+    if source.objective == "sft":
+        return {"prompt": source.prompt_column, "answer": source.answer_column}
+    if source.image_column:
+        return {"image": source.image_column, "label": source.label_column}
+    roles = {"text": source.text_columns[0], "label": source.label_column}
+    if len(source.text_columns) == 2:
+        roles["pair"] = source.text_columns[1]
+    return roles
+
+
+def _read_tables(source: DataSource) -> dict:
+    """Split name -> ``datasets.Dataset`` of the source (a local table file is one split, ``train``)."""
+    import datasets
+
+    path = Path(source.dataset).expanduser()
+    if path.is_file() and path.suffix.lower() in TABLE_SUFFIXES:
+        return {"train": _table_file(path, source)}
+    try:
+        if path.is_dir() and ((path / "dataset_dict.json").is_file() or (path / "state.json").is_file()):
+            loaded = datasets.load_from_disk(str(path))
+        elif path.is_file():
+            builder = DATASETS_BUILDERS.get(path.suffix.lower())
+            if builder is None:
+                raise HoraError(f"unsupported data file type '{path.suffix}': use .csv, .tsv, .jsonl, .json, "
+                                ".parquet or .arrow, or a dataset folder or Hub ID")
+            loaded = datasets.load_dataset(builder, data_files=str(path))
+        else:
+            loaded = datasets.load_dataset(str(path) if path.is_dir() else source.dataset, name=source.config)
+    except HoraError:
+        raise
+    except Exception as exc:  # datasets raises many kinds (not found, offline, bad config): report one line
+        raise HoraError(_load_failure(source, exc)) from None
+    return dict(loaded) if isinstance(loaded, datasets.DatasetDict) else {"train": loaded}
+
+
+def _load_failure(source: DataSource, exc: Exception) -> str:
+    """One line for a dataset that ``datasets`` could not load, with what to do when offline."""
+    from huggingface_hub import constants
+
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    message = f"could not load dataset '{source.dataset}'" + (f" (config '{source.config}')" if source.config else "")
+    if constants.HF_HUB_OFFLINE and not Path(source.dataset).expanduser().exists():
+        return (f"{message}: it is not in the datasets cache and HF_HUB_OFFLINE=1 is set; fetch it once with network "
+                f"(python -c \"import datasets; datasets.load_dataset('{source.dataset}'"
+                + (f", '{source.config}'" if source.config else "") + ")\") or pass a local folder or file")
+    return f"{message}: {first}"
+
+
+def _table_file(path: Path, source: DataSource):
+    """A CSV / TSV / JSON Lines file as a ``datasets.Dataset`` of its used columns: texts, prompts and answers
+    as strings; the label as floats when it holds non-integer numbers (a regression), else as strings."""
+    import datasets
+
+    roles = _roles(source)
+    df = tasks.read_table(path, roles, as_written=source.objective == "sft")
+    columns = {}
+    for role, column in roles.items():
+        values = df[column]
+        numeric = role == "label" and values.dtype.kind == "f" and not np.all(np.mod(values.to_numpy(), 1) == 0)
+        columns[column] = values.astype(float).tolist() if numeric else values.astype(str).tolist()
+    return datasets.Dataset.from_dict(columns)
+
+
+def _examples(tables: dict, roles: dict[str, str], source: DataSource,
+              names: dict[str, str]) -> tuple[tasks.TaskData, dict[str, np.ndarray]]:
+    """One TaskData of the ``tables`` (split role -> ``datasets.Dataset``) and each split's indices into it;
+    unlabelled examples are left out (a split with no label at all is refused)."""
+    import datasets
+
+    order = list(tables)
+    table = datasets.concatenate_datasets([tables[r].select_columns(list(dict.fromkeys(roles.values())))
+                                           for r in order])
+    bounds = np.cumsum([0] + [len(tables[r]) for r in order])
+    given = {role: np.arange(bounds[i], bounds[i + 1]) for i, role in enumerate(order)}
+    if source.objective == "sft":
+        return _prompt_data(table, roles, source), given
+    labels, label_names, regression = _labels(table, roles["label"], source)
+    keep = np.isfinite(labels) if regression else labels >= 0
+    for role, rows in given.items():
+        if len(rows) and not keep[rows].any():
+            option = {"train": "--train-split", "validation": "--validation-split", "test": "--test-split"}[role]
+            raise HoraError(f"split '{names[role]}' of {source.name} has no labels in column "
+                            f"'{source.label_column}' (as GLUE's test splits): choose another with {option} "
+                            f"(or {option} none to take it from the train split)")
+    if not keep.all():  # leave unlabelled examples out and renumber the splits' indices
+        position = np.cumsum(keep) - 1
+        given = {role: position[rows[keep[rows]]] for role, rows in given.items()}
+        table, labels = table.select(np.flatnonzero(keep)), labels[keep]
+    if "image" in roles:  # a lazy column: each image is decoded when the Trainer asks for it
+        data = tasks.TaskData(source.name, "image", table[roles["image"]], labels, label_names,
+                              source=source.dataset, regression=regression)
+    else:
+        texts = [str(t) for t in table[roles["text"]]]
+        pairs = [str(t) for t in table[roles["pair"]]] if "pair" in roles else None
+        data = tasks.TaskData(source.name, "text", texts, labels, label_names, source=source.dataset, pairs=pairs,
+                              regression=regression)
+    return data, given
+
+
+def _labels(table, column: str, source: DataSource) -> tuple[np.ndarray, list[str], bool]:
+    """(labels, class names, regression): class indices from a ``ClassLabel`` feature or from the sorted distinct
+    values (-1 where missing), or float targets of a float column (NaN where missing, no class names)."""
+    from datasets import ClassLabel, Value
+
+    feature, raw = table.features[column], table[column]
+    if isinstance(feature, Value) and feature.dtype.startswith("float"):
+        return np.array([math.nan if y is None else y for y in raw], dtype=np.float32), [], True
+    if isinstance(feature, ClassLabel):
+        labels, names = np.array([-1 if y is None else y for y in raw], dtype=np.int64), list(feature.names)
+    else:
+        values = list(raw)
+        _, names = tasks.encode_labels([y for y in values if y is not None])
+        index = {n: i for i, n in enumerate(names)}
+        labels = np.array([-1 if y is None else index[str(y)] for y in values], dtype=np.int64)
+    if len(names) < 2:
+        raise HoraError(f"label column '{column}' of {source.name} has a single class ({', '.join(names) or 'none'}); "
+                        "need at least 2")
+    return labels, names, False
+
+
+def _prompt_data(table, roles: dict[str, str], source: DataSource) -> tasks.PromptData:
+    """Prompts and the answers to generate after them, as written; stratified as :func:`tasks.answer_strata`."""
+    prompts = [str(p) for p in table[roles["prompt"]]]
+    answers = [str(a) for a in table[roles["answer"]]]
+    labels, names = tasks.answer_strata(answers)
+    return tasks.PromptData(source.name, "text", prompts, labels, names, source=source.dataset, answers=answers)
