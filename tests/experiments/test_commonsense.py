@@ -61,6 +61,14 @@ def test_accuracy_per_task_and_for_a_mix_of_tasks():
         commonsense.extract_answer("siqa", "answer1")
 
 
+def test_gold_answers_from_the_answer_or_the_output_field():
+    assert commonsense.gold_answer("the correct answer is solution2") == "solution2"
+    assert commonsense.gold_answer("true") == "true"
+    assert commonsense.accuracy(["the correct answer is option2"], ["the correct answer is option2"]) == 1.0
+    with pytest.raises(HoraError, match="no commonsense answer word"):
+        commonsense.gold_answer("the correct answer is")
+
+
 def test_urls_are_pinned_to_the_commit_read():
     assert commonsense.test_url("ARC-Easy").endswith(f"{commonsense.SOURCE_COMMIT}/dataset/ARC-Easy/test.json")
     assert commonsense.TRAIN_URL.endswith("ft-training_set/commonsense_170k.json")

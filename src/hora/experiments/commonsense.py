@@ -41,6 +41,7 @@ ANSWER_PATTERNS: dict[str, str] = {
     "openbookqa": "answer1|answer2|answer3|answer4|answer5",
 }
 TASKS = tuple(ANSWER_PATTERNS)
+ANY_ANSWER = re.compile(r"\b(?:" + "|".join(dict.fromkeys(ANSWER_PATTERNS.values())) + r")\b")
 RESPONSE_MARK = "### Response:"
 
 
@@ -94,13 +95,24 @@ def extract_answer(task: str, generated: str) -> str:
     return found[0] if found else ""
 
 
+def gold_answer(text: str) -> str:
+    """The answer word of a gold text: the record's ``answer`` itself, or the last answer word of its ``output``
+    (``"the correct answer is option2"`` -> ``option2``)."""
+    found = ANY_ANSWER.findall(text)
+    if not found:
+        raise HoraError(f"no commonsense answer word (true/false, solutionN, answerN, endingN, optionN) in '{text}'")
+    return found[-1]
+
+
 def accuracy(generated: Sequence[str], answers: Sequence[str], task: str | None = None) -> float:
-    """Fraction of ``generated`` texts whose extracted answer equals the gold ``answers``; each example's pattern
-    is ``task``'s, or (``task`` None) the one its gold answer belongs to. NaN for no examples."""
+    """Fraction of ``generated`` texts whose extracted answer equals the gold answer word of ``answers`` (the
+    ``answer`` or ``output`` fields, :func:`gold_answer`); each example's pattern is ``task``'s, or (``task``
+    None) the one its gold answer belongs to. NaN for no examples."""
     if len(generated) != len(answers):
         raise ValueError(f"{len(generated)} generations for {len(answers)} answers")
     if not answers:
         return float("nan")
-    right = sum(extract_answer(task or task_of_answer(gold), text) == gold.strip()
-                for text, gold in zip(generated, answers, strict=True))
+    golds = [gold_answer(a) for a in answers]
+    right = sum(extract_answer(task or task_of_answer(gold), text) == gold
+                for text, gold in zip(generated, golds, strict=True))
     return right / len(answers)

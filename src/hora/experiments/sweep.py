@@ -27,7 +27,7 @@ from hora.experiments.train import train
 from hora.experiments.train_config import RECORDED, TrainConfig
 from hora.io import atomic_dir, atomic_write
 
-RESULT_COLUMNS = ["method", "fraction", "seed", "lr", "accuracy", "val_accuracy", "trainable_params",
+RESULT_COLUMNS = ["method", "fraction", "seed", "lr", "accuracy", "val_accuracy", "metric", "trainable_params",
                   "train_seconds", "steps", "n_train"]
 
 
@@ -103,7 +103,7 @@ def _copy_finished(run_dir: Path, cfg: TrainConfig, folders: list[Path]) -> dict
 
 def _row(metrics: dict, run_dir: Path) -> dict:
     row = {k: metrics.get(k) for k in RESULT_COLUMNS}
-    row.update({k: v for k, v in metrics.items() if k.startswith("diag_")})
+    row.update({k: v for k, v in metrics.items() if k.startswith(("diag_", "test_"))})  # diagnostics, test sets
     row["run_dir"] = str(run_dir)
     return row
 
