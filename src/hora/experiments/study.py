@@ -193,6 +193,7 @@ def run_study(preset: str, output: str | Path, only: list[str] | None = None, pr
     ``protocol`` its methods, seeds or learning rates.
     """
     grids = select_grids(preset, only, root, overrides, protocol)
+    every = [g.name for g in select_grids(preset, None, root, overrides, protocol)]  # runs may be copied from
     output = paths.check_output_dir(output)
     if any(g.settings.get("model") == "vit" for g in grids):
         pretrain_vit(progress=progress)  # cached after the first time
@@ -208,13 +209,13 @@ def run_study(preset: str, output: str | Path, only: list[str] | None = None, pr
         df = run_compare(base, list(grid.methods), list(grid.fractions), list(grid.seeds), output / grid.name,
                          lrs=grid.lrs(), progress=progress,
                          tune_seeds=list(grid.tune_seeds) if grid.tune_seeds else None,
-                         reuse_from=[output / g.name for g in grids if g.name != grid.name])
+                         reuse_from=[output / name for name in every if name != grid.name])
         sections += _grid_section(grid, output, df)
         for name, table in _task_tables(grid, df).items():
             if name != grid.name:  # a further test set: its own summary and plot, in the compare format
                 report.write_report(table, output / grid.name / name, title=f"{grid.title}: {name}")
                 sections += _grid_section(replace(grid, name=f"{grid.name}/{name}", title=name), output, table)
-            tables[name], metrics[name] = table, base.metric
+            tables[name], metrics[name] = table, report.metric_name(table)
     if preset in presets.BENCHMARKS:
         b = presets.BENCHMARKS[preset]
         groups = {g: tuple(t.name for t in b.tasks if t.group == g) for g in b.groups}
