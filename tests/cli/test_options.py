@@ -50,3 +50,9 @@ def test_the_command_receives_the_values_as_settings():
 def test_a_default_for_a_field_the_command_lacks_is_refused():
     with pytest.raises(TypeError, match="does not offer"):
         with_config_options("compare", seed=3)
+
+
+def test_an_alias_in_a_fields_metadata_is_a_second_flag_of_its_option():
+    params = {p.name: p for p in typer.main.get_command(app).commands["train"].params}
+    assert params["text_columns"].opts == ["--text-columns", "--text-column"]  # the older name keeps working
+    assert params["bf16"].opts == ["--bf16"] and params["bf16"].secondary_opts == ["--no-bf16"]

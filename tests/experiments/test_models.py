@@ -81,3 +81,90 @@ def test_a_causal_lm_folder_is_told_from_an_encoder(tiny_llama, tiny_bert, tmp_p
     model = models.load_causal_lm(tiny_llama)  # its own LM head, the tokenizer's pad id
     assert type(model).__name__ == "LlamaForCausalLM" and model.config.pad_token_id == 0
     assert models.DECODER_MODELS == ("smollm2",)
+
+
+def test_a_hub_id_resolves_and_loads_from_the_offline_cache(hub_cache, tiny_bert):
+    name, ref = models.resolve_model("hora-test/tiny-bert", "text")
+    assert name == ref == "hora-test/tiny-bert"
+    assert models.read_config(ref) == json.loads((tiny_bert / "config.json").read_text())
+    assert models.resolve_model("hora-test/tiny-bert", "text", revision="v1")[1] == "hora-test/tiny-bert"
+    base = models.load_base_model(ref, "text", ["neg", "pos"])
+    assert type(base).__name__ == "BertForSequenceClassification" and base.classifier.out_features == 2
+    assert models.load_tokenizer(ref).sep_token == "[SEP]"
+    with pytest.raises(HoraError, match="model hora-test/tiny-vit is for image tasks, but this task is text"):
+        models.resolve_model("hora-test/tiny-vit", "text")
+
+
+def test_an_uncached_hub_id_offline_is_one_line_that_says_how_to_fetch_it(hub_cache):
+    with pytest.raises(HoraError) as error:
+        models.resolve_model("hora-test/absent", "text")
+    assert str(error.value) == (f"model 'hora-test/absent' is not in the Hugging Face cache ({hub_cache}) and "
+                                "HF_HUB_OFFLINE=1 is set: fetch it once with network (hf download hora-test/absent), "
+                                "or pass a local folder")
+    with pytest.raises(HoraError, match="at revision 'v2' is not in the Hugging Face cache .*--revision v2"):
+        models.resolve_model("hora-test/tiny-bert", "text", revision="v2")
+
+
+def test_a_regression_head_has_one_output_and_the_regression_problem_type(tiny_bert):
+    base = models.load_base_model(tiny_bert, "text", [], regression=True)
+    assert base.classifier.out_features == 1 and base.config.problem_type == "regression"
+
+
+def test_an_image_transform_is_the_models_own_processor(tiny_vit):
+    from PIL import Image
+
+    transform = models.load_image_transform(tiny_vit)
+    pixels = transform(Image.new("L", (30, 20), color=255))  # grayscale in, RGB 8x8 out, normalised
+    assert tuple(pixels.shape) == (3, 8, 8) and float(pixels.min()) == 1.0
+    with pytest.raises(HoraError, match="has no image processor"):
+        models.load_image_transform(tiny_vit.parent)
+
+
+def _save_tiny_timm_vit(timm, folder: Path) -> Path:
+    """timm's own VisionTransformer at tests/timm_like's size, saved as timm saves to the Hub: config.json with
+    ``architecture``, ``model_args`` and ``pretrained_cfg``, and model.safetensors with timm's state dict."""
+    import torch
+    from safetensors.torch import save_file
+
+    from timm_like import real_timm_vit  # (tests/, put on the path by the test)
+
+    torch.manual_seed(0)
+    folder.mkdir(parents=True)
+    save_file({k: v.contiguous() for k, v in real_timm_vit(timm).state_dict().items()}, folder / "model.safetensors")
+    (folder / "config.json").write_text(json.dumps({
+        "architecture": "vit_tiny_patch16_224", "num_classes": 3, "num_features": 32, "global_pool": "token",
+        "model_args": {"img_size": 8, "patch_size": 4, "embed_dim": 32, "depth": 2, "num_heads": 4},
+        "pretrained_cfg": {"input_size": [3, 8, 8], "mean": [0.5] * 3, "std": [0.5] * 3, "num_classes": 3,
+                           "classifier": "head", "first_conv": "patch_embed.proj"}}))
+    return folder
+
+
+def test_a_timm_model_by_hub_id_loads_through_transformers_and_is_adapted_by_timm_head_discovery(
+        hub_cache, tmp_path, monkeypatch):
+    """transformers' TimmWrapper (what AutoModelForImageClassification gives for a timm repo) insists on
+    torchvision, which has no wheel for the CPU torch pinned here: its backend check is lifted for this test, and
+    timm (installed without torchvision into .cache/timm) is imported with tests/timm_like's stand-in."""
+    import torch
+    from conftest import add_to_hub_cache
+    from transformers.models.timm_wrapper import modeling_timm_wrapper
+
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[1]))  # tests/timm_like.py
+    from hora.experiments import methods
+    from timm_like import import_timm
+
+    timm, _ = import_timm()
+    if timm is None:
+        pytest.skip("timm is not installed (make install puts it in .cache/timm)")
+    monkeypatch.setattr(modeling_timm_wrapper, "timm", timm, raising=False)
+    monkeypatch.setattr(modeling_timm_wrapper, "requires_backends", lambda *args, **kwargs: None)
+    add_to_hub_cache(hub_cache, "timm/tiny-vit-test", _save_tiny_timm_vit(timm, tmp_path / "timm-vit"))
+
+    assert models.timm_hub_id("vit_base_patch16_224.augreg_in21k") == "timm/vit_base_patch16_224.augreg_in21k"
+    name, ref = models.resolve_model("timm/tiny-vit-test", "image")
+    base = models.load_base_model(ref, "image", ["a", "b"])
+    heads = models.head_module_names(base)
+    assert type(base).__name__ == "TimmWrapperForImageClassification" and heads == ["timm_model.head"]
+    model, info = methods.build_adapted_model("hora", base, kind="image", head_modules=heads)
+    assert info["targets"] == ["timm_model.blocks.0.attn.qkv", "timm_model.blocks.1.attn.qkv"]  # fused q|k|v
+    out = model(pixel_values=torch.randn(2, 3, 8, 8), labels=torch.tensor([0, 1]))
+    assert tuple(out.logits.shape) == (2, 2) and torch.isfinite(out.loss)

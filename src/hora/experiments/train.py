@@ -238,8 +238,9 @@ def training_arguments(cfg: TrainConfig, output_dir: Path, n_train: int, save_ev
         dataloader_num_workers=0,
         dataloader_pin_memory=torch.cuda.is_available(),
         # under torchrun without a GPU, Accelerate sets up multi-CPU DDP (gloo) only when told to use the
-        # CPU; otherwise every process would silently train alone (world size 1)
-        use_cpu=_cpu_distributed(),
+        # CPU; otherwise every process would silently train alone (world size 1). bf16 autocast on a CPU
+        # must be told so too (transformers refuses it otherwise)
+        use_cpu=_cpu_distributed() or (cfg.bf16 and not torch.cuda.is_available()),
         remove_unused_columns=False,
         label_names=["labels"],
         # text: batches of similar length (seeded), so little compute goes to padding
