@@ -88,7 +88,7 @@ class TrainConfig:
                                 aliases=("--text-column",))
     label_column: str = setting("label", help="Label column of the data: classes (names from a ClassLabel "
                                 "feature), or float targets for a regression (e.g. STS-B: one output, mean squared "
-                                "error, scored by Pearson and Spearman correlation).", role=TRAJECTORY)
+                                "error, scored by --metric pearson or spearman).", role=TRAJECTORY)
     image_column: str | None = setting(None, help="Image column of --dataset (any image feature; read by the "
                                        "model's image processor). Makes the task an image task.", role=TRAJECTORY)
     objective: str = setting("classify", help=OBJECTIVE_HELP, role=TRAJECTORY)
@@ -104,7 +104,8 @@ class TrainConfig:
     test_sets: str | None = setting(None, help="Further test sets, each scored after training like the test split: "
                                     "a comma list of NAME=SOURCE (a file, folder or Hub dataset ID with the same "
                                     "columns; its test split, else its only split); their scores are recorded as "
-                                    "test_NAME and their mean is the run's test score.", role=EVALUATION)
+                                    "test_NAME. With them the fixed split rule takes no test split from train, and "
+                                    "with no test split their mean is the run's test score.", role=EVALUATION)
     method: str = setting("hora", help=METHOD_HELP, role=TRAJECTORY, commands=("train",))
     fraction: float = setting(1.0, help="Fraction of the training split to train on, in (0, 1].",
                               role=TRAJECTORY, commands=("train", "dynamics"))
