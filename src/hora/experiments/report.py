@@ -182,17 +182,18 @@ def summary_markdown(df: pd.DataFrame, title: str = "HoRA comparison", context: 
     methods = set(df["method"])
     if "lora" in methods:
         for method in sorted(methods - {"lora"}, key=lambda m: (m != "hora", m)):
-            lines += _paired_section(df, method, "lora")
+            lines += _paired_section(df, method, "lora", metric)
     lines.append("")
     return "\n".join(lines)
 
 
-def _paired_section(df: pd.DataFrame, a: str, b: str) -> list[str]:
+def _paired_section(df: pd.DataFrame, a: str, b: str, metric: str = "accuracy") -> list[str]:
     """Markdown lines of the paired difference a − b per fraction."""
     pdiff = paired_difference(df, a, b)
     names = {"hora": "HoRA", "lora": "LoRA"}
     lines = ["", f"## {names.get(a, a)} − {names.get(b, b)}, paired by seed", "",
-             f"Difference of test accuracy in percentage points; positive favours {names.get(a, a)}. "
+             f"Difference of test {metric} in percentage points{'' if metric == 'accuracy' else ' (x 100)'}; "
+             f"positive favours {names.get(a, a)}. "
              "An interval that contains 0 means no detectable difference at these seeds.", "",
              "| fraction | pairs | mean diff | sd | 95% t-interval |", "|---|---|---|---|---|"]
     for _, r in pdiff.iterrows():
