@@ -15,11 +15,13 @@ Cost estimate (:func:`estimate_hours`): training processes ``epochs x n_train x 
 patch tokens each for a ViT-B/16 at 224 px), evaluation ``n_val + n_test`` examples forward only (a third of a
 training token's cost) plus, for generated answers, ``new_tokens`` decoding steps per example counted as tokens.
 Time = tokens x parameters / RATE + optimiser steps x STEP_OVERHEAD. RATE = 7e13 parameter-tokens per second is
-the rate measured on one H200 in bfloat16 for HoRA's training step (DESIGN.md's table: a Llama-3.2-1B shape,
-8 x 1024 tokens per 130.6 ms, is 7.8e13; a ViT-B/16, 128 x 197 tokens per 34.7 ms at 86M parameters, 6.3e13).
+the training-step rate of the project's HoRA prototypes on one H200 in bfloat16 (docs/performance.md, "Prior
+measurements", not this code: a Llama-3.2-1B shape, 8 x 1024 tokens per 130.6 ms, is 7.8e13; a ViT-B/16,
+128 x 197 tokens per 34.7 ms at 86M parameters, 6.3e13; PEFT's LoRA took 143.9 and 50.2 ms there).
 STEP_OVERHEAD = 20 ms per optimiser step is an assumption, not a measurement: small batches of short sentences
 (GLUE) are bound by kernel launches, data loading and the Trainer, not by arithmetic. Padding is ignored. Read
 the result as an order of magnitude (within a factor of about 2), not a quote; on an A100 expect 2-3x longer.
+The estimate is for the preset's own model (``params``): ``--model`` does not change it.
 """
 
 from __future__ import annotations
