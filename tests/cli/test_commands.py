@@ -317,3 +317,22 @@ def test_study_dry_run_prints_the_runs_and_gpu_hours_of_a_benchmark():
     assert lines[0].startswith("GLUE with RoBERTa-base: model FacebookAI/roberta-base; methods hora, lora; seeds 0, 1")
     assert [line.split()[:2] for line in lines[2:4]] == [["rte", "8"], ["stsb", "8"]]  # 2 methods x (3 lrs + 1)
     assert lines[-1].startswith("total") and "GPU" not in lines[-1].split()[1]
+
+
+def test_train_on_a_dataset_folder_of_sentence_pairs_and_its_one_line_errors(tiny_bert, tmp_path):
+    import json
+
+    folder = _fixtures.write_pairs(tmp_path / "pairs")
+    out = tmp_path / "run"
+    args = ["train", "--model", str(tiny_bert), "--dataset", str(folder), "--batch-size", "8", "--max-length", "32",
+            "--no-progress", "--steps", "2", "--no-save"]
+    result = runner.invoke(app, [*args, "--text-columns", "sentence1,sentence2", "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["dataset"] == str(folder) and metrics["text_columns"] == "sentence1,sentence2"
+    assert (metrics["n_test"], metrics["task"]) == (18, "pairs")
+    wrong = ["--text-columns", "premise,hypothesis", "--output", str(tmp_path / "x")]
+    _one_line_error(runner.invoke(app, [*args, *wrong]),
+                    "column 'premise' not in split 'train' of pairs; columns are: sentence1, sentence2, label")
+    _one_line_error(runner.invoke(app, [*args, "--train-split", "dev", "--output", str(tmp_path / "y")]),
+                    "pairs has no split 'dev'; its splits are: train, test (choose one with --train-split)")

@@ -45,7 +45,8 @@ def test_export_run_writes_a_lora_adapter_loadable_as_its_docstring_says(hora_ru
     assert json.loads((out_dir / "adapter_config.json").read_text())["peft_type"] == "LORA"
     info = json.loads((out_dir / EXPORT_INFO).read_text())
     assert info == {"source_adapter": str(hora_run.resolve()), "method": "hora", "base_model": str(tiny_bert),
-                    "kind": "text", "objective": "classify", "task": "reviews", "label_names": ["neg", "pos"],
+                    "revision": None, "regression": False, "kind": "text", "objective": "classify", "task": "reviews",
+                    "label_names": ["neg", "pos"],
                     "id2label": {"0": "neg", "1": "pos"}, "label2id": {"neg": 0, "pos": 1},
                     "max_logit_difference": diff}
 
@@ -82,3 +83,17 @@ def test_export_run_checks_the_paths_before_loading_anything(tmp_path, monkeypat
     with pytest.raises(HoraError, match="would overwrite the HoRA adapter"):
         export_run(run, run / "lora")
     assert not (tmp_path / "lora").exists() and not list(run.iterdir())
+
+
+def test_a_run_on_a_hub_vit_with_rgb_images_exports_exactly(hub_cache, tmp_path):
+    from conftest import write_images
+
+    from hora.experiments import train as train_mod
+
+    run = tmp_path / "vit-run"
+    train_mod.train(TrainConfig(model="hora-test/tiny-vit", dataset=str(write_images(tmp_path / "colours")),
+                                image_column="img", label_column="colour", steps=3, batch_size=8, output=str(run),
+                                progress=False))
+    assert export_run(run, tmp_path / "lora") < 1e-5  # probed with 3 x 8 x 8 images, as the model takes them
+    info = json.loads((tmp_path / "lora" / EXPORT_INFO).read_text())
+    assert info["base_model"] == "hora-test/tiny-vit" and info["label_names"] == ["red", "green", "blue"]

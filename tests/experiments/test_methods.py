@@ -50,3 +50,8 @@ def test_bad_method_rank_and_projection():
     with pytest.raises(HoraError, match="unknown projection"):
         methods.parse_projections("q,z")
     assert methods.parse_projections("Q, v ,o") == ("q", "v", "o")
+
+
+def test_hora_info_counts_parameters_of_a_hub_model_from_the_cache(hub_cache):
+    report, modules = methods.hora_parameter_report("hora-test/tiny-bert", r=4, alpha=8.0, hidden=None, targets="q,v")
+    assert modules == 4 and report["hora"] > report["lora_equivalent"] > 0  # query and value of 2 layers

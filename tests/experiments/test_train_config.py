@@ -133,3 +133,10 @@ def test_metric_template_and_test_sets_are_checked_against_the_objective():
         TrainConfig(metric="matthews").resolved_metric(regression=True)
     assert EVALUATION == TrainConfig.__dataclass_fields__["test_sets"].metadata["role"]
     assert EVALUATION == TrainConfig.__dataclass_fields__["metric"].metadata["role"]
+
+
+def test_a_setting_saved_under_its_older_name_is_read_back():
+    """Runs saved with --text-column (field text_column) are resumed and reused as --text-columns."""
+    assert settings_of({"text_column": "review"}, (TRAJECTORY,))["text_columns"] == "review"
+    assert settings_of({}, (TRAJECTORY,))["text_columns"] == "text"
+    assert not TrainConfig(text_columns="review").differences({"text_column": "review"})

@@ -79,11 +79,15 @@ def print_table(title: str, rows: list[tuple[str, str]], headers: tuple[str, str
 
 def train_rows(m: dict, output: Path) -> list[tuple[str, str]]:
     """The rows of ``hora train``'s result table, from its metrics."""
-    rows = [
-        ("test accuracy", f"{100 * m['accuracy']:.2f} %  (n={m['n_test']})"),
-        ("validation accuracy", f"{100 * m['val_accuracy']:.2f} %  (n={m['n_val']})"),
-        ("trainable parameters", f"{m['trainable_params']:,} of {m['total_params']:,}"),
-    ]
+    if "accuracy" in m:
+        rows = [("test accuracy", f"{100 * m['accuracy']:.2f} %  (n={m['n_test']})"),
+                ("validation accuracy", f"{100 * m['val_accuracy']:.2f} %  (n={m['n_val']})")]
+    else:  # a regression: correlations of the predictions with the targets
+        splits = (("test", "", "n_test"), ("validation", "val_", "n_val"))
+        rows = [(f"{split} Pearson / Spearman",
+                 f"{m[prefix + 'pearson']:.4f} / {m[prefix + 'spearman']:.4f}  (n={m[count]})")
+                for split, prefix, count in splits]
+    rows.append(("trainable parameters", f"{m['trainable_params']:,} of {m['total_params']:,}"))
     if "lora_equivalent_params" in m:
         rows.append(("LoRA of equal rank", f"{m['lora_equivalent_params']:,} (adapter only)"))
     rows += [

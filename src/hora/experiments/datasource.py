@@ -247,11 +247,11 @@ def _read_tables(source: DataSource) -> dict:
 
 def _load_failure(source: DataSource, exc: Exception) -> str:
     """One line for a dataset that ``datasets`` could not load, with what to do when offline."""
-    from huggingface_hub import constants
+    from datasets import config
 
     first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
     message = f"could not load dataset '{source.dataset}'" + (f" (config '{source.config}')" if source.config else "")
-    if constants.HF_HUB_OFFLINE and not Path(source.dataset).expanduser().exists():
+    if config.HF_HUB_OFFLINE and not Path(source.dataset).expanduser().exists():  # HF_(HUB|DATASETS)_OFFLINE
         return (f"{message}: it is not in the datasets cache and HF_HUB_OFFLINE=1 is set; fetch it once with network "
                 f"(python -c \"import datasets; datasets.load_dataset('{source.dataset}'"
                 + (f", '{source.config}'" if source.config else "") + ")\") or pass a local folder or file")

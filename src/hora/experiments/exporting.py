@@ -51,7 +51,9 @@ def export_run(adapter_dir: str | Path, out_dir: str | Path, check: bool = True)
     atomic_write_json(out_dir / EXPORT_INFO, {
         "source_adapter": str(adapter_dir.resolve()),
         "method": meta.get("method"),
-        "base_model": meta.get("model_path"),
+        "base_model": meta.get("model_path"),  # a local folder or a Hub ID (at "revision")
+        "revision": meta.get("revision"),
+        "regression": bool(meta.get("regression", False)),  # one output, problem_type "regression"
         "kind": meta.get("kind"),
         "objective": meta.get("objective", "classify"),  # sft: load the base model as a causal LM
         "task": meta.get("task"),

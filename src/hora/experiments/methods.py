@@ -187,6 +187,16 @@ def _base_of_run(meta: dict):
                              bool(meta.get("regression", False)))
 
 
+def _input_shape(config) -> tuple[int, int, int]:
+    """(channels, height, width) of one image the vision model with ``config`` takes: a transformers ViT's
+    ``num_channels`` and ``image_size``, or a timm model's pretrained ``input_size``."""
+    pretrained = getattr(config, "pretrained_cfg", None) or {}
+    if "input_size" in pretrained:
+        return tuple(pretrained["input_size"])
+    size = config.image_size
+    return (config.num_channels, *(size if isinstance(size, list | tuple) else (size, size)))
+
+
 def verify_export(model, lora_dir: str | Path, meta: dict) -> float:
     """Max |logit difference| between ``model`` (HoRA) and the exported LoRA on a small probe batch."""
     import torch
@@ -201,7 +211,7 @@ def verify_export(model, lora_dir: str | Path, meta: dict) -> float:
                          padding=True, return_tensors="pt"))
     else:
         gen = torch.Generator().manual_seed(0)
-        batch = {"pixel_values": torch.randn(3, 1, 28, 28, generator=gen)}
+        batch = {"pixel_values": torch.randn(3, *_input_shape(model.config), generator=gen)}
     base = _base_of_run(meta)
     lora = PeftModel.from_pretrained(base, lora_dir).eval()
     model.eval()

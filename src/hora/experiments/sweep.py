@@ -134,9 +134,13 @@ def run_compare(base: TrainConfig, method_list: list[str], fractions: list[float
     output = paths.check_output_dir(output)
     reuse_folders = [Path(f) for f in reuse_from or []]
 
-    splits = datasource.load_splits(datasource.DataSource.of(base))  # read once, shared by every run
+    source = datasource.DataSource.of(base)
+    models.resolve_model(base.model, source.kind, base.revision)  # fail fast on a model that does not fit the task
+    splits = datasource.load_splits(source)  # read once, shared by every run
     data = splits.data
-    models.resolve_model(base.model, data.kind, base.revision)  # fail fast on a model that does not fit the task
+    if data.regression:
+        raise HoraError(f"{source.name} has a float label (a regression, scored by Pearson and Spearman "
+                        "correlation); hora compare reports accuracy: train each run with hora train")
     for f in fractions:  # fail fast: every fraction must leave every class some training examples
         for s in seeds:
             datasource.run_indices(splits, f, s)

@@ -1,4 +1,7 @@
-"""One training run on transformers' ``Trainer``: data, split, method, train, evaluate, save.
+"""One training run on transformers' ``Trainer``, in steps: the base model (:func:`resolve_base_model`), the data
+source's splits (:mod:`hora.experiments.datasource`), the run's examples encoded for the model
+(:func:`encode_splits`), the adapted model (:func:`adapted_model`), the trainer (:func:`training_arguments`,
+:func:`make_trainer`), training (:func:`run_training`), scores (:func:`evaluate`), outputs (:func:`save_run`).
 
 Two objectives (``--objective``): ``classify`` trains a new classification head with the adapter
 (:class:`~hora.experiments.checkpoints.HoraTrainer`); ``sft`` trains a decoder to generate the answer after a
@@ -8,17 +11,19 @@ trainer mixin (optimizer groups, checkpoints, NaN stop) and the outputs below.
 
 The run is deterministic given its seed (on one device): the seed fixes the head and adapter
 initialisation, the data order, dropout and the data-fraction subsample. The split into train /
-validation / test depends on ``split_seed`` only (see :mod:`hora.experiments.tasks`).
+validation / test depends on ``split_seed`` only (see :mod:`hora.experiments.datasource`).
 
 Outputs in ``output``:
     adapter_config.json, adapter_model.safetensors   the adapter (``save_pretrained``); full model for ``full``
     metrics.json                                      accuracy (test), val_accuracy, trainable_params, ...,
                                                       plus what ``hora export`` needs to rebuild the base model;
-                                                      for sft, accuracy and val_accuracy are exact-match rates
+                                                      for sft, accuracy and val_accuracy are exact-match rates;
+                                                      for a regression, pearson and spearman (and val_*) instead
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -127,9 +132,10 @@ class Encoded:
     tests: dict = field(default_factory=dict)  # further test sets (--test-sets): name -> data set
 
 
-def resolve_base_model(cfg: TrainConfig, data: tasks.TaskData) -> BaseModel:
-    """``--model`` (or the default for the data's kind) resolved and checked against the data and objective."""
-    name, ref = models.resolve_model(cfg.model, data.kind, cfg.revision)
+def resolve_base_model(cfg: TrainConfig, kind: str) -> BaseModel:
+    """``--model`` (or the default for the data's ``kind``, text or image) resolved and checked against the kind
+    and the objective, before any data is read."""
+    name, ref = models.resolve_model(cfg.model, kind, cfg.revision)
     config = models.read_config(ref, cfg.revision)
     if cfg.objective == "sft" and not models.is_causal_lm(config):
         raise HoraError(f"--objective sft needs a decoder, and {name} is no causal LM (its config.json names no "
@@ -365,13 +371,14 @@ def train(cfg: TrainConfig, splits: tasks.Splits | None = None, callbacks: Seque
     hf_logging.set_verbosity_error()
     t_start = time.perf_counter()
     resume_from, save_every = resume_point(cfg)
+    source = datasource.DataSource.of(cfg)
+    base = resolve_base_model(cfg, source.kind)
     if splits is None:
-        splits = datasource.load_splits(datasource.DataSource.of(cfg))
+        splits = datasource.load_splits(source)
     data = splits.data
     sft = None
     if cfg.objective == "sft":
         from hora.experiments import sft
-    base = resolve_base_model(cfg, data)
     cfg.resolved_metric(data.regression)  # fail before training on a metric that does not fit the task
     indices = datasource.run_indices(splits, cfg.fraction, cfg.seed, cfg.max_eval_samples)
     encoded = encode_splits(cfg, data, indices, base, sft, load_test_sets(cfg, data))
@@ -445,6 +452,6 @@ def save_run(cfg: TrainConfig, model, metrics: dict) -> None:
     """The adapter (``--save``) and metrics.json, with the run's whole config, into ``cfg.output``, atomically."""
     out = Path(cfg.output)
     out.mkdir(parents=True, exist_ok=True)
-    if cfg.save:
-        atomic_save_files(out, model.save_pretrained)
+    if cfg.save:  # no embedding layer is ever adapted: PEFT need not look the base model's vocabulary up
+        atomic_save_files(out, functools.partial(model.save_pretrained, save_embedding_layers=False))
     atomic_write_json(out / "metrics.json", {**metrics, "config": asdict(cfg)})

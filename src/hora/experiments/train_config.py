@@ -279,9 +279,10 @@ class TrainConfig:
 
 def settings_of(values: dict, roles: Iterable[str]) -> dict:
     """The settings of ``roles`` from a saved dict of TrainConfig values; a setting the dict lacks (saved
-    before the option existed) takes its default, and ``lr`` is resolved to the one used."""
+    before the option existed) takes its default (or its value under an older name), and ``lr`` is resolved to
+    the one used."""
     roles = tuple(roles)
-    out = {f.name: values.get(f.name, _default(f)) for f in fields(TrainConfig) if f.metadata["role"] in roles}
+    out = {f.name: _saved(values, f) for f in fields(TrainConfig) if f.metadata["role"] in roles}
     if "lr" in out and out["lr"] is None:
         out["lr"] = methods.default_lr(values.get("method", "hora"))
     return out
@@ -307,6 +308,15 @@ def _check_hub_or_folder(value: str, what: str, use: str, files: bool = False) -
 def world_size() -> int:
     """The number of processes the launcher (torchrun / accelerate launch) started; 1 without one."""
     return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def _saved(values: dict, f: Field) -> Any:
+    """The value of setting ``f`` in a saved dict: under its name, else under an older name among its aliases
+    (``--text-column`` saved ``text_column``), else its default."""
+    for key in (f.name, *(a.lstrip("-").replace("-", "_") for a in f.metadata.get("aliases", ()))):
+        if key in values:
+            return values[key]
+    return _default(f)
 
 
 def _default(f: Field) -> Any:
