@@ -138,9 +138,7 @@ def run_compare(base: TrainConfig, method_list: list[str], fractions: list[float
     models.resolve_model(base.model, source.kind, base.revision)  # fail fast on a model that does not fit the task
     splits = datasource.load_splits(source)  # read once, shared by every run
     data = splits.data
-    if data.regression:
-        raise HoraError(f"{source.name} has a float label (a regression, scored by Pearson and Spearman "
-                        "correlation); hora compare reports accuracy: train each run with hora train")
+    base.resolved_metric(data.regression)  # fail fast on a metric that does not fit the task (a regression's: pearson)
     for f in fractions:  # fail fast: every fraction must leave every class some training examples
         for s in seeds:
             datasource.run_indices(splits, f, s)
