@@ -221,12 +221,16 @@ def _roles(source: DataSource) -> dict[str, str]:
 def _read_tables(source: DataSource) -> dict:
     """Split name -> ``datasets.Dataset`` of the source (a local table file is one split, ``train``)."""
     import datasets
+    from datasets.utils import disable_progress_bars, enable_progress_bars, is_progress_bar_enabled
 
     path = Path(source.dataset).expanduser()
     if path.is_file() and path.suffix.lower() in TABLE_SUFFIXES:
         return {"train": _table_file(path, source)}
     if filelist.is_filelist_folder(path, source.train_split):  # images listed in <split>.txt files (VTAB-1k)
         return filelist.read_filelist_folder(path)
+    shown = is_progress_bar_enabled()
+    if path.exists():  # a local source is read in a moment: no "Generating train split" bars (a download keeps them)
+        disable_progress_bars()
     try:
         if path.is_dir() and ((path / "dataset_dict.json").is_file() or (path / "state.json").is_file()):
             loaded = datasets.load_from_disk(str(path))
@@ -242,6 +246,9 @@ def _read_tables(source: DataSource) -> dict:
         raise
     except Exception as exc:  # datasets raises many kinds (not found, offline, bad config): report one line
         raise HoraError(_load_failure(source, exc)) from None
+    finally:
+        if shown:
+            enable_progress_bars()
     return dict(loaded) if isinstance(loaded, datasets.DatasetDict) else {"train": loaded}
 
 
