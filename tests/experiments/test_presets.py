@@ -77,3 +77,12 @@ def test_unknown_names_are_one_line_errors():
         presets.plan("superglue")
     with pytest.raises(HoraError, match="unknown task 'mnli' of preset glue: choose from sst2"):
         presets.plan("glue", ["mnli"])
+
+
+def test_a_benchmark_read_from_a_local_folder_says_how_to_get_it(tmp_path):
+    with pytest.raises(HoraError, match=r"commonsense: no data folder LLM-Adapters \(git clone --depth 1 https://"):
+        presets.benchmark("commonsense").check_root(None)
+    with pytest.raises(HoraError, match="vtab1k: no data folder .*get_vtab1k.py"):
+        presets.benchmark("vtab1k").check_root(str(tmp_path / "missing"))
+    assert presets.benchmark("vtab1k").check_root(str(tmp_path)) == str(tmp_path)
+    assert presets.benchmark("glue").check_root(None) == "nyu-mll/glue"  # a Hub ID: datasets fetches it

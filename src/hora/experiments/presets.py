@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 from hora.experiments import commonsense
 from hora.experiments.errors import HoraError
@@ -72,6 +73,15 @@ class Benchmark:
     # test sets of one grid that are the benchmark's tasks (commonsense: one fine-tuning, eight test sets)
     test_sets: tuple[str, ...] = ()
     groups: tuple[str, ...] = ()  # the average is the mean of the groups' means when given (VTAB-1k)
+    fetch: str = ""  # how to get the data folder, for a benchmark whose data root must be a local folder
+
+    def check_root(self, root: str | None) -> str:
+        """The data root to use; for a benchmark read from a local folder, a one-line error saying how to get it
+        when the folder does not exist."""
+        root = root or self.root
+        if self.fetch and not Path(root).expanduser().is_dir():
+            raise HoraError(f"{self.name}: no data folder {root} ({self.fetch}; then pass --data-root FOLDER)")
+        return root
 
     def task(self, name: str) -> Task:
         for task in self.tasks:
@@ -166,6 +176,7 @@ COMMONSENSE = Benchmark(
                   test_split="none", max_eval_samples=1000, r=32, alpha=64.0, targets="q,k,v", max_length=256,
                   batch_size=16, epochs=3, warmup_ratio=0.01, bf16=True, gradient_checkpointing=True),
     lrs=(1e-4, 2e-4, 4e-4), seeds=(0, 1, 2), test_sets=commonsense.TASKS,
+    fetch="git clone --depth 1 https://github.com/AGI-Edgerunners/LLM-Adapters",
 )
 
 # --------------------------------------------------------------------------- VTAB-1k
@@ -195,6 +206,7 @@ VTAB1K = Benchmark(
                   test_split="test", r=8, alpha=8.0, targets="q,v", batch_size=64, epochs=100,
                   lr_scheduler="cosine", warmup_ratio=0.1, weight_decay=1e-4, bf16=True),
     lrs=(1e-3, 2e-3, 5e-3), seeds=(0, 1, 2), groups=tuple(VTAB_GROUPS),
+    fetch="build it with NOAH's data/vtab-source/get_vtab1k.py, see docs/benchmarks.md",
 )
 
 BENCHMARKS: dict[str, Benchmark] = {b.name: b for b in (GLUE, COMMONSENSE, VTAB1K)}

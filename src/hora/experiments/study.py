@@ -113,6 +113,7 @@ def benchmark_grids(name: str, root: str | None = None, overrides: dict | None =
     """One grid per task of the benchmark preset ``name`` (data root ``root``, TrainConfig ``overrides`` such
     as a smaller model or ``steps``, ``protocol``: other methods, seeds or lrs)."""
     b = presets.benchmark(name).with_protocol(**(protocol or {}))
+    root = b.check_root(root)
     return [Grid(task.name, f"{b.title}: {task.name}", b.methods, (1.0,), b.seeds,
                  b.task_settings(task, root, overrides), tune_seeds=b.tune_seeds, lr_grid=b.lrs,
                  test_sets=b.test_sets) for task in b.tasks]
