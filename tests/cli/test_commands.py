@@ -193,6 +193,8 @@ def test_simulate_is_wired_to_run_simulation(monkeypatch, tmp_path):
     (["compare", "--lrs", "1e-3,1e-2", "--tune-seeds", "7"], ["tune-seeds must be among --seeds"]),
     (["study", "--preset", "medium"], ["unknown preset 'medium'"]),
     (["study", "--only", "text,audio"], ["unknown study grid(s) audio"]),
+    (["study", "--preset", "quick", "--steps", "3"], ["apply to the benchmark presets (glue, commonsense, vtab1k)"]),
+    (["study", "--preset", "glue", "--only", "mnli", "--dry-run"], ["unknown task 'mnli' of preset glue"]),
     (["export", "/nonexistent/adapter", "/tmp/x"], ["adapter folder not found"]),
 ])
 def test_bad_input_gives_one_line_error(args, fragments):
@@ -305,6 +307,16 @@ def test_the_command_line_starts_without_torch_or_peft():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_study_dry_run_prints_the_runs_and_gpu_hours_of_a_benchmark():
+    result = runner.invoke(app, ["study", "--preset", "glue", "--dry-run", "--only", "rte,stsb", "--seeds", "0,1",
+                                 "--methods", "hora,lora"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0].startswith("GLUE with RoBERTa-base: model FacebookAI/roberta-base; methods hora, lora; seeds 0, 1")
+    assert [line.split()[:2] for line in lines[2:4]] == [["rte", "8"], ["stsb", "8"]]  # 2 methods x (3 lrs + 1)
+    assert lines[-1].startswith("total") and "GPU" not in lines[-1].split()[1]
 
 
 def test_train_on_a_dataset_folder_of_sentence_pairs_and_its_one_line_errors(tiny_bert, tmp_path):

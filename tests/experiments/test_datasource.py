@@ -151,3 +151,35 @@ def test_an_uncached_hub_dataset_offline_is_one_line(monkeypatch, tmp_path):
     with pytest.raises(HoraError, match=message) as e:
         datasource.load_splits(DataSource(dataset="hora-test/never-seen"))
     assert "\n" not in str(e.value)
+
+
+def test_a_template_makes_the_prompts_and_test_sets_leave_train_unsplit_for_test(tmp_path):
+    import json
+
+    from benchmark_fixtures import write_commonsense
+
+    from hora.experiments import commonsense
+
+    root = write_commonsense(tmp_path)
+    source = DataSource(dataset=str(root / "ft-training_set" / "commonsense_170k.json"), objective="sft",
+                        prompt_column="instruction", answer_column="output", prompt_template="llm-adapters",
+                        validation_split="none", test_split="none", test_from_train=False)
+    splits = datasource.load_splits(source)
+    records = json.loads((root / "ft-training_set" / "commonsense_170k.json").read_text())
+    assert splits.data.inputs[0] == commonsense.prompt(records[0]["instruction"])
+    assert splits.data.answers[0] == records[0]["output"]
+    assert len(splits.test) == 0 and len(splits.train) + len(splits.val) == len(records)
+    boolq = datasource.load_test_set(source, str(root / "dataset" / "boolq" / "test.json"))
+    tests = json.loads((root / "dataset" / "boolq" / "test.json").read_text())
+    assert boolq.answers == [r["output"] for r in tests]
+    assert [commonsense.gold_answer(a) for a in boolq.answers] == [r["answer"] for r in tests]  # as LLM-Adapters'
+
+
+def test_a_folder_of_split_lists_is_read_by_its_split_names(tmp_path):
+    from benchmark_fixtures import VTAB_SPLITS, write_vtab
+
+    folder = write_vtab(tmp_path, tasks=("eurosat",)) / "eurosat"
+    splits = datasource.load_splits(DataSource(dataset=str(folder), image_column="image", train_split="train800",
+                                               validation_split="val200", test_split="test"))
+    assert (len(splits.train), len(splits.val), len(splits.test)) == tuple(VTAB_SPLITS.values())
+    assert splits.data.kind == "image" and splits.data.label_names == ["0", "1", "2"]

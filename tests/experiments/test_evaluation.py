@@ -6,6 +6,7 @@ import math
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 
 from hora.experiments.evaluation import accuracy
 
@@ -55,3 +56,21 @@ def test_exact_match_batched_left_padded_equals_one_prompt_at_a_time(tiny_llama)
     assert exact_match(model, tok, prompts, wrong, batch_size=4, max_new_tokens=2) == 0.5
     assert answer_tokens(tok, [" positive", " very good film"]) == 3
     assert math.isnan(exact_match(model, tok, [], []))
+
+
+def test_score_by_metric_on_a_regression_head_and_answer_scores(monkeypatch):
+    from hora.experiments import evaluation
+
+    regression = _Predicting(np.array([[0.1], [0.5], [0.9], [0.4]]), np.array([[0.0], [1.0], [2.0], [1.5]]))
+    assert evaluation.score(regression, [0] * 4, "pearson", regression=True) == pytest.approx(
+        np.corrcoef([0.1, 0.5, 0.9, 0.4], [0.0, 1.0, 2.0, 1.5])[0, 1])
+    classes = _Predicting(np.array([[2.0, 0.0], [0.0, 1.0], [0.0, 3.0]]), np.array([0, 1, 0]))
+    assert evaluation.score(classes, [0] * 3, "matthews") == pytest.approx(0.5)
+    generated = [" the correct answer is option2", "maybe option1", " the correct answer is answer5"]
+    monkeypatch.setattr(evaluation, "generate", lambda *args, **kwargs: generated)
+    golds = ["the correct answer is option2", "the correct answer is option2", "the correct answer is answer5"]
+    assert evaluation.answer_score("llm-adapters", None, None, ["p"] * 3, golds, max_new_tokens=8) == pytest.approx(
+        2 / 3)  # the pattern of each gold's task; the second reads option1
+    assert evaluation.answer_score("llm-adapters", None, None, ["p"] * 3, golds, max_new_tokens=8,
+                                   task="social_i_qa") == pytest.approx(1 / 3)  # option words are not SIQA's
+    assert evaluation.answer_score("exact", None, None, ["p"] * 3, golds, max_new_tokens=8) == pytest.approx(2 / 3)

@@ -86,11 +86,15 @@ def test_a_run_finished_in_another_folder_with_the_same_settings_is_copied_not_r
     assert [c.output for c in trained_configs] == [str(tmp_path / "c" / "runs" / "lora_f0.5_lr0.001_s0")]
 
 
-def test_compare_refuses_a_regression_before_any_run(tiny_bert, tmp_path):
+def test_compare_scores_a_regression_by_its_metric_and_refuses_one_that_does_not_fit(tiny_bert, tmp_path):
     from conftest import write_pairs
 
     base = TrainConfig(model=str(tiny_bert), dataset=str(write_pairs(tmp_path / "sts", regression=True)),
-                       text_columns="sentence1,sentence2", steps=1, progress=False)
-    with pytest.raises(HoraError, match="a regression, scored by Pearson and Spearman .* hora compare reports"):
+                       text_columns="sentence1,sentence2", steps=1, progress=False, metric="matthews")
+    with pytest.raises(HoraError, match="metric 'matthews' does not fit a regression task: use pearson or spearman"):
         sweep.run_compare(base, ["hora"], [1.0], [0], tmp_path / "cmp", progress=False)
     assert not (tmp_path / "cmp").exists()
+    df = sweep.run_compare(dataclasses.replace(base, metric=None), ["hora", "lora"], [1.0], [0], tmp_path / "cmp",
+                           progress=False)
+    assert set(df["metric"]) == {"pearson"} and df["accuracy"].between(-1, 1).all()
+    assert "test pearson (mean ± sd)" in (tmp_path / "cmp" / "summary.md").read_text()

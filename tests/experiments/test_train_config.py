@@ -118,6 +118,23 @@ def test_fp16_needs_cuda_and_bf16_is_allowed_on_cpu():
     assert TrainConfig(bf16=True).bf16
 
 
+def test_metric_template_and_test_sets_are_checked_against_the_objective():
+    with pytest.raises(HoraError, match="--metric exact does not score --objective classify"):
+        TrainConfig(metric="exact")
+    with pytest.raises(HoraError, match="--prompt-template makes prompts for --objective sft"):
+        TrainConfig(prompt_template="llm-adapters")
+    with pytest.raises(HoraError, match="--test-sets takes a comma list of NAME=SOURCE, got 'boolq'"):
+        TrainConfig(test_sets="boolq")
+    with pytest.raises(HoraError, match="names a test set twice"):
+        TrainConfig(test_sets="a=x.json,a=y.json")
+    assert TrainConfig().resolved_metric(regression=False) == "accuracy"
+    assert TrainConfig().resolved_metric(regression=True) == "pearson"
+    with pytest.raises(HoraError, match="metric 'matthews' does not fit a regression task"):
+        TrainConfig(metric="matthews").resolved_metric(regression=True)
+    assert EVALUATION == TrainConfig.__dataclass_fields__["test_sets"].metadata["role"]
+    assert EVALUATION == TrainConfig.__dataclass_fields__["metric"].metadata["role"]
+
+
 def test_a_setting_saved_under_its_older_name_is_read_back():
     """Runs saved with --text-column (field text_column) are resumed and reused as --text-columns."""
     assert settings_of({"text_column": "review"}, (TRAJECTORY,))["text_columns"] == "review"

@@ -110,26 +110,48 @@ def compare(
 def study(
     execution: dict,
     preset: str = typer.Option("quick", help="quick (about 10 minutes on 2 cores; checks the pipeline, not "
-                               "evidence) or full (the protocol of issue 4; hours)."),
+                               "evidence), full (the protocol of issue 4; hours), or a benchmark: glue, commonsense, "
+                               "vtab1k (GPU; docs/benchmarks.md gives each one's command, downloads and cost)."),
     only: str = typer.Option(None, help="Comma list of grids to run: text, decoder, vision, ablations, "
-                             "ablations-qkvo. Default: all."),
+                             "ablations-qkvo; for a benchmark its tasks (e.g. sst2,cola). Default: all."),
     output: Path = typer.Option(Path("runs/study"), help="Folder for each grid's results and study.md."),
     progress: bool = typer.Option(True, help="Show progress bars."),
+    dry_run: bool = typer.Option(False, help="Benchmarks: print the runs and their estimated GPU-hours; run nothing."),
+    data_root: str = typer.Option(None, help="Benchmarks: the data in the benchmark's published layout (a folder, "
+                                  "or for glue a Hub ID); default: its Hub ID or the folder named in "
+                                  "docs/benchmarks.md."),
+    model: str = typer.Option(None, help=f"Benchmarks: another model than the preset's. {MODEL_HELP}"),
+    steps: int = typer.Option(None, help="Benchmarks: train every run this many steps instead of the recipe's "
+                              "epochs (a quick slice)."),
+    methods: str = typer.Option(None, help="Benchmarks: comma list of methods instead of the preset's."),
+    seeds: str = typer.Option(None, help="Benchmarks: comma list of seeds instead of the preset's."),
+    lrs: str = typer.Option(None, help="Benchmarks: comma list of learning rates instead of the preset's grid."),
 ) -> None:
     """Run the evidence study: HoRA against LoRA (equal rank and matched parameters), DoRA, VeRA and the
     identity control on text (MiniLM-L6), a GQA decoder (SmolLM2-135M) and vision (ViT -> MNIST-5k),
-    plus ablations. Learning rates are chosen on validation only. Resumable: rerun the same command to
+    plus ablations; or a benchmark of the literature (--preset glue|commonsense|vtab1k) with its model.
+    Learning rates are chosen on validation only. Resumable: rerun the same command to
     continue. Writes OUTPUT/<grid>/{results.csv,summary.md,accuracy_vs_fraction.png} and OUTPUT/study.md.
     """
     with user_errors():
+        from hora.experiments import presets
         from hora.experiments import study as study_mod
         from hora.experiments.executors import ExecutionSettings, open_executor
         from hora.experiments.sweep import parse_list
 
         grids = parse_list(only, str, "only") if only else None
+        protocol = {"methods": parse_list(methods, str, "methods") if methods else None,
+                    "seeds": parse_list(seeds, int, "seeds") if seeds else None,
+                    "lrs": parse_list(lrs, float, "lrs") if lrs else None}
+        if dry_run:
+            for line in presets.plan(preset, grids, protocol).lines():
+                typer.echo(line)
+            return
         try:
             with open_executor(ExecutionSettings(**execution)) as executor:
-                path = study_mod.run_study(preset, output, only=grids, progress=progress, executor=executor)
+                path = study_mod.run_study(preset, output, only=grids, progress=progress, executor=executor,
+                                           root=data_root, overrides={"model": model, "steps": steps},
+                                           protocol=protocol)
         except (TrainingInterrupted, GridInterrupted):
             raise grid_interrupted(output) from None
     typer.echo(f"wrote {path}")

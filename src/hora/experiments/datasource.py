@@ -31,13 +31,13 @@ A run then takes from the splits what its settings ask (:func:`run_indices`): th
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from hora.experiments import tasks
+from hora.experiments import commonsense, filelist, tasks
 from hora.experiments.errors import HoraError
 
 if TYPE_CHECKING:
@@ -46,6 +46,8 @@ if TYPE_CHECKING:
 TABLE_SUFFIXES = (".csv", ".tsv", ".jsonl", ".ndjson")  # read by tasks.read_table (UTF-8 checked)
 DATASETS_BUILDERS = {".parquet": "parquet", ".json": "json", ".arrow": "arrow"}  # read by datasets
 NO_SPLIT = ("", "none")
+# --prompt-template: name -> the prompt built from the prompt column's text
+PROMPT_TEMPLATES = {"llm-adapters": commonsense.prompt}
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,8 @@ class DataSource:
     validation_split: str = "validation"
     test_split: str = "test"
     split_seed: int = 0
+    prompt_template: str | None = None
+    test_from_train: bool = True  # a missing test split is taken from train (False: further test sets score)
 
     @classmethod
     def of(cls, cfg: TrainConfig) -> DataSource:
@@ -73,7 +77,8 @@ class DataSource:
                    text_columns=parse_columns(cfg.text_columns), label_column=cfg.label_column,
                    image_column=cfg.image_column, prompt_column=cfg.prompt_column, answer_column=cfg.answer_column,
                    objective=cfg.objective, train_split=cfg.train_split, validation_split=cfg.validation_split,
-                   test_split=cfg.test_split, split_seed=cfg.split_seed)
+                   test_split=cfg.test_split, split_seed=cfg.split_seed, prompt_template=cfg.prompt_template,
+                   test_from_train=cfg.test_sets is None)
 
     @property
     def name(self) -> str:
@@ -98,6 +103,42 @@ def parse_columns(text: str) -> tuple[str, ...]:
     if not 1 <= len(columns) <= 2:
         raise HoraError(f"--text-columns takes one column or two (a sentence pair) separated by a comma, got '{text}'")
     return columns
+
+
+def check_template(name: str) -> str:
+    """``name`` if it is a prompt template (:data:`PROMPT_TEMPLATES`), else a one-line error naming them."""
+    if name not in PROMPT_TEMPLATES:
+        raise HoraError(f"unknown prompt template '{name}': choose one of {', '.join(PROMPT_TEMPLATES)}")
+    return name
+
+
+def parse_test_sets(text: str) -> dict[str, str]:
+    """'boolq=a.json,piqa=b.json' -> {'boolq': 'a.json', 'piqa': 'b.json'}, with a one-line error on a bad item."""
+    items = [t.strip() for t in str(text).split(",") if t.strip()]
+    pairs = [item.partition("=") for item in items]
+    bad = [item for item, (name, eq, where) in zip(items, pairs, strict=True) if not (name.strip() and eq and where)]
+    if not items or bad:
+        raise HoraError(f"--test-sets takes a comma list of NAME=SOURCE, got '{bad[0] if bad else text}'")
+    names = [name.strip() for name, _, _ in pairs]
+    if len(set(names)) != len(names):
+        raise HoraError(f"--test-sets names a test set twice: {text}")
+    return {name.strip(): where.strip() for name, _, where in pairs}
+
+
+def load_test_set(source: DataSource, where: str) -> tasks.TaskData:
+    """The examples of a further test set at ``where`` (a file, folder or Hub ID with ``source``'s columns): its
+    ``source.test_split`` when it has one, else its only split. Classes must be the run's (checked by the caller)."""
+    tested = replace(source, dataset=where, config=None)
+    tables = _read_tables(tested)
+    if source.test_split in tables:
+        table = tables[source.test_split]
+    elif len(tables) == 1:
+        table = next(iter(tables.values()))
+    else:
+        raise HoraError(f"test set {where} has splits {', '.join(tables)} and no '{source.test_split}': give a "
+                        "file or a dataset with one split")
+    data, _ = _examples({"test": table}, _roles(tested), tested, {"test": source.test_split})
+    return data
 
 
 def load_splits(source: DataSource) -> tasks.Splits:
@@ -127,10 +168,13 @@ def _split(data: tasks.TaskData, given: dict[str, np.ndarray], source: DataSourc
     inner = tasks.split_indices(data.strata[pool], source.split_seed,
                                 test_size=0.0 if has_test else tasks.TEST_SIZE,
                                 val_size=0.0 if has_val else tasks.VAL_SIZE)
+    if not has_test and not source.test_from_train:  # further test sets score the run: train keeps these
+        inner = tasks.split_indices(data.strata[pool], source.split_seed, test_size=0.0,
+                                    val_size=0.0 if has_val else tasks.VAL_SIZE)
     train = pool[inner.train]
     val = given["validation"] if has_val else pool[inner.val]
     test = given["test"] if has_test else pool[inner.test]
-    if len(train) == 0 or len(test) == 0:
+    if len(train) == 0 or (len(test) == 0 and source.test_from_train):
         raise HoraError(f"{len(data)} examples are too few to split into train / validation / test; "
                         "give at least 3 examples of every class")
     meta = {"split_seed": source.split_seed, "given": sorted(given), "test_size": tasks.TEST_SIZE,
@@ -182,6 +226,8 @@ def _read_tables(source: DataSource) -> dict:
     path = Path(source.dataset).expanduser()
     if path.is_file() and path.suffix.lower() in TABLE_SUFFIXES:
         return {"train": _table_file(path, source)}
+    if filelist.is_filelist_folder(path, source.train_split):  # images listed in <split>.txt files (VTAB-1k)
+        return filelist.read_filelist_folder(path)
     shown = is_progress_bar_enabled()
     if path.exists():  # a local source is read in a moment: no "Generating train split" bars (a download keeps them)
         disable_progress_bars()
@@ -294,6 +340,8 @@ def _labels(table, column: str, source: DataSource) -> tuple[np.ndarray, list[st
 def _prompt_data(table, roles: dict[str, str], source: DataSource) -> tasks.PromptData:
     """Prompts and the answers to generate after them, as written; stratified as :func:`tasks.answer_strata`."""
     prompts = [str(p) for p in table[roles["prompt"]]]
+    if source.prompt_template is not None:
+        prompts = [PROMPT_TEMPLATES[source.prompt_template](p) for p in prompts]
     answers = [str(a) for a in table[roles["answer"]]]
     labels, names = tasks.answer_strata(answers)
     return tasks.PromptData(source.name, "text", prompts, labels, names, source=source.dataset, answers=answers)

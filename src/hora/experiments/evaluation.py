@@ -1,6 +1,8 @@
-"""Scoring a trained model: accuracy of a transformers ``Trainer``'s predictions on an encoded data set
-(classification), Pearson and Spearman correlation of its predictions (regression), or the exact-match rate of
-greedily generated answers (``--objective sft``)."""
+"""Scoring a trained model: a metric (:mod:`hora.experiments.metrics`: accuracy, F1, Matthews, Pearson,
+Spearman) of a transformers ``Trainer``'s predictions on an encoded data set (classification or regression), or for
+``--objective sft`` a score of greedily generated answers: ``exact`` (the generation equals the answer) or
+``llm-adapters`` (the answer word LLM-Adapters' rule reads from the generation equals the gold one,
+:mod:`hora.experiments.commonsense`)."""
 
 from __future__ import annotations
 
@@ -8,31 +10,31 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from hora.experiments import metrics
 
-def accuracy(trainer, dataset) -> float:
-    """The fraction of ``dataset`` (a :class:`~hora.experiments.tasks.EncodedDataset`) that ``trainer``'s model
-    classifies right (argmax of the logits); NaN for an empty data set."""
-    if len(dataset) == 0:
-        return float("nan")
+ANSWER_METRICS = ("exact", "llm-adapters")
+
+
+def predict(trainer, dataset, regression: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(predictions, labels) of ``trainer``'s model on ``dataset`` (a non-empty
+    :class:`~hora.experiments.tasks.EncodedDataset`): argmax classes, or a regression head's values."""
     out = trainer.predict(dataset)
     logits = out.predictions[0] if isinstance(out.predictions, tuple) else out.predictions
-    return float((np.asarray(logits).argmax(-1) == np.asarray(out.label_ids)).mean())
+    labels = np.asarray(out.label_ids)
+    return metrics.predictions(logits, regression), labels.reshape(-1) if regression else labels
 
 
-def correlations(trainer, dataset) -> dict[str, float]:
-    """Pearson and Spearman correlation (scipy) between ``trainer``'s model's single output and the float targets
-    of ``dataset`` (a regression, e.g. STS-B); NaN for an empty data set or constant predictions."""
-    from scipy.stats import pearsonr, spearmanr
+def score(trainer, dataset, metric: str = "accuracy", regression: bool = False) -> float:
+    """``metric`` of ``trainer``'s predictions on ``dataset``; NaN for an empty data set (nothing predicted)."""
+    if len(dataset) == 0:
+        return float("nan")
+    return metrics.score(metric, *predict(trainer, dataset, regression))
 
-    if len(dataset) < 2:
-        return {"pearson": float("nan"), "spearman": float("nan")}
-    out = trainer.predict(dataset)
-    predictions = out.predictions[0] if isinstance(out.predictions, tuple) else out.predictions
-    predictions, targets = np.asarray(predictions, dtype=np.float64).reshape(-1), np.asarray(out.label_ids).reshape(-1)
-    if np.ptp(predictions) == 0:  # scipy warns and returns NaN: say NaN without the warning
-        return {"pearson": float("nan"), "spearman": float("nan")}
-    return {"pearson": float(pearsonr(predictions, targets).statistic),
-            "spearman": float(spearmanr(predictions, targets).statistic)}
+
+def accuracy(trainer, dataset) -> float:
+    """The fraction of ``dataset`` that ``trainer``'s model classifies right (argmax of the logits); NaN for an
+    empty data set."""
+    return score(trainer, dataset, "accuracy")
 
 
 def answer_tokens(tokenizer, answers: Sequence[str]) -> int:
@@ -40,28 +42,20 @@ def answer_tokens(tokenizer, answers: Sequence[str]) -> int:
     return max((len(tokenizer(a, add_special_tokens=False)["input_ids"]) for a in set(answers)), default=1)
 
 
-def exact_match(model, tokenizer, prompts: Sequence[str], answers: Sequence[str], batch_size: int = 64,
-                max_new_tokens: int | None = None) -> float:
-    """The fraction of ``prompts`` after which ``model`` (a causal LM) generates exactly its answer.
-
-    Greedy decoding of at most ``max_new_tokens`` tokens (default :func:`answer_tokens`), stopping at EOS; the
-    generated tokens are decoded without special tokens, stripped, and compared with the stripped answer. So
-    an answer shorter than the budget must be followed by EOS: " positive and" does not match " positive".
-    Batched, left-padded, in length order (less padding, same result). NaN for no prompts.
-    """
+def generate(model, tokenizer, prompts: Sequence[str], batch_size: int = 64, max_new_tokens: int = 1) -> list[str]:
+    """The text ``model`` (a causal LM) generates after each prompt: greedy decoding of at most ``max_new_tokens``
+    tokens, stopping at EOS, decoded without special tokens. Batched, left-padded, in length order (less padding,
+    the same texts)."""
     import torch
 
-    if len(prompts) == 0:
-        return float("nan")
-    budget = max_new_tokens or answer_tokens(tokenizer, answers)
     lengths = [len(ids) for ids in tokenizer(list(prompts))["input_ids"]]
     order = sorted(range(len(prompts)), key=lengths.__getitem__)
-    settings = {"max_new_tokens": budget, "do_sample": False, "pad_token_id": tokenizer.pad_token_id,
+    settings = {"max_new_tokens": max_new_tokens, "do_sample": False, "pad_token_id": tokenizer.pad_token_id,
                 "eos_token_id": tokenizer.eos_token_id, "temperature": None, "top_p": None, "top_k": None}
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
-    correct = 0
+    texts: list[str] = [""] * len(prompts)
     try:
         with torch.no_grad():
             for start in range(0, len(order), batch_size):
@@ -69,8 +63,32 @@ def exact_match(model, tokenizer, prompts: Sequence[str], answers: Sequence[str]
                 batch = tokenizer([prompts[i] for i in chosen], padding=True, padding_side="left",
                                   return_tensors="pt").to(device)
                 out = model.generate(**batch, **settings)
-                texts = tokenizer.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
-                correct += sum(text.strip() == answers[i].strip() for text, i in zip(texts, chosen, strict=True))
+                decoded = tokenizer.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
+                for i, text in zip(chosen, decoded, strict=True):
+                    texts[i] = text
     finally:
         model.train(was_training)
-    return correct / len(prompts)
+    return texts
+
+
+def exact_match(model, tokenizer, prompts: Sequence[str], answers: Sequence[str], batch_size: int = 64,
+                max_new_tokens: int | None = None) -> float:
+    """The fraction of ``prompts`` after which ``model`` (a causal LM) generates exactly its answer
+    (:func:`generate` with at most ``max_new_tokens`` tokens, default :func:`answer_tokens`; stripped texts
+    compared). So an answer shorter than the budget must be followed by EOS: " positive and" does not match
+    " positive". NaN for no prompts."""
+    return answer_score("exact", model, tokenizer, prompts, answers, batch_size, max_new_tokens)
+
+
+def answer_score(metric: str, model, tokenizer, prompts: Sequence[str], answers: Sequence[str],
+                 batch_size: int = 64, max_new_tokens: int | None = None, task: str | None = None) -> float:
+    """``metric`` (``exact`` or ``llm-adapters``; ``task``: the commonsense task whose answer pattern applies,
+    default the one of each gold answer) of the answers generated after ``prompts``. NaN for no prompts."""
+    if len(prompts) == 0:
+        return float("nan")
+    texts = generate(model, tokenizer, prompts, batch_size, max_new_tokens or answer_tokens(tokenizer, answers))
+    if metric == "llm-adapters":
+        from hora.experiments import commonsense
+
+        return commonsense.accuracy(texts, answers, task if task in commonsense.ANSWER_PATTERNS else None)
+    return sum(text.strip() == answer.strip() for text, answer in zip(texts, answers, strict=True)) / len(prompts)

@@ -134,8 +134,18 @@ def _pct(x: float, digits: int = 1) -> str:
     return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.{digits}f}"
 
 
+def metric_name(df: pd.DataFrame) -> str:
+    """The metric the runs' ``accuracy`` / ``val_accuracy`` columns hold (their ``metric`` column, from
+    ``--metric``): accuracy unless the runs name another."""
+    names = sorted({str(m) for m in df["metric"].dropna()}) if "metric" in df.columns else []
+    if len(names) > 1:
+        raise HoraError(f"the runs were scored by different metrics ({', '.join(names)}): summarise them apart")
+    return names[0] if names else "accuracy"
+
+
 def summary_markdown(df: pd.DataFrame, title: str = "HoRA comparison", context: str = "") -> str:
     df = select_lr(df) if "selected" not in df.columns else df
+    metric = metric_name(df)
     summ = summarize(df)
     lines = [f"# {title}", ""]
     if context:
@@ -146,15 +156,18 @@ def summary_markdown(df: pd.DataFrame, title: str = "HoRA comparison", context: 
         f"fractions {', '.join(f'{f:g}' for f in sorted(df['fraction'].unique()))}; "
         f"seeds {', '.join(str(s) for s in sorted(df['seed'].unique()))}; "
         f"learning rates {', '.join(f'{x:g}' for x in lrs)}.",
-        "Accuracy is test accuracy in percent (mean ± sample sd over seeds, 95 % t-interval of the mean).",
+        ("Accuracy is test accuracy in percent" if metric == "accuracy" else
+         f"The score is the test {metric} x 100 (the runs' metric; the columns keep the name accuracy)")
+        + " (mean ± sample sd over seeds, 95 % t-interval of the mean).",
     ]
     if len(lrs) > 1:
-        lines.append("Each method's learning rate is chosen per fraction on mean validation accuracy only; "
-                     "test accuracy is reported at that choice.")
+        lines.append(f"Each method's learning rate is chosen per fraction on mean validation {metric} only; "
+                     f"test {metric} is reported at that choice.")
     lines.append("")
     diag_cols = [c for c in summ.columns if c.startswith("diag_")]
-    header = ["method", "fraction", "n", "test acc (mean ± sd)", "95% CI", "val acc", "lr", "trainable params",
-              "train s"] + [c.removeprefix("diag_") for c in diag_cols]
+    short = "acc" if metric == "accuracy" else metric
+    header = ["method", "fraction", "n", f"test {short} (mean ± sd)", "95% CI", f"val {short}", "lr",
+              "trainable params", "train s"] + [c.removeprefix("diag_") for c in diag_cols]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for _, r in summ.sort_values(["fraction", "method"]).iterrows():
         cells = [str(r["method"]), f"{r['fraction']:g}", str(int(r["n"])),
@@ -169,17 +182,18 @@ def summary_markdown(df: pd.DataFrame, title: str = "HoRA comparison", context: 
     methods = set(df["method"])
     if "lora" in methods:
         for method in sorted(methods - {"lora"}, key=lambda m: (m != "hora", m)):
-            lines += _paired_section(df, method, "lora")
+            lines += _paired_section(df, method, "lora", metric)
     lines.append("")
     return "\n".join(lines)
 
 
-def _paired_section(df: pd.DataFrame, a: str, b: str) -> list[str]:
+def _paired_section(df: pd.DataFrame, a: str, b: str, metric: str = "accuracy") -> list[str]:
     """Markdown lines of the paired difference a − b per fraction."""
     pdiff = paired_difference(df, a, b)
     names = {"hora": "HoRA", "lora": "LoRA"}
     lines = ["", f"## {names.get(a, a)} − {names.get(b, b)}, paired by seed", "",
-             f"Difference of test accuracy in percentage points; positive favours {names.get(a, a)}. "
+             f"Difference of test {metric} in percentage points{'' if metric == 'accuracy' else ' (x 100)'}; "
+             f"positive favours {names.get(a, a)}. "
              "An interval that contains 0 means no detectable difference at these seeds.", "",
              "| fraction | pairs | mean diff | sd | 95% t-interval |", "|---|---|---|---|---|"]
     for _, r in pdiff.iterrows():
@@ -240,7 +254,7 @@ def draw_accuracy_vs_fraction(df: pd.DataFrame, ax, title: str = "Test accuracy 
     ax.set_xticklabels([f"{f:g}" for f in fracs])
     ax.set_xlabel("fraction of the training split")
     seeds = int(summ["n"].max()) if len(summ) else 0
-    ax.set_ylabel("test accuracy (%), mean over seeds" + (", 95 % interval" if with_bars else ""))
+    ax.set_ylabel(f"test {metric_name(df)} (%), mean over seeds" + (", 95 % interval" if with_bars else ""))
     if values:
         ax.set_ylim(*y_limits(values))
     if seeds < 2:

@@ -16,6 +16,10 @@ defaults differ by method family: VeRA trains only scaling vectors), tried on ``
 on validation accuracy only; the remaining seeds run at the chosen lr. Same steps, batch, data order and
 subsample per seed for every method.
 
+The benchmark presets (``glue``, ``commonsense``, ``vtab1k``: :mod:`hora.experiments.presets`) are one grid per
+task with the benchmark's recipe, fraction 1, and absolute learning rates tried by every method; after the grids'
+sections ``study.md`` has the benchmark's table (:mod:`hora.experiments.benchmark_report`).
+
 ``quick`` checks the whole pipeline in about 10 minutes on 2 CPU cores (one seed, no lr search, 60-step
 runs, evaluation on 256 random examples): its numbers are not evidence, and 60 steps barely leave the
 loss plateau of the text task. ``full`` is the protocol of issue 4.
@@ -26,12 +30,12 @@ at which each method's mean test accuracy reaches LoRA's full-data mean.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
 
-from hora.experiments import methods, paths, report
+from hora.experiments import benchmark_report, methods, paths, presets, report
 from hora.experiments.errors import HoraError
 from hora.experiments.executors import Executor
 from hora.experiments.pretrain_vit import pretrain_vit
@@ -56,9 +60,13 @@ class Grid:
     settings: dict = field(default_factory=dict)
     lr_factors: tuple[float, ...] = LR_FACTORS
     tune_seeds: tuple[int, ...] | None = None
+    lr_grid: tuple[float, ...] | None = None  # absolute lrs tried by every method, instead of the factors
+    test_sets: tuple[str, ...] = ()  # the names of further test sets each run scores (settings' test_sets)
 
     def lrs(self) -> dict[str, list[float]]:
-        """Each method's lr grid: its default lr times each factor."""
+        """Each method's lr grid: ``lr_grid``, else its default lr times each factor."""
+        if self.lr_grid is not None:
+            return {m: list(self.lr_grid) for m in self.methods}
         return {m: [methods.default_lr(m) * f for f in self.lr_factors] for m in self.methods}
 
 
@@ -101,10 +109,32 @@ PRESETS = _presets()
 GRID_NAMES = tuple(g.name for g in PRESETS["full"])
 
 
-def select_grids(preset: str, only: list[str] | None = None) -> list[Grid]:
-    """The grids of ``preset`` (quick | full), optionally only those named in ``only``."""
+def benchmark_grids(name: str, root: str | None = None, overrides: dict | None = None,
+                    protocol: dict | None = None) -> list[Grid]:
+    """One grid per task of the benchmark preset ``name`` (data root ``root``, TrainConfig ``overrides`` such
+    as a smaller model or ``steps``, ``protocol``: other methods, seeds or lrs)."""
+    b = presets.benchmark(name).with_protocol(**(protocol or {}))
+    root = b.check_root(root)
+    return [Grid(task.name, f"{b.title}: {task.name}", b.methods, (1.0,), b.seeds,
+                 b.task_settings(task, root, overrides), tune_seeds=b.tune_seeds, lr_grid=b.lrs,
+                 test_sets=b.test_sets) for task in b.tasks]
+
+
+def select_grids(preset: str, only: list[str] | None = None, root: str | None = None,
+                 overrides: dict | None = None, protocol: dict | None = None) -> list[Grid]:
+    """The grids of ``preset`` (quick | full, or a benchmark preset), optionally only those named in ``only``."""
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    protocol = {k: v for k, v in (protocol or {}).items() if v}
+    if preset in presets.BENCHMARKS:
+        grids = benchmark_grids(preset, root, overrides, protocol)
+        for name in only or []:
+            presets.benchmark(preset).task(name)  # a one-line error naming the tasks
+        return [g for g in grids if not only or g.name in only]
+    if root is not None or overrides or protocol:
+        raise HoraError(f"--data-root, --model, --steps, --methods, --seeds and --lrs apply to the benchmark presets "
+                        f"({', '.join(presets.BENCHMARKS)}), not to '{preset}'")
     if preset not in PRESETS:
-        raise HoraError(f"unknown preset '{preset}': choose quick or full")
+        raise HoraError(f"unknown preset '{preset}': choose quick, full or one of {', '.join(presets.BENCHMARKS)}")
     unknown = [n for n in only or [] if n not in GRID_NAMES]
     if unknown:
         raise HoraError(f"unknown study grid(s) {', '.join(unknown)}: choose from {', '.join(GRID_NAMES)}")
@@ -125,6 +155,8 @@ def reach_fraction(summary: pd.DataFrame, method: str, reference: str = "lora") 
 
 
 def _reach_lines(df: pd.DataFrame) -> list[str]:
+    if df["fraction"].nunique() < 2:
+        return []
     summ = report.summarize(df)
     ref = summ[(summ["method"] == "lora") & (summ["fraction"] == 1.0)]
     if ref.empty:
@@ -137,32 +169,61 @@ def _reach_lines(df: pd.DataFrame) -> list[str]:
     return lines
 
 
+def _grid_section(grid: Grid, output: Path, df: pd.DataFrame) -> list[str]:
+    """study.md's section of one grid: its summary.md (without its title) and its plot."""
+    summary = (output / grid.name / "summary.md").read_text().split("\n", 2)[2]  # drop its title
+    summary = summary.replace("\n## ", "\n### ")
+    return [f"## {grid.title} (`{grid.name}/`)", "", summary.strip(), *_reach_lines(df),
+            "", f"![{grid.name}]({grid.name}/accuracy_vs_fraction.png)", ""]
+
+
+def _task_tables(grid: Grid, df: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """The results of each task a grid scores: its own test split, or (with further test sets, e.g. the
+    commonsense preset's eight) one table per test set, its score as the ``accuracy`` column."""
+    if not grid.test_sets:
+        return {grid.name: df}
+    return {name: df.assign(accuracy=df[f"test_{name}"]) for name in grid.test_sets}
+
+
 def run_study(preset: str, output: str | Path, only: list[str] | None = None, progress: bool = True,
+              root: str | None = None, overrides: dict | None = None, protocol: dict | None = None,
               executor: Executor | None = None) -> Path:
     """Run (or resume) the preset's grids into ``output``; write ``output/study.md``; return its path.
     ``executor`` runs every grid's runs (default: one after another in this process).
 
     A run that another grid of the preset already finished with the same settings (e.g. ``ablations``'
     HoRA and LoRA at 0.05, which are ``text``'s) is copied from that grid's folder, not trained again.
+    For a benchmark preset, ``root`` replaces its data root, ``overrides`` its TrainConfig settings and
+    ``protocol`` its methods, seeds or learning rates.
     """
-    grids = select_grids(preset, only)
+    grids = select_grids(preset, only, root, overrides, protocol)
+    every = [g.name for g in select_grids(preset, None, root, overrides, protocol)]  # runs may be copied from
     output = paths.check_output_dir(output)
     if any(g.settings.get("model") == "vit" for g in grids):
         pretrain_vit(progress=progress)  # cached after the first time
-    sections = [f"# HoRA evidence study ({preset} preset)", ""]
+    title = presets.BENCHMARKS[preset].title if preset in presets.BENCHMARKS else "HoRA evidence study"
+    sections = [f"# {title} ({preset} preset)", ""]
     if preset == "quick":
         sections += ["Quick preset: one seed, no learning-rate search, 60-step runs, 256 evaluation examples. "
                      "It checks the pipeline; its numbers are not evidence.", ""]
+    tables: dict[str, pd.DataFrame] = {}
+    metrics: dict[str, str] = {}
     for grid in grids:
         base = dataclasses.replace(TrainConfig(), **grid.settings)
         df = run_compare(base, list(grid.methods), list(grid.fractions), list(grid.seeds), output / grid.name,
                          lrs=grid.lrs(), progress=progress, executor=executor,
                          tune_seeds=list(grid.tune_seeds) if grid.tune_seeds else None,
-                         reuse_from=[output / g.name for g in PRESETS[preset] if g.name != grid.name])
-        summary = (output / grid.name / "summary.md").read_text().split("\n", 2)[2]  # drop its title
-        summary = summary.replace("\n## ", "\n### ")
-        sections += [f"## {grid.title} (`{grid.name}/`)", "", summary.strip(), *_reach_lines(df),
-                     "", f"![{grid.name}]({grid.name}/accuracy_vs_fraction.png)", ""]
+                         reuse_from=[output / name for name in every if name != grid.name])
+        sections += _grid_section(grid, output, df)
+        for name, table in _task_tables(grid, df).items():
+            if name != grid.name:  # a further test set: its own summary and plot, in the compare format
+                report.write_report(table, output / grid.name / name, title=f"{grid.title}: {name}")
+                sections += _grid_section(replace(grid, name=f"{grid.name}/{name}", title=name), output, table)
+            tables[name], metrics[name] = table, report.metric_name(table)
+    if preset in presets.BENCHMARKS:
+        b = presets.BENCHMARKS[preset]
+        groups = {g: tuple(t.name for t in b.tasks if t.group == g) for g in b.groups}
+        sections.insert(2, benchmark_report.benchmark_markdown(b.title, tables, metrics, groups))
     path = output / "study.md"
     atomic_write(path, lambda tmp: Path(tmp).write_text("\n".join(sections)))
     return path

@@ -28,7 +28,7 @@ from hora.experiments.grid_progress import GridProgress
 from hora.experiments.train_config import RECORDED, TrainConfig
 from hora.io import atomic_dir, atomic_write
 
-RESULT_COLUMNS = ["method", "fraction", "seed", "lr", "accuracy", "val_accuracy", "trainable_params",
+RESULT_COLUMNS = ["method", "fraction", "seed", "lr", "accuracy", "val_accuracy", "metric", "trainable_params",
                   "train_seconds", "steps", "n_train"]
 
 
@@ -104,7 +104,7 @@ def _copy_finished(run_dir: Path, cfg: TrainConfig, folders: list[Path]) -> dict
 
 def _row(metrics: dict, run_dir: Path) -> dict:
     row = {k: metrics.get(k) for k in RESULT_COLUMNS}
-    row.update({k: v for k, v in metrics.items() if k.startswith("diag_")})
+    row.update({k: v for k, v in metrics.items() if k.startswith(("diag_", "test_"))})  # diagnostics, test sets
     row["run_dir"] = str(run_dir)
     return row
 
@@ -148,9 +148,7 @@ def run_compare(base: TrainConfig, method_list: list[str], fractions: list[float
     models.resolve_model(base.model, source.kind, base.revision)  # fail fast on a model that does not fit the task
     splits = datasource.load_splits(source)  # read once, shared by every run
     data = splits.data
-    if data.regression:
-        raise HoraError(f"{source.name} has a float label (a regression, scored by Pearson and Spearman "
-                        "correlation); hora compare reports accuracy: train each run with hora train")
+    base.resolved_metric(data.regression)  # fail fast on a metric that does not fit the task (a regression's: pearson)
     for f in fractions:  # fail fast: every fraction must leave every class some training examples
         for s in seeds:
             datasource.run_indices(splits, f, s)

@@ -33,13 +33,15 @@ import tempfile
 import time
 import warnings
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hora.experiments import datasource, methods, models, paths, tasks, variants
+import numpy as np
+
+from hora.experiments import datasource, evaluation, methods, models, paths, tasks, variants
 from hora.experiments.errors import HoraError, HoraWarning, TrainingInterrupted
-from hora.experiments.evaluation import accuracy, answer_tokens, correlations, exact_match
+from hora.experiments.evaluation import answer_score, answer_tokens
 from hora.experiments.train_config import RECORDED, TRAJECTORY, TrainConfig, world_size
 from hora.io import atomic_save_files, atomic_write_json
 
@@ -127,6 +129,7 @@ class Encoded:
     test: Any
     tokenizer: Any = None
     max_length: int = 0
+    tests: dict = field(default_factory=dict)  # further test sets (--test-sets): name -> data set
 
 
 def resolve_base_model(cfg: TrainConfig, kind: str) -> BaseModel:
@@ -140,24 +143,50 @@ def resolve_base_model(cfg: TrainConfig, kind: str) -> BaseModel:
     return BaseModel(name, ref, cfg.revision, config)
 
 
-def encode_splits(cfg: TrainConfig, data: tasks.TaskData, indices: tuple, base: BaseModel, sft=None) -> Encoded:
-    """The train / validation / test examples at ``indices``, encoded for the model: tokenised texts (pairs as
-    pairs), images through the model's image processor (the built-in tasks' digits as they are), or prompts and
-    answers for TRL (``sft``); one warning when texts were cut to ``--max-length``."""
+def encode_splits(cfg: TrainConfig, data: tasks.TaskData, indices: tuple, base: BaseModel, sft=None,
+                  test_sets: dict[str, tasks.TaskData] | None = None) -> Encoded:
+    """The train / validation / test examples at ``indices`` (and every example of each further test set),
+    encoded for the model: tokenised texts (pairs as pairs), images through the model's image processor (the
+    built-in tasks' digits as they are), or prompts and answers for TRL (``sft``); one warning when texts were
+    cut to ``--max-length``."""
+    tokenizer, max_length = None, 0
     if data.kind == "image":
         transform = models.load_image_transform(base.ref, base.revision) if cfg.image_column else None
-        return Encoded(*(tasks.encode(data, idx, image_transform=transform) for idx in indices))
-    tokenizer = models.load_tokenizer(base.ref, base.revision)
-    max_length = models.cap_max_length(cfg.max_length, base.config, tokenizer)
-    encode = sft.prepare if sft is not None else tasks.encode  # sft: prompts and answers, cut to max_length
-    train_ds, val_ds, test_ds = (encode(data, idx, tokenizer, max_length) for idx in indices)
-    if sft is not None:
-        sft.warn_cut([train_ds, val_ds, test_ds], max_length, data.name)
+
+        def encode(d, idx):
+            return tasks.encode(d, idx, image_transform=transform)
     else:
-        tasks.warn_truncated([train_ds, val_ds, test_ds], max_length, data.name)
-        for ds in (val_ds, test_ds):  # evaluate in length order: less padding, same accuracy
+        tokenizer = models.load_tokenizer(base.ref, base.revision)
+        max_length = models.cap_max_length(cfg.max_length, base.config, tokenizer)
+        encode_text = sft.prepare if sft is not None else tasks.encode  # sft: prompts and answers, cut to fit
+
+        def encode(d, idx):
+            return encode_text(d, idx, tokenizer, max_length)
+    train_ds, val_ds, test_ds = (encode(data, idx) for idx in indices)
+    tests = {name: encode(d, np.arange(len(d))) for name, d in (test_sets or {}).items()}
+    evaluated = [val_ds, test_ds, *tests.values()]
+    if sft is not None:
+        sft.warn_cut([train_ds, *evaluated], max_length, data.name)
+    elif data.kind == "text":
+        tasks.warn_truncated([train_ds, *evaluated], max_length, data.name)
+        for ds in evaluated:  # evaluate in length order: less padding, same accuracy
             ds.items.sort(key=lambda item: len(item["input_ids"]))
-    return Encoded(train_ds, val_ds, test_ds, tokenizer, max_length)
+    return Encoded(train_ds, val_ds, test_ds, tokenizer, max_length, tests)
+
+
+def load_test_sets(cfg: TrainConfig, data: tasks.TaskData) -> dict[str, tasks.TaskData]:
+    """The further test sets of ``--test-sets`` (name -> examples), read with the run's columns; a classification
+    test set must have the run's classes."""
+    if cfg.test_sets is None:
+        return {}
+    source = datasource.DataSource.of(cfg)
+    loaded = {name: datasource.load_test_set(source, where)
+              for name, where in datasource.parse_test_sets(cfg.test_sets).items()}
+    for name, tested in loaded.items():
+        if cfg.objective != "sft" and not data.regression and tested.label_names != data.label_names:
+            raise HoraError(f"test set {name} has the classes {', '.join(tested.label_names)}, not the run's "
+                            f"{', '.join(data.label_names)}")
+    return loaded
 
 
 def adapted_model(cfg: TrainConfig, data: tasks.TaskData, base: BaseModel):
@@ -300,18 +329,30 @@ def run_training(cfg: TrainConfig, trainer, resume_from: Path | None, save_every
 
 
 def evaluate(cfg: TrainConfig, trainer, data: tasks.TaskData, encoded: Encoded, sft=None) -> dict:
-    """The run's scores on validation and test: accuracy (classification), exact match of the greedy answer
-    reported as accuracy (``sft``, with its token budget), or Pearson and Spearman correlation (regression)."""
+    """The run's scores by its metric (``--metric``, :meth:`TrainConfig.resolved_metric`) on validation, test and
+    each further test set (``test_NAME``): a metric of the predictions (classification, regression) or of the
+    greedily generated answers (``sft``, with the longest answer's token budget). With further test sets and no
+    test split, the test score (``accuracy``) is their mean. Scores are fractions (correlations in [-1, 1])."""
+    metric = cfg.resolved_metric(data.regression)
+    extra: dict = {}
     if sft is not None:
         model = trainer.accelerator.unwrap_model(trainer.model)
-        budget = answer_tokens(encoded.tokenizer, data.answers)  # the longest answer of the task
-        val, test = (exact_match(model, encoded.tokenizer, ds.prompts, ds.answers, cfg.eval_batch_size, budget)
-                     for ds in (encoded.val, encoded.test))
-        return {"accuracy": test, "val_accuracy": val, "max_new_tokens": budget}
-    if data.regression:
-        val, test = correlations(trainer, encoded.val), correlations(trainer, encoded.test)
-        return {**test, **{f"val_{k}": v for k, v in val.items()}}
-    return {"accuracy": accuracy(trainer, encoded.test), "val_accuracy": accuracy(trainer, encoded.val)}
+        answers = [a for d in (data, *encoded.tests.values()) for a in (d.answers if hasattr(d, "answers") else [])]
+        budget = answer_tokens(encoded.tokenizer, answers or data.answers)  # the longest answer of the task
+
+        def score(ds, task=None):
+            return answer_score(metric, model, encoded.tokenizer, ds.prompts, ds.answers, cfg.eval_batch_size,
+                                budget, task)
+        extra["max_new_tokens"] = budget
+    else:
+        def score(ds, task=None):
+            return evaluation.score(trainer, ds, metric, data.regression)
+    scores = {"metric": metric, "accuracy": score(encoded.test), "val_accuracy": score(encoded.val), **extra}
+    for name, ds in encoded.tests.items():
+        scores[f"test_{name}"] = score(ds, name)
+    if encoded.tests and len(encoded.test) == 0:
+        scores["accuracy"] = float(np.mean([scores[f"test_{name}"] for name in encoded.tests]))
+    return scores
 
 
 def train(cfg: TrainConfig, splits: tasks.Splits | None = None, callbacks: Sequence = ()) -> dict:
@@ -338,8 +379,9 @@ def train(cfg: TrainConfig, splits: tasks.Splits | None = None, callbacks: Seque
     sft = None
     if cfg.objective == "sft":
         from hora.experiments import sft
+    cfg.resolved_metric(data.regression)  # fail before training on a metric that does not fit the task
     indices = datasource.run_indices(splits, cfg.fraction, cfg.seed, cfg.max_eval_samples)
-    encoded = encode_splits(cfg, data, indices, base, sft)
+    encoded = encode_splits(cfg, data, indices, base, sft, load_test_sets(cfg, data))
     model, info = adapted_model(cfg, data, base)
     trainable, total = methods.count_parameters(model)
     warn_if_many_epochs(cfg, len(encoded.train))

@@ -23,7 +23,7 @@ from dataclasses import MISSING, Field, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from hora.experiments import datasource, methods, models, paths, tasks
+from hora.experiments import datasource, evaluation, methods, metrics, models, paths, tasks
 from hora.experiments.errors import HoraError
 
 TRAJECTORY = "trajectory"  # fixes what is trained: a resumed run must match it
@@ -58,6 +58,10 @@ DATASET_HELP = ("Your own data through the datasets library: a Hub dataset ID (O
                 "--prompt-column and --answer-column. Splits: --train-split, --validation-split, --test-split; a "
                 "missing one is taken from the train split by the fixed split rule (docs/method.md).")
 SPLIT_HELP = "Split of --dataset {} ('none': take it from the train split by the fixed split rule)."
+METRIC_HELP = ("The score that chooses the learning rate and is reported: accuracy, f1, matthews (classification; "
+               "default accuracy), pearson, spearman (regression; default pearson); with --objective sft exact "
+               "(default: the greedy answer equals the answer) or llm-adapters (the answer word read from the "
+               "generation by LLM-Adapters' rule).")
 OBJECTIVE_HELP = ("classify (default: a new linear head classifies each text) or sft (decoders only: the model "
                   "learns to generate the answer after a prompt, through TRL's SFTTrainer, loss on the answer only; "
                   "accuracy is then the exact-match rate of the greedy answer).")
@@ -84,7 +88,7 @@ class TrainConfig:
                                 aliases=("--text-column",))
     label_column: str = setting("label", help="Label column of the data: classes (names from a ClassLabel "
                                 "feature), or float targets for a regression (e.g. STS-B: one output, mean squared "
-                                "error, scored by Pearson and Spearman correlation).", role=TRAJECTORY)
+                                "error, scored by --metric pearson or spearman).", role=TRAJECTORY)
     image_column: str | None = setting(None, help="Image column of --dataset (any image feature; read by the "
                                        "model's image processor). Makes the task an image task.", role=TRAJECTORY)
     objective: str = setting("classify", help=OBJECTIVE_HELP, role=TRAJECTORY)
@@ -92,6 +96,16 @@ class TrainConfig:
     answer_column: str = setting("answer", help="Answer column of --data with --objective sft (the text to "
                                  "generate after the prompt, as written: start it with a space if the prompt "
                                  "does not end with one).", role=TRAJECTORY)
+    prompt_template: str | None = setting(None, help="With --objective sft: a named template that turns the prompt "
+                                          "column into the prompt: llm-adapters (LLM-Adapters' instruction "
+                                          "prompt, docs/benchmarks.md). Default: the prompt column as written.",
+                                          role=TRAJECTORY)
+    metric: str | None = setting(None, help=METRIC_HELP, role=EVALUATION)
+    test_sets: str | None = setting(None, help="Further test sets, each scored after training like the test split: "
+                                    "a comma list of NAME=SOURCE (a file, folder or Hub dataset ID with the same "
+                                    "columns; its test split, else its only split); their scores are recorded as "
+                                    "test_NAME. With them the fixed split rule takes no test split from train, and "
+                                    "with no test split their mean is the run's test score.", role=EVALUATION)
     method: str = setting("hora", help=METHOD_HELP, role=TRAJECTORY, commands=("train",))
     fraction: float = setting(1.0, help="Fraction of the training split to train on, in (0, 1].",
                               role=TRAJECTORY, commands=("train", "dynamics"))
@@ -157,6 +171,7 @@ class TrainConfig:
             raise HoraError(f"--objective must be one of {', '.join(OBJECTIVES)}, got '{self.objective}'")
         if self.objective == "sft":
             self._check_sft()
+        self._check_scoring()
         tasks.check_fraction(self.fraction)
         methods.parse_projections(self.targets)
         _at_least(1, r=self.r, batch_size=self.batch_size, eval_batch_size=self.eval_batch_size,
@@ -226,6 +241,27 @@ class TrainConfig:
             # (a Hub ID is checked when the run resolves it: reading its config may need the network)
             raise HoraError(f"--objective sft needs a decoder, and {self.model} holds no causal LM (its config.json "
                             f"names no ...ForCausalLM architecture): {use}")
+
+    def _check_scoring(self) -> None:
+        """--metric fits the objective; --prompt-template is a known template, with --objective sft;
+        --test-sets is a list of NAME=SOURCE."""
+        if self.metric is not None:
+            scores = evaluation.ANSWER_METRICS if self.objective == "sft" else tuple(metrics.METRICS)
+            if self.metric not in scores:
+                raise HoraError(f"--metric {self.metric} does not score --objective {self.objective}: use one of "
+                                f"{', '.join(scores)}")
+        if self.prompt_template is not None:
+            if self.objective != "sft":
+                raise HoraError("--prompt-template makes prompts for --objective sft; drop it or add --objective sft")
+            datasource.check_template(self.prompt_template)
+        if self.test_sets is not None:
+            datasource.parse_test_sets(self.test_sets)
+
+    def resolved_metric(self, regression: bool) -> str:
+        """--metric, or the default for the run: exact (sft), pearson (a regression), accuracy."""
+        if self.metric is not None:
+            return metrics.check_metric(self.metric, regression) if self.objective != "sft" else self.metric
+        return "exact" if self.objective == "sft" else "pearson" if regression else "accuracy"
 
     def resolved_lr(self) -> float:
         return float(self.lr) if self.lr is not None else methods.default_lr(self.method)
