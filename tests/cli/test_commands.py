@@ -166,7 +166,8 @@ def test_report_merges_comparisons_run_apart(tiny_bert, tiny_csv, tmp_path):
 def test_info_prints_parameter_report(tiny_bert):
     result = runner.invoke(app, ["info", "--model", str(tiny_bert), "--r", "4"])
     assert result.exit_code == 0, result.output
-    assert "lora_equivalent" in result.output and "trainable" in result.output
+    assert "LoRA of equal rank" in result.output and "HoRA over LoRA" in result.output
+    assert "lora_equivalent" not in result.output and "free_factors" not in result.output
 
 
 def test_simulate_is_wired_to_run_simulation(monkeypatch, tmp_path):

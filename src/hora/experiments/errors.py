@@ -6,6 +6,9 @@ raises :class:`HoraError` with a one-line message; ``hora`` prints that line and
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
 
 class HoraError(Exception):
     """A user-facing error: the message is one line that says what to do."""
@@ -30,3 +33,10 @@ class TrainingInterrupted(Exception):
     def __init__(self, step: int, checkpoint, save_every: int | None, output):
         super().__init__(f"training interrupted at step {step}")
         self.step, self.checkpoint, self.save_every, self.output = step, checkpoint, save_every, output
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    """"did you mean 'hora'? " for the (at most two) choices closest to a misspelt ``name`` (difflib's
+    ``get_close_matches``, similarity ratio >= 0.6), else ""."""
+    close = difflib.get_close_matches(name, list(choices), n=2)
+    return f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""

@@ -26,7 +26,7 @@ import json
 import warnings
 from pathlib import Path
 
-from hora.experiments import assets
+from hora.experiments import assets, quiet
 from hora.experiments.errors import HoraError, HoraWarning
 
 TEXT_MODELS = ("minilm", "smollm2")
@@ -122,16 +122,12 @@ def load_base_model(folder: Path, kind: str, label_names: list[str]):
     """
     import torch
     from transformers import AutoModelForImageClassification, AutoModelForSequenceClassification
-    from transformers.utils import logging as hf_logging
 
     assets.set_offline()
     num_labels = len(label_names)
     id2label = dict(enumerate(label_names))
     label2id = {n: i for i, n in id2label.items()}
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()  # "newly initialized head" warnings are expected here
-    hf_logging.disable_progress_bar()
-    try:
+    with quiet.loading_new_head():
         if kind == "image":
             model = AutoModelForImageClassification.from_pretrained(
                 folder, local_files_only=True, dtype=torch.float32, num_labels=num_labels,
@@ -147,9 +143,6 @@ def load_base_model(folder: Path, kind: str, label_names: list[str]):
             tok = load_tokenizer(folder)
             if tok.pad_token_id is not None and model.config.pad_token_id != tok.pad_token_id:
                 model.config.pad_token_id = tok.pad_token_id
-    finally:
-        hf_logging.set_verbosity(verbosity)
-        hf_logging.enable_progress_bar()
     return model
 
 
@@ -158,14 +151,10 @@ def load_causal_lm(folder: Path):
     initialised). Its ``pad_token_id`` is set to the tokenizer's (EOS when it has none, see ``load_tokenizer``)."""
     import torch
     from transformers import AutoModelForCausalLM
-    from transformers.utils import logging as hf_logging
 
     assets.set_offline()
-    hf_logging.disable_progress_bar()
-    try:
+    with quiet.no_progress_bars():
         model = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True, dtype=torch.float32)
-    finally:
-        hf_logging.enable_progress_bar()
     tok = load_tokenizer(folder)
     if tok.pad_token_id is not None:
         model.config.pad_token_id = tok.pad_token_id

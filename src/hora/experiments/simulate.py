@@ -298,7 +298,8 @@ def _run(cfg: SimulationConfig, output_dir: Path, seed: int, progress: bool) -> 
     start = time.perf_counter()
     result = {"config": {**asdict(cfg), "seed": seed}, "regimes": {}}
     total = len(cfg.regimes) * len(cfg.sample_sizes) * len(ESTIMATORS)
-    with tqdm(total=total, desc="simulate", disable=not progress) as bar:
+    # disable=None: tqdm's own switch for "no bar when not on a terminal" (a log file gets no \r redraws)
+    with tqdm(total=total, desc="simulate", disable=None if progress else True) as bar:
         for ri, regime in enumerate(cfg.regimes):
             raw = _simulate_regime(ri, regime, cfg, seed, bar)
             result["regimes"][regime.name] = {**asdict(regime), "dims": asdict(regime.dims(cfg.dims)),

@@ -12,6 +12,7 @@ validation / test depends on ``split_seed`` only (see :mod:`hora.experiments.tas
 
 Outputs in ``output``:
     adapter_config.json, adapter_model.safetensors   the adapter (``save_pretrained``); full model for ``full``
+    README.md                                         a model card (:mod:`hora.experiments.portable`)
     metrics.json                                      accuracy (test), val_accuracy, trainable_params, ...,
                                                       plus what ``hora export`` needs to rebuild the base model;
                                                       for sft, accuracy and val_accuracy are exact-match rates
@@ -31,7 +32,7 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
-from hora.experiments import methods, models, paths, portable, tasks, variants
+from hora.experiments import methods, models, paths, portable, quiet, tasks, variants
 from hora.experiments.errors import HoraError, HoraWarning, TrainingInterrupted
 from hora.experiments.evaluation import accuracy, answer_tokens, exact_match
 from hora.experiments.train_config import RECORDED, TRAJECTORY, TrainConfig, world_size
@@ -120,12 +121,11 @@ def train(cfg: TrainConfig, data: tasks.TaskData | None = None, callbacks: Seque
     import torch
 
     warn_if_fsdp_falls_back(torch.cuda.is_available())
-    from transformers import DataCollatorWithPadding, PrinterCallback, TrainingArguments, set_seed
-    from transformers.utils import logging as hf_logging
+    from transformers import DataCollatorWithPadding, TrainingArguments, set_seed
 
     from hora.experiments import checkpoints
 
-    hf_logging.set_verbosity_error()
+    quiet.quiet_libraries()
     t_start = time.perf_counter()
     ckpt_root = Path(cfg.output) / checkpoints.CHECKPOINTS
     resume_from, save_every = None, cfg.save_every
@@ -232,8 +232,7 @@ def train(cfg: TrainConfig, data: tasks.TaskData | None = None, callbacks: Seque
             collator = DataCollatorWithPadding(tokenizer) if tokenizer is not None else None
             trainer = checkpoints.HoraTrainer(args=TrainingArguments(**common), train_dataset=train_ds,
                                               data_collator=collator, **shared)
-        if not cfg.progress:  # quiet: no per-step log lines either (e.g. inside a sweep's progress bar)
-            trainer.remove_callback(PrinterCallback)
+        quiet.configure_progress(trainer, cfg.progress)  # a bar on a terminal, else a line per logging interval
         if resume_from is not None:
             trainer.restore_loss(resume_from)
             if cfg.progress and trainer.is_world_process_zero():

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from hora.experiments import methods, models, paths, tasks
-from hora.experiments.errors import HoraError
+from hora.experiments.errors import HoraError, did_you_mean
 
 TRAJECTORY = "trajectory"  # fixes what is trained: a resumed run must match it
 EVALUATION = "evaluation"  # changes the reported scores only
@@ -120,11 +120,11 @@ class TrainConfig:
         if self.data is not None:
             paths.check_input_file(self.data, "data file")
         elif self.task not in tasks.TASKS:
-            raise HoraError(f"unknown task '{self.task}'; choose one of: {', '.join(tasks.TASKS)} "
-                            "(or pass --data FILE)")
+            raise HoraError(f"unknown task '{self.task}'; {did_you_mean(self.task, tasks.TASKS)}choose one of: "
+                            f"{', '.join(tasks.TASKS)} (or pass --data FILE)")
         if self.model is not None and self.model not in models.MODELS and not Path(self.model).expanduser().is_dir():
-            raise HoraError(f"unknown model '{self.model}': use one of {', '.join(models.MODELS)} or a local "
-                            "model folder")
+            raise HoraError(f"unknown model '{self.model}': {did_you_mean(self.model, models.MODELS)}use one of "
+                            f"{', '.join(models.MODELS)} or a local model folder")
         if self.objective not in OBJECTIVES:
             raise HoraError(f"--objective must be one of {', '.join(OBJECTIVES)}, got '{self.objective}'")
         if self.objective == "sft":
