@@ -51,6 +51,13 @@ def test_every_command_has_help():
     assert "No pretrained ViT ships" in runner.invoke(app, ["pretrain-vit", "--help"]).output
 
 
+def test_version_is_the_installed_distributions():
+    from importlib.metadata import version
+
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output == f"hora {version('hora')}\n"
+
+
 def test_train_then_export_end_to_end(tiny_bert, tiny_csv, tmp_path):
     out = tmp_path / "run"
     result = runner.invoke(app, ["train", *_tiny(tiny_bert, tiny_csv), "--steps", "3", "--output", str(out)])

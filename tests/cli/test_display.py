@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import pytest
 import typer
 
-from hora.cli.display import REPORT_LABELS, report_rows, user_errors, warnings_as_lines
+from hora.cli.display import REPORT_LABELS, report_rows, train_rows, user_errors, warnings_as_lines
 from hora.experiments.errors import HoraError, HoraWarning
 
 
@@ -52,3 +53,18 @@ def test_report_rows_use_user_facing_names_for_every_entry_of_the_parameter_repo
     assert not {"seeds", "free_factors", "shared_free", "overhead_vs_lora", "lora_equivalent"} & set(rows)
     assert rows["HoRA over LoRA"] == f"{100 * report['overhead_vs_lora']:+.2f} %"
     assert rows["LoRA of equal rank"] == f"{report['lora_equivalent']:,}"
+
+
+def test_wall_time_counts_from_the_start_of_the_process():
+    import subprocess
+    import sys
+
+    code = "import time; time.sleep(1.5); from hora.cli.display import process_seconds; print(process_seconds())"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert 1.5 <= float(result.stdout) < 60  # the sleep before the call is counted
+    rows = dict(train_rows({"accuracy": 0.5, "n_test": 2, "val_accuracy": 0.5, "n_val": 2, "trainable_params": 1,
+                            "total_params": 2, "n_train": 3, "fraction": 1.0, "steps": 1, "lr": 1e-3,
+                            "train_loss": 0.7, "train_seconds": 10.9}, Path("out"), 48.0))
+    assert rows["wall time"] == "48.0 s  (since the process started)"
+    assert rows["train time"] == "10.9 s  (the training steps)"

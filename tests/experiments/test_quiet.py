@@ -83,7 +83,7 @@ def _callbacks(stream, enabled: bool, folder: Path) -> list[str]:
     import torch
     from transformers import Trainer, TrainingArguments
 
-    args = TrainingArguments(output_dir=str(folder), report_to="none", use_cpu=True)
+    args = TrainingArguments(output_dir=str(folder), report_to="none", use_cpu=True, disable_tqdm=not enabled)
     trainer = Trainer(model=torch.nn.Linear(2, 2), args=args)
     quiet.configure_progress(trainer, enabled, stream=stream)
     return [type(c).__name__ for c in trainer.callback_handler.callbacks]
