@@ -99,7 +99,7 @@ def model_card(metrics: dict, base_name: str, folder: str) -> str:
         "## Load it",
         "",
         "```python",
-        *(["import hora  # registers HoRA with PEFT (pip install hora)"] if is_hora else []),
+        *(["import hora  # the library that trained this adapter: registers HoRA with PEFT"] if is_hora else []),
         "from peft import PeftModel",
         f"from transformers import {auto_class}",
         "",

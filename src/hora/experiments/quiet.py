@@ -121,16 +121,18 @@ def loading_new_head() -> Iterator[None]:
 
 def configure_progress(trainer, enabled: bool, stream: TextIO | None = None) -> None:
     """The progress a Trainer shows: none when not ``enabled`` (e.g. inside a sweep's own progress); on a
-    terminal (``stream``, default stderr) or in a notebook the Trainer's own bar; otherwise one line per logging
-    interval (:class:`~hora.experiments.log_lines.LogLines`) instead of the bar and its ``\\r`` redraws, with
-    the raw log dicts left out."""
+    terminal (``stream``, default stderr) the Trainer's bar with one line per logging interval above it
+    (:class:`~hora.experiments.log_lines.BarWithLines`); in a notebook transformers' own widget; otherwise the
+    lines alone (:class:`~hora.experiments.log_lines.LogLines`), without the bar's ``\\r`` redraws. The raw log
+    dicts are never printed."""
     from transformers import PrinterCallback, ProgressCallback
+    from transformers.utils import is_in_notebook
 
-    from hora.experiments.log_lines import LogLines
+    from hora.experiments.log_lines import BarWithLines, LogLines
 
-    if enabled and interactive(stream):
+    if enabled and is_in_notebook():
         return
     trainer.remove_callback(ProgressCallback)
     trainer.remove_callback(PrinterCallback)
     if enabled:
-        trainer.add_callback(LogLines(stream))
+        trainer.add_callback(BarWithLines() if interactive(stream) else LogLines(stream))
