@@ -50,7 +50,7 @@ def train(ctx: typer.Context, settings: dict) -> None:
     """Train one model: a method on a task, then report validation and test accuracy.
 
     With no options: HoRA (r=8, q and v) on all-MiniLM-L6-v2 + Rotten Tomatoes, 300 steps of batch 32
-    (a few minutes on 2 CPU cores). Writes the adapter and metrics.json into --output.
+    (a few minutes on 2 CPU cores). Writes the adapter, a model card (README.md) and metrics.json into --output.
     """
     with user_errors():
         from hora.experiments import train as train_mod
