@@ -126,3 +126,16 @@ def test_a_saved_adapter_loads_on_another_machine(tiny_bert, tiny_csv, tmp_path,
     logits, labels = result.stdout.strip().splitlines()[-2:]
     torch.testing.assert_close(torch.tensor(json.loads(logits)), expected)
     assert labels == "{0: 'neg', 1: 'pos'}"
+
+
+def test_a_lora_run_saves_its_head_once_and_a_card_without_hora(tiny_bert, tiny_csv, tmp_path):
+    from hora.experiments import train
+
+    run = tmp_path / "lora"
+    train.train(TrainConfig(model=str(tiny_bert), data=str(tiny_csv), text_column="review", label_column="sentiment",
+                            method="lora", steps=1, batch_size=8, max_length=16, output=str(run), progress=False))
+    config = json.loads((run / "adapter_config.json").read_text())
+    assert config["peft_type"] == "LORA" and config["modules_to_save"] == ["classifier", "score"]
+    assert config["base_model_name_or_path"] == tiny_bert.name
+    card = (run / "README.md").read_text()
+    assert "lora adapter for" in card and "import hora" not in card

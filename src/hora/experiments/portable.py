@@ -117,8 +117,9 @@ def model_card(metrics: dict, base_name: str, folder: str) -> str:
 
 def save_adapter(model, folder: str | Path, metrics: dict, run_folder: str | Path) -> None:
     """``model.save_pretrained(folder)`` with ``base_model_name_or_path`` set to the portable name of
-    ``metrics["model_path"]``, then the model card (``run_folder``: where the run's files end up, named in the
-    card's loading code). A fully fine-tuned model (not a PEFT model) is saved as it is, without a card.
+    ``metrics["model_path"]`` and each ``modules_to_save`` entry once, then the model card (``run_folder``: where
+    the run's files end up, named in the card's loading code). A fully fine-tuned model (not a PEFT model) is
+    saved as it is, without a card.
 
     ``save_embedding_layers=False``: the harness never resizes or adapts the embeddings, and PEFT's "auto"
     would otherwise look the portable name up on the Hub (and warn, offline) to find out.
@@ -130,6 +131,8 @@ def save_adapter(model, folder: str | Path, metrics: dict, run_folder: str | Pat
         return
     base_name = portable_name(metrics["model_path"])
     config = model.peft_config[model.active_adapter]
+    if config.modules_to_save:  # PEFT's sequence classifier appends its head names to those given (LoRA, ...)
+        config.modules_to_save = list(dict.fromkeys(config.modules_to_save))
     recorded = config.base_model_name_or_path
     config.base_model_name_or_path = base_name
     try:
