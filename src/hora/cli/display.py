@@ -118,7 +118,7 @@ def train_rows(m: dict, output: Path, wall_seconds: float) -> list[tuple[str, st
 # what ``hora info`` calls the entries of hora.parameter_report (its keys are the library's names)
 REPORT_LABELS = {
     "seeds": "per-head seeds (head factors)",
-    "free_factors": "free factors (LoRA's A)",
+    "free_factors": "free factors (LoRA's A; its B for o)",
     "shared_free": "shared free factor (q, k, v)",
     "generator": "generator (hypernetwork)",
     "hora": "HoRA adapter",
