@@ -26,7 +26,9 @@ def test_a_built_in_asset_is_named_by_the_hub_id_it_came_from(tmp_path):
     except AssetMissingError:
         pytest.skip("MiniLM not installed (make assets)")
     assert portable.portable_name(minilm) == "sentence-transformers/all-MiniLM-L6-v2"
-    assert portable.portable_name(assets.smollm2_cache_dir()) == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    smollm2 = assets.smollm2_cache_dir()
+    smollm2.mkdir(parents=True)  # the cache (an isolated one in tests) that smollm2_dir() fills
+    assert portable.portable_name(smollm2) == "HuggingFaceTB/SmolLM2-135M-Instruct"
 
 
 def test_a_folder_of_ones_own_is_named_by_its_folder_name(tmp_path):
@@ -34,6 +36,7 @@ def test_a_folder_of_ones_own_is_named_by_its_folder_name(tmp_path):
     folder.mkdir(parents=True)
     assert portable.portable_name(folder) == "my-roberta"
     assert portable.portable_name(str(folder) + "/") == "my-roberta"
+    assert portable.portable_name("FacebookAI/roberta-base") == "FacebookAI/roberta-base"  # a Hub ID as it is
 
 
 METRICS = {"method": "hora", "base_method": "hora", "r": 8, "alpha": 16.0, "targets": ["a.query", "a.value"],

@@ -40,8 +40,11 @@ def asset_hub_ids() -> list[tuple[Path, str]]:
 def portable_name(model_path: str | Path) -> str:
     """The name another machine passes to ``from_pretrained`` for the base model loaded from ``model_path``:
     the Hub ID of a built-in asset, else the folder's own name (a model the user brought, or the ViT
-    pre-trained here)."""
-    folder = Path(model_path).expanduser().resolve()
+    pre-trained here); a ``model_path`` that is no local folder (a Hub ID) is its own portable name."""
+    folder = Path(model_path).expanduser()
+    if not folder.is_dir():
+        return str(model_path)
+    folder = folder.resolve()
     for known, hub_id in asset_hub_ids():
         if folder == known.expanduser().resolve():
             return hub_id
