@@ -203,6 +203,17 @@ def test_modules_to_save_are_trained_and_saved(tmp_path):
     assert torch.equal(logits(loaded, inputs), expected)
 
 
+def test_a_head_named_by_the_user_and_by_peft_is_saved_once(tmp_path):
+    """PeftModelForSequenceClassification appends "classifier" and "score" to the modules_to_save given."""
+    import json
+
+    model = hora_model("bert", modules_to_save=["classifier"])
+    model.save_pretrained(tmp_path)
+    assert json.loads((tmp_path / "adapter_config.json").read_text())["modules_to_save"] == ["classifier", "score"]
+    loaded = peft.PeftModel.from_pretrained(make_model("bert"), tmp_path)
+    assert loaded.peft_config["default"].modules_to_save == ["classifier", "score"]
+
+
 def test_layers_to_transform_limits_adaptation():
     model = hora_model("llama_gqa", layers_to_transform=[1])
     names = [n for n, m in model.named_modules() if isinstance(m, HoraLayer)]

@@ -34,7 +34,9 @@ def lora_state_dict(model: PeftModel | HoraModel, adapter_name: str = "default")
         tensors[f"base_model.model.{name}.lora_A.weight"] = lora_A
         tensors[f"base_model.model.{name}.lora_B.weight"] = lora_B
     if isinstance(model, PeftModel):
-        saved = get_peft_model_state_dict(model, adapter_name=adapter_name)
+        # embeddings are never HoRA targets; "auto" would look the base model's name up to check for a resized
+        # vocabulary (on the Hub, or with a warning offline)
+        saved = get_peft_model_state_dict(model, adapter_name=adapter_name, save_embedding_layers=False)
         tensors.update({k: v for k, v in saved.items() if f".{HoraModel.prefix}" not in k})
     return tensors
 

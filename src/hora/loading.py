@@ -139,7 +139,9 @@ def load_adapter(base_model: nn.Module, folder: str | Path, adapter_name: str = 
     except AdapterShapeError as error:
         raise AdapterLoadError(f"The adapter in {folder} was trained for a base model of another shape. {error}") \
             from error
-    model_keys = set(peft.get_peft_model_state_dict(model, adapter_name=adapter_name))
+    # HoRA adapts attention projections, never embeddings: with PEFT's default ("auto") this would look the
+    # base model's name up (on the Hub, or warn offline) to learn whether the vocabulary was resized
+    model_keys = set(peft.get_peft_model_state_dict(model, adapter_name=adapter_name, save_embedding_layers=False))
     if model_keys != file_keys:
         missing, unexpected = sorted(model_keys - file_keys), sorted(file_keys - model_keys)
         raise AdapterLoadError(

@@ -47,6 +47,10 @@ class HoraModel(BaseTuner):
         return banks.hora_bank if banks is not None else nn.ModuleDict()
 
     def _prepare_adapter_config(self, peft_config: HoraConfig, model_config: dict) -> HoraConfig:
+        if peft_config.modules_to_save:
+            # PeftModelForSequenceClassification appends its own head names ("classifier", "score") to the list
+            # given, so a head named in both would be listed twice in adapter_config.json; keep each name once
+            peft_config.modules_to_save = list(dict.fromkeys(peft_config.modules_to_save))
         if peft_config.target_modules is None:
             names = find_attention_targets(self.model, peft_config.projections)
             if peft_config.layers_to_transform is not None:

@@ -51,6 +51,13 @@ def test_every_command_has_help():
     assert "No pretrained ViT ships" in runner.invoke(app, ["pretrain-vit", "--help"]).output
 
 
+def test_version_is_the_installed_distributions():
+    from importlib.metadata import version
+
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output == f"hora {version('hora')}\n"
+
+
 def test_train_then_export_end_to_end(tiny_bert, tiny_csv, tmp_path):
     out = tmp_path / "run"
     result = runner.invoke(app, ["train", *_tiny(tiny_bert, tiny_csv), "--steps", "3", "--output", str(out)])
@@ -166,7 +173,8 @@ def test_report_merges_comparisons_run_apart(tiny_bert, tiny_csv, tmp_path):
 def test_info_prints_parameter_report(tiny_bert):
     result = runner.invoke(app, ["info", "--model", str(tiny_bert), "--r", "4"])
     assert result.exit_code == 0, result.output
-    assert "lora_equivalent" in result.output and "trainable" in result.output
+    assert "LoRA of equal rank" in result.output and "HoRA over LoRA" in result.output
+    assert "lora_equivalent" not in result.output and "free_factors" not in result.output
 
 
 def test_simulate_is_wired_to_run_simulation(monkeypatch, tmp_path):

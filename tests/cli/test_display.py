@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import pytest
 import typer
 
-from hora.cli.display import report_rows, train_rows, user_errors, warnings_as_lines
+from hora.cli.display import REPORT_LABELS, report_rows, train_rows, user_errors, warnings_as_lines
 from hora.experiments.errors import HoraError, HoraWarning
 
 
@@ -35,15 +36,46 @@ def test_hora_warnings_are_lines_and_the_process_settings_come_back(capsys):
 
 def test_report_rows_format_numbers_and_skip_nested_entries():
     rows = dict(report_rows({"hora": 1234, "ratio": 1.23456, "flag": True, "per_layer": [1, 2]}))
-    assert rows == {"hora": "1,234", "ratio": "1.235", "flag": "True"}
+    assert rows == {"HoRA adapter": "1,234", "ratio": "1.235", "flag": "True"}
+
+
+def test_report_rows_use_user_facing_names_for_every_entry_of_the_parameter_report():
+    from peft import get_peft_model
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from hora import HoraConfig, parameter_report
+
+    base = BertForSequenceClassification(BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                                    intermediate_size=40, vocab_size=64))
+    report = parameter_report(get_peft_model(base, HoraConfig(r=4, task_type="SEQ_CLS")))
+    rows = dict(report_rows(report))
+    assert set(report) <= set(REPORT_LABELS)  # a new entry needs a name here
+    assert not {"seeds", "free_factors", "shared_free", "overhead_vs_lora", "lora_equivalent"} & set(rows)
+    assert rows["HoRA over LoRA"] == f"{100 * report['overhead_vs_lora']:+.2f} %"
+    assert rows["LoRA of equal rank"] == f"{report['lora_equivalent']:,}"
+
+
+def test_wall_time_counts_from_the_start_of_the_process():
+    import subprocess
+    import sys
+
+    code = "import time; time.sleep(1.5); from hora.cli.display import process_seconds; print(process_seconds())"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert 1.5 <= float(result.stdout) < 60  # the sleep before the call is counted
+    rows = dict(train_rows({"accuracy": 0.5, "n_test": 2, "val_accuracy": 0.5, "n_val": 2, "trainable_params": 1,
+                            "total_params": 2, "n_train": 3, "fraction": 1.0, "steps": 1, "lr": 1e-3,
+                            "train_loss": 0.7, "train_seconds": 10.9}, Path("out"), 48.0))
+    assert rows["wall time"] == "48.0 s  (since the process started)"
+    assert rows["train time"] == "10.9 s  (the training steps)"
 
 
 def test_train_rows_show_accuracy_or_for_a_regression_the_correlations(tmp_path):
     common = {"trainable_params": 10, "total_params": 100, "n_train": 5, "n_val": 2, "n_test": 3, "fraction": 1.0,
               "steps": 4, "lr": 1e-3, "train_loss": 0.5, "train_seconds": 1.0, "total_seconds": 2.0}
-    rows = dict(train_rows({**common, "accuracy": 0.5, "val_accuracy": 0.25}, tmp_path))
+    rows = dict(train_rows({**common, "accuracy": 0.5, "val_accuracy": 0.25}, tmp_path, 1.0))
     assert rows["test accuracy"] == "50.00 %  (n=3)" and rows["validation accuracy"] == "25.00 %  (n=2)"
     scores = {"pearson": 0.81234, "spearman": 0.8, "val_pearson": 0.7, "val_spearman": 0.65}
-    rows = dict(train_rows({**common, **scores}, tmp_path))
+    rows = dict(train_rows({**common, **scores}, tmp_path, 1.0))
     assert rows["test Pearson / Spearman"] == "0.8123 / 0.8000  (n=3)"
     assert rows["validation Pearson / Spearman"] == "0.7000 / 0.6500  (n=2)" and "test accuracy" not in rows

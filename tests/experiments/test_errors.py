@@ -10,7 +10,14 @@ import pytest
 import typer
 
 from hora.cli.display import user_errors, warnings_as_lines
-from hora.experiments.errors import AssetMissingError, HoraError, HoraWarning, TrainingInterrupted, TruncationWarning
+from hora.experiments.errors import (
+    AssetMissingError,
+    HoraError,
+    HoraWarning,
+    TrainingInterrupted,
+    TruncationWarning,
+    did_you_mean,
+)
 
 
 def test_a_missing_asset_is_a_user_error_the_cli_prints_as_one_line(capsys, monkeypatch):
@@ -52,3 +59,10 @@ def test_truncation_is_a_hora_warning_that_a_grid_can_silence_alone(capsys):
         warnings.warn("cut", TruncationWarning, stacklevel=1)
         warnings.warn("few examples", HoraWarning, stacklevel=1)
     assert [str(w.message) for w in record] == ["few examples"]
+
+
+def test_did_you_mean_names_the_closest_choices_or_nothing():
+    assert did_you_mean("hroa", ["hora", "lora", "dora", "full"]) == "did you mean 'hora'? "
+    assert did_you_mean("lora-macthed", ["lora-matched", "lora-matched-jointgen", "hora-embed"]) == \
+        "did you mean 'lora-matched' or 'lora-matched-jointgen'? "
+    assert did_you_mean("imagenet", ["rotten_tomatoes", "mnist"]) == ""

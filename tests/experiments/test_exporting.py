@@ -4,6 +4,8 @@ with hora_export.json beside it. The command-line runs of ``hora export`` are in
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 import pytest
 
@@ -45,14 +47,14 @@ def test_export_run_writes_a_lora_adapter_loadable_as_its_docstring_says(hora_ru
     assert json.loads((out_dir / "adapter_config.json").read_text())["peft_type"] == "LORA"
     info = json.loads((out_dir / EXPORT_INFO).read_text())
     assert info == {"source_adapter": str(hora_run.resolve()), "method": "hora", "base_model": str(tiny_bert),
-                    "revision": None, "regression": False, "kind": "text", "objective": "classify", "task": "reviews",
-                    "label_names": ["neg", "pos"],
+                    "base_model_name": tiny_bert.name, "revision": None, "regression": False, "kind": "text",
+                    "objective": "classify", "task": "reviews", "label_names": ["neg", "pos"],
                     "id2label": {"0": "neg", "1": "pos"}, "label2id": {"neg": 0, "pos": 1},
                     "max_logit_difference": diff}
 
     # the loading recipe of the module docstring gives the trained HoRA model's logits
     base = AutoModelForSequenceClassification.from_pretrained(
-        info["base_model"], id2label=info["id2label"], label2id=info["label2id"])
+        info["base_model"], id2label={int(i): n for i, n in info["id2label"].items()}, label2id=info["label2id"])
     lora = PeftModel.from_pretrained(base, out_dir).eval()
     trained, _ = methods.load_trained(hora_run)
     batch = dict(AutoTokenizer.from_pretrained(tiny_bert)(["good film", "dull plot and weak acting"], padding=True,
@@ -62,6 +64,31 @@ def test_export_run_writes_a_lora_adapter_loadable_as_its_docstring_says(hora_ru
         torch.testing.assert_close(lora(**batch).logits, expected, atol=1e-5, rtol=0)
         with lora.disable_adapter():
             assert float((lora(**batch).logits - expected).abs().max()) > 1e-3  # the adapter was trained
+
+
+OPERATIONS = Path(__file__).resolve().parents[2] / "docs" / "operations.md"
+
+
+def test_the_documented_label_recipe_works_with_a_pipeline(hora_run, tmp_path, monkeypatch):
+    """docs/operations.md's loading code, run as written on an export in ./my-lora: pipeline() names the
+    run's labels and agrees with the trained HoRA model."""
+    import torch
+
+    export_run(hora_run, tmp_path / "my-lora")
+    section = OPERATIONS.read_text().split("## Exported adapters and their labels")[1]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    monkeypatch.chdir(tmp_path)
+    scope: dict = {"__name__": "operations_recipe"}
+    exec(compile(code, "docs/operations.md", "exec"), scope)
+    assert scope["model"].config.id2label == {0: "neg", 1: "pos"}
+    trained, _ = methods.load_trained(hora_run)
+    texts = ["a fine, moving film", "dull plot and weak acting", "great story"]
+    batch = dict(scope["classify"].tokenizer(texts, padding=True, return_tensors="pt"))
+    with torch.no_grad():
+        probs = trained.eval()(**batch).logits.softmax(-1)
+    for text, got, p in zip(texts, scope["classify"](texts), probs, strict=True):
+        assert got["label"] == ["neg", "pos"][int(p.argmax())], text
+        assert got["score"] == pytest.approx(float(p.max()), abs=1e-5)
 
 
 def test_export_run_without_check_records_no_difference(hora_run, tmp_path):

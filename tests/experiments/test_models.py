@@ -103,6 +103,8 @@ def test_an_uncached_hub_id_offline_is_one_line_that_says_how_to_fetch_it(hub_ca
                                 "or pass a local folder")
     with pytest.raises(HoraError, match="at revision 'v2' is not in the Hugging Face cache .*--revision v2"):
         models.resolve_model("hora-test/tiny-bert", "text", revision="v2")
+    with pytest.raises(HoraError, match="^did you mean 'minilm'\\? model 'minilmm' is not in the Hugging Face"):
+        models.resolve_model("minilmm", "text")  # a misspelt built-in name reads as a Hub ID: suggest the name
 
 
 def test_a_regression_head_has_one_output_and_the_regression_problem_type(tiny_bert):

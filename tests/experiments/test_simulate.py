@@ -51,10 +51,14 @@ def test_joint_truth_recovered_by_joint_estimator():
     assert errors[1] < 0.3 * errors[0] and errors[1] < 0.25 * float(truth.norm())
 
 
-def test_run_simulation_writes_json_and_png(tmp_path):
+def test_run_simulation_writes_json_and_png(tmp_path, capsys):
     cfg = SimulationConfig(dims=DIMS, sample_sizes=(64, 128), replications=3, max_iter=10, n_test=256,
                            fit_from=64, n_boot=50)
-    result = run_simulation(tmp_path, seed=3, config=cfg, progress=False)
+    result = run_simulation(tmp_path, seed=3, config=cfg, progress=True)
+    err = capsys.readouterr().err  # not a terminal: one line per regime, no bar
+    assert "\r" not in err
+    assert [line.split(" (")[0] for line in err.splitlines()] == [
+        f"hora: simulate: regime {i}/5" for i in range(1, 6)], err
     saved = json.loads((tmp_path / "simulation.json").read_text())
     assert saved["config"]["seed"] == 3 and saved["config"]["sample_sizes"] == [64, 128]
     assert set(saved["regimes"]) == {"R1", "R2", "R3", "R4", "R5"}

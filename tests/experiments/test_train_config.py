@@ -23,6 +23,7 @@ from hora.experiments.train_config import EVALUATION, RECORDED, TRAJECTORY, Trai
     ({"gradient_accumulation_steps": 0}, "--gradient-accumulation-steps must be >= 1"),
     ({"batch_size": 30, "gradient_accumulation_steps": 4}, "make it a multiple of 4"),
     ({"bf16": True, "fp16": True}, "choose one"),
+    ({"task": "roten_tomatoes"}, "unknown task 'roten_tomatoes'; did you mean 'rotten_tomatoes'\\?"),
     ({"steps": 0}, "--steps must be >= 1"),
     ({"lr": -1.0}, "--lr must be > 0"),
     ({"r": 0}, "--r must be >= 1"),

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import typer
 
-from hora.cli.display import print_table, report_rows, train_rows, user_errors
+from hora.cli.display import print_table, process_seconds, report_rows, train_rows, user_errors, version_text
 from hora.cli.options import with_config_options, with_execution_options
 from hora.experiments.errors import GridInterrupted, HoraError, TrainingInterrupted
 from hora.experiments.train_config import MODEL_HELP
@@ -27,13 +27,30 @@ app = typer.Typer(
 )
 
 
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(version_text())
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: bool = typer.Option(False, "--version", callback=_show_version, is_eager=True,
+                                 help="Show the installed version of hora and exit."),
+) -> None:
+    """Every command runs quietly: only hora's own progress and warnings that ask something of you."""
+    from hora.experiments.quiet import quiet_libraries
+
+    quiet_libraries()
+
+
 @app.command()
 @with_config_options("train")
 def train(ctx: typer.Context, settings: dict) -> None:
     """Train one model: a method on a task, then report validation and test accuracy.
 
     With no options: HoRA (r=8, q and v) on all-MiniLM-L6-v2 + Rotten Tomatoes, 300 steps of batch 32
-    (a few minutes on 2 CPU cores). Writes the adapter and metrics.json into --output.
+    (a few minutes on 2 CPU cores). Writes the adapter, a model card (README.md) and metrics.json into --output.
     """
     with user_errors():
         from hora.experiments import train as train_mod
@@ -51,7 +68,7 @@ def train(ctx: typer.Context, settings: dict) -> None:
         return
     model_name = metrics["model"] if len(str(metrics["model"])) < 40 else Path(metrics["model"]).name
     print_table(f"hora train: {metrics['method']} on {metrics['task']} ({model_name})",
-                train_rows(metrics, Path(cfg.output)))
+                train_rows(metrics, Path(cfg.output), process_seconds()))
 
 
 def grid_interrupted(output: Path) -> typer.Exit:
@@ -267,7 +284,7 @@ def pretrain_vit(
 
     No pretrained ViT ships in any offline package, so the vision experiments pre-train this one here
     (4 layers, 4 heads, hidden 128, 28x28 grayscale, about 0.8M parameters; a few minutes on 2 CPU cores)
-    and adapt it to MNIST digits. Needs Fashion-MNIST: 'make assets' or 'hora assets --fetch-fashion-mnist'.
+    and adapt it to MNIST digits. Needs Fashion-MNIST: 'make fashion-mnist' or 'hora assets --fetch-fashion-mnist'.
     """
     with user_errors():
         from hora.experiments import pretrain_vit as pretrain_mod

@@ -18,6 +18,16 @@ import typer
 from hora.experiments.errors import HoraError, HoraWarning
 
 
+def version_text() -> str:
+    """'hora 0.1.0': the installed distribution's version (importlib.metadata)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"hora {version('hora')}"
+    except PackageNotFoundError:
+        return "hora (not installed as a package: pip install -e . in the repository)"
+
+
 def one_line(message: object) -> str:
     return " ".join(str(message).split())
 
@@ -30,9 +40,9 @@ def fail(message: object) -> None:
 @contextmanager
 def warnings_as_lines() -> Iterator[None]:
     """Inside a command: every HoraWarning printed once per call site as 'hora: warning: ...' on stderr,
-    even where an outer context (a test harness recording warnings) has replaced warnings.showwarning;
-    transformers' own FutureWarnings (deprecations inside Trainer) are hidden; other warnings as Python
-    shows them. The process's warning settings are restored on exit."""
+    even where an outer context (a test harness recording warnings) has replaced warnings.showwarning; other
+    warnings as Python shows them (those that ask nothing of the user are filtered by
+    :mod:`hora.experiments.quiet`). The process's warning settings are restored on exit."""
     with warnings.catch_warnings():
         shown = warnings.showwarning
 
@@ -43,7 +53,6 @@ def warnings_as_lines() -> Iterator[None]:
                 shown(message, category, filename, lineno, file, line)
 
         warnings.simplefilter("always", HoraWarning)
-        warnings.filterwarnings("ignore", category=FutureWarning, module=r"transformers(\.|$)")
         warnings.showwarning = show
         yield
 
@@ -77,8 +86,17 @@ def print_table(title: str, rows: list[tuple[str, str]], headers: tuple[str, str
     Console().print(table)
 
 
-def train_rows(m: dict, output: Path) -> list[tuple[str, str]]:
-    """The rows of ``hora train``'s result table, from its metrics."""
+def process_seconds() -> float:
+    """Seconds since this process started (psutil's ``create_time``): interpreter start-up and imports included."""
+    import time
+
+    import psutil
+
+    return time.time() - psutil.Process().create_time()
+
+
+def train_rows(m: dict, output: Path, wall_seconds: float) -> list[tuple[str, str]]:
+    """The rows of ``hora train``'s result table, from its metrics; ``wall_seconds``: the command's whole time."""
     if "accuracy" in m:
         rows = [("test accuracy", f"{100 * m['accuracy']:.2f} %  (n={m['n_test']})"),
                 ("validation accuracy", f"{100 * m['val_accuracy']:.2f} %  (n={m['n_val']})")]
@@ -94,21 +112,41 @@ def train_rows(m: dict, output: Path) -> list[tuple[str, str]]:
         ("training examples", f"{m['n_train']:,} (fraction {m['fraction']:g})"),
         ("steps / lr", f"{m['steps']} / {m['lr']:g}"),
         ("train loss", f"{m['train_loss']:.4f}  (mean over all steps)"),
-        ("train time", f"{m['train_seconds']:.1f} s"),
-        ("wall time", f"{m['total_seconds']:.1f} s"),
+        ("train time", f"{m['train_seconds']:.1f} s  (the training steps)"),
+        ("wall time", f"{wall_seconds:.1f} s  (since the process started)"),
         ("output", str(output)),
     ]
     return rows
 
 
-def report_rows(report: dict) -> list[tuple[str, str]]:
-    """The scalar entries of :func:`hora.parameter_report`, formatted (nested entries are left out)."""
+# what ``hora info`` calls the entries of hora.parameter_report (its keys are the library's names)
+REPORT_LABELS = {
+    "seeds": "per-head seeds (head factors)",
+    "free_factors": "free factors (LoRA's A; its B for o)",
+    "shared_free": "shared free factor (q, k, v)",
+    "generator": "generator (hypernetwork)",
+    "hora": "HoRA adapter",
+    "lora_equivalent": "LoRA of equal rank",
+    "overhead_vs_lora": "HoRA over LoRA",
+    "other_trainable": "other trainable (classification head)",
+    "trainable": "trainable in all",
+    "total": "model in all",
+}
 
-    def text(value: object) -> str:
+
+def report_rows(report: dict) -> list[tuple[str, str]]:
+    """The scalar entries of :func:`hora.parameter_report` under their user-facing names (:data:`REPORT_LABELS`;
+    other keys as they are), formatted: counts with thousands separators, the overhead as a percentage; nested
+    entries are left out."""
+
+    def text(key: str, value: object) -> str:
+        if key == "overhead_vs_lora":
+            return f"{100 * float(value):+.2f} %"
         if isinstance(value, float):
             return f"{value:.4g}"
         if isinstance(value, int) and not isinstance(value, bool):
             return f"{value:,}"
         return str(value)
 
-    return [(str(key), text(value)) for key, value in report.items() if not isinstance(value, dict | list | tuple)]
+    return [(REPORT_LABELS.get(str(key), str(key)), text(str(key), value)) for key, value in report.items()
+            if not isinstance(value, dict | list | tuple)]

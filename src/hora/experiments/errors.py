@@ -6,6 +6,9 @@ raises :class:`HoraError` with a one-line message; ``hora`` prints that line and
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
 
 class HoraError(Exception):
     """A user-facing error: the message is one line that says what to do."""
@@ -43,3 +46,10 @@ class GridInterrupted(Exception):
 
 class RunsFailed(HoraError):
     """Some runs of a grid failed (each with its log) and the others finished; the report holds the others."""
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    """"did you mean 'hora'? " for the (at most two) choices closest to a misspelt ``name`` (difflib's
+    ``get_close_matches``, similarity ratio >= 0.6), else ""."""
+    close = difflib.get_close_matches(name, list(choices), n=2)
+    return f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""

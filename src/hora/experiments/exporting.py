@@ -1,12 +1,15 @@
 """``hora export``: a trained HoRA run folder to a standard PEFT LoRA adapter folder, checked and labelled.
 
 The LoRA adapter itself (``adapter_config.json``, ``adapter_model.safetensors``) is written by
-:func:`hora.export_lora`. Beside it goes ``hora_export.json``: where it came from, the base model, and
-the label names (``id2label`` / ``label2id``), which a PEFT adapter has no field for. Load it as::
+:func:`hora.export_lora`. Beside it goes ``hora_export.json``: where it came from, the base model (``base_model``,
+the local folder it was trained from; ``base_model_name``, its portable name, as in the adapter's config), and
+the label names (``id2label`` / ``label2id``), which a PEFT adapter has no field for. JSON keys are strings and
+transformers looks labels up by integer, so load it as (docs/operations.md, tested with ``pipeline()``)::
 
     info = json.loads(Path(out_dir, "hora_export.json").read_text())
+    id2label = {int(i): name for i, name in info["id2label"].items()}
     base = AutoModelForSequenceClassification.from_pretrained(
-        info["base_model"], id2label=info["id2label"], label2id=info["label2id"])
+        info["base_model"], id2label=id2label, label2id=info["label2id"])
     model = PeftModel.from_pretrained(base, out_dir)
 
 (``AutoModelForCausalLM`` and no labels when ``info["objective"]`` is ``sft``.) The paths are checked before
@@ -20,6 +23,7 @@ from pathlib import Path
 
 from hora.experiments import paths
 from hora.experiments.errors import HoraError
+from hora.experiments.portable import portable_name
 from hora.io import atomic_write_json
 
 EXPORT_INFO = "hora_export.json"
@@ -54,6 +58,7 @@ def export_run(adapter_dir: str | Path, out_dir: str | Path, check: bool = True)
         "base_model": meta.get("model_path"),  # a local folder or a Hub ID (at "revision")
         "revision": meta.get("revision"),
         "regression": bool(meta.get("regression", False)),  # one output, problem_type "regression"
+        "base_model_name": portable_name(meta["model_path"]) if meta.get("model_path") else None,
         "kind": meta.get("kind"),
         "objective": meta.get("objective", "classify"),  # sft: load the base model as a causal LM
         "task": meta.get("task"),

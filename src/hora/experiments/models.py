@@ -34,8 +34,8 @@ import json
 import warnings
 from pathlib import Path
 
-from hora.experiments import assets
-from hora.experiments.errors import HoraError, HoraWarning
+from hora.experiments import assets, quiet
+from hora.experiments.errors import HoraError, HoraWarning, did_you_mean
 
 TEXT_MODELS = ("minilm", "smollm2")
 IMAGE_MODELS = ("vit",)
@@ -92,7 +92,8 @@ def _hub_file(model_id: str, filename: str, revision: str | None) -> Path:
                         "Hub ID (ORG/NAME)") from None
     except LocalEntryNotFoundError:
         if constants.HF_HUB_OFFLINE:
-            raise HoraError(f"model '{model_id}'{at} is not in the Hugging Face cache ({constants.HF_HUB_CACHE}) and "
+            raise HoraError(f"{did_you_mean(model_id, MODELS)}model '{model_id}'{at} is not in the Hugging Face "
+                            f"cache ({constants.HF_HUB_CACHE}) and "
                             f"HF_HUB_OFFLINE=1 is set: fetch it once with network (hf download {model_id}"
                             + (f" --revision {revision}" if revision else "") + "), or pass a local folder") from None
         raise HoraError(f"model '{model_id}'{at} could not be downloaded (no connection?) and is not in the Hugging "
@@ -100,7 +101,8 @@ def _hub_file(model_id: str, filename: str, revision: str | None) -> Path:
     except RevisionNotFoundError:
         raise HoraError(f"model '{model_id}' has no revision '{revision}'") from None
     except RepositoryNotFoundError:
-        raise HoraError(f"no model '{model_id}' on the Hugging Face Hub (or it is private: log in with hf auth "
+        raise HoraError(f"{did_you_mean(model_id, MODELS)}no model '{model_id}' on the Hugging Face Hub (or it is "
+                        "private: log in with hf auth "
                         "login); use a built-in name, a local folder or a Hub ID") from None
     except EntryNotFoundError:
         raise HoraError(f"model '{model_id}'{at} has no {filename}: not a transformers or timm model") from None
@@ -221,7 +223,6 @@ def load_base_model(ref: str | Path, kind: str, label_names: list[str], revision
     """
     import torch
     from transformers import AutoModelForImageClassification, AutoModelForSequenceClassification
-    from transformers.utils import logging as hf_logging
 
     num_labels = 1 if regression else len(label_names)
     id2label = {0: "score"} if regression else dict(enumerate(label_names))
@@ -229,10 +230,7 @@ def load_base_model(ref: str | Path, kind: str, label_names: list[str], revision
     head = dict(num_labels=num_labels, id2label=id2label, label2id=label2id)
     if regression:
         head["problem_type"] = "regression"
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()  # "newly initialized head" warnings are expected here
-    hf_logging.disable_progress_bar()
-    try:
+    with quiet.loading_new_head():
         if kind == "image":
             try:
                 model = AutoModelForImageClassification.from_pretrained(
@@ -252,9 +250,6 @@ def load_base_model(ref: str | Path, kind: str, label_names: list[str], revision
             tok = load_tokenizer(ref, revision)
             if tok.pad_token_id is not None and model.config.pad_token_id != tok.pad_token_id:
                 model.config.pad_token_id = tok.pad_token_id
-    finally:
-        hf_logging.set_verbosity(verbosity)
-        hf_logging.enable_progress_bar()
     return model
 
 
@@ -263,13 +258,9 @@ def load_causal_lm(ref: str | Path, revision: str | None = None):
     initialised). Its ``pad_token_id`` is set to the tokenizer's (EOS when it has none, see ``load_tokenizer``)."""
     import torch
     from transformers import AutoModelForCausalLM
-    from transformers.utils import logging as hf_logging
 
-    hf_logging.disable_progress_bar()
-    try:
+    with quiet.no_progress_bars():
         model = AutoModelForCausalLM.from_pretrained(ref, dtype=torch.float32, **source_kwargs(ref, revision))
-    finally:
-        hf_logging.enable_progress_bar()
     tok = load_tokenizer(ref, revision)
     if tok.pad_token_id is not None:
         model.config.pad_token_id = tok.pad_token_id

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hora.experiments import assets, models, tasks
+from hora.experiments import assets, models, quiet, tasks
 from hora.experiments.errors import HoraError
 from hora.experiments.evaluation import accuracy
 from hora.io import atomic_dir, atomic_write_json
@@ -31,17 +31,9 @@ def pretrain_vit(epochs: float = 1.0, batch_size: int = 128, lr: float = 1e-3, s
         raise HoraError(f"epochs must be > 0, got {epochs:g}")
     assets.set_offline()
     import torch
-    from transformers import (
-        PrinterCallback,
-        Trainer,
-        TrainingArguments,
-        ViTConfig,
-        ViTForImageClassification,
-        set_seed,
-    )
-    from transformers.utils import logging as hf_logging
+    from transformers import Trainer, TrainingArguments, ViTConfig, ViTForImageClassification, set_seed
 
-    hf_logging.set_verbosity_error()
+    quiet.quiet_libraries()
     target = models.vit_dir(must_exist=False)
     if force and target.exists():
         shutil.rmtree(target)
@@ -75,8 +67,7 @@ def pretrain_vit(epochs: float = 1.0, batch_size: int = 128, lr: float = 1e-3, s
             report_to="none", seed=seed, data_seed=seed, disable_tqdm=not progress,
             remove_unused_columns=False, label_names=["labels"], dataloader_pin_memory=torch.cuda.is_available())
         trainer = Trainer(model=model, args=args, train_dataset=train_ds)
-        if not progress:
-            trainer.remove_callback(PrinterCallback)
+        quiet.configure_progress(trainer, progress)  # a bar on a terminal, else a line per logging interval
         t0 = time.perf_counter()
         trainer.train()
         metrics["train_seconds"] = round(time.perf_counter() - t0, 3)

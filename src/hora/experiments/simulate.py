@@ -13,6 +13,7 @@ slopes fitted.  See docs/theory.md for the set-up, the choices and what the meas
 from __future__ import annotations
 
 import json
+import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -23,6 +24,8 @@ from tqdm.auto import tqdm
 
 from ..io import atomic_write
 from . import paths
+from .grid_progress import format_seconds
+from .quiet import interactive
 from .simulate_fit import lbfgs
 from .simulate_model import (
     KINDS,
@@ -298,11 +301,16 @@ def _run(cfg: SimulationConfig, output_dir: Path, seed: int, progress: bool) -> 
     start = time.perf_counter()
     result = {"config": {**asdict(cfg), "seed": seed}, "regimes": {}}
     total = len(cfg.regimes) * len(cfg.sample_sizes) * len(ESTIMATORS)
-    with tqdm(total=total, desc="simulate", disable=not progress) as bar:
+    # a bar on a terminal; elsewhere (a log file) one line per regime instead of the bar's \r redraws
+    lines = progress and not interactive()
+    with tqdm(total=total, desc="simulate", disable=not progress or lines) as bar:
         for ri, regime in enumerate(cfg.regimes):
             raw = _simulate_regime(ri, regime, cfg, seed, bar)
             result["regimes"][regime.name] = {**asdict(regime), "dims": asdict(regime.dims(cfg.dims)),
                                               "estimators": _summarise(raw, cfg, regime.dims(cfg.dims), seed)}
+            if lines:
+                print(f"hora: simulate: regime {ri + 1}/{len(cfg.regimes)} ({regime.name}) done "
+                      f"({format_seconds(time.perf_counter() - start)})", file=sys.stderr, flush=True)
     result["wall_time_s"] = time.perf_counter() - start
     atomic_write(output_dir / "simulation.json",
                   lambda tmp: tmp.write_text(json.dumps(result, indent=2)))

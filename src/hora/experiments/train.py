@@ -15,6 +15,7 @@ validation / test depends on ``split_seed`` only (see :mod:`hora.experiments.dat
 
 Outputs in ``output``:
     adapter_config.json, adapter_model.safetensors   the adapter (``save_pretrained``); full model for ``full``
+    README.md                                         a model card (:mod:`hora.experiments.portable`)
     metrics.json                                      accuracy (test), val_accuracy, trainable_params, ...,
                                                       plus what ``hora export`` needs to rebuild the base model;
                                                       for sft, accuracy and val_accuracy are exact-match rates;
@@ -23,7 +24,6 @@ Outputs in ``output``:
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import os
@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from hora.experiments import datasource, evaluation, methods, models, paths, tasks, variants
+from hora.experiments import datasource, evaluation, methods, models, paths, portable, quiet, tasks, variants
 from hora.experiments.errors import HoraError, HoraWarning, TrainingInterrupted
 from hora.experiments.evaluation import answer_score, answer_tokens
 from hora.experiments.train_config import RECORDED, TRAJECTORY, TrainConfig, world_size
@@ -257,7 +257,7 @@ def training_arguments(cfg: TrainConfig, output_dir: Path, n_train: int, save_ev
 def make_trainer(cfg: TrainConfig, model, encoded: Encoded, arguments: dict, callbacks: Sequence, sft=None):
     """The run's trainer: both mix in HoraTrainerMixin (AdamW over hora.param_groups with the shared generator
     at lr x generator_lr_ratio, atomic checkpoints, exact train_loss across resumes, stop at a NaN/inf loss)."""
-    from transformers import DataCollatorWithPadding, PrinterCallback, TrainingArguments
+    from transformers import DataCollatorWithPadding, TrainingArguments
 
     from hora.experiments import checkpoints
 
@@ -271,8 +271,7 @@ def make_trainer(cfg: TrainConfig, model, encoded: Encoded, arguments: dict, cal
         collator = DataCollatorWithPadding(encoded.tokenizer) if encoded.tokenizer is not None else None
         trainer = checkpoints.HoraTrainer(args=TrainingArguments(**arguments), train_dataset=encoded.train,
                                           data_collator=collator, **shared)
-    if not cfg.progress:  # quiet: no per-step log lines either (e.g. inside a sweep's progress bar)
-        trainer.remove_callback(PrinterCallback)
+    quiet.configure_progress(trainer, cfg.progress)  # a bar on a terminal, else a line per logging interval
     return trainer
 
 
@@ -366,9 +365,7 @@ def train(cfg: TrainConfig, splits: tasks.Splits | None = None, callbacks: Seque
     import torch
 
     warn_if_fsdp_falls_back(torch.cuda.is_available())
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
+    quiet.quiet_libraries()
     t_start = time.perf_counter()
     resume_from, save_every = resume_point(cfg)
     source = datasource.DataSource.of(cfg)
@@ -452,6 +449,6 @@ def save_run(cfg: TrainConfig, model, metrics: dict) -> None:
     """The adapter (``--save``) and metrics.json, with the run's whole config, into ``cfg.output``, atomically."""
     out = Path(cfg.output)
     out.mkdir(parents=True, exist_ok=True)
-    if cfg.save:  # no embedding layer is ever adapted: PEFT need not look the base model's vocabulary up
-        atomic_save_files(out, functools.partial(model.save_pretrained, save_embedding_layers=False))
+    if cfg.save:  # the adapter names its base model portably, with a model card (hora.experiments.portable)
+        atomic_save_files(out, lambda tmp: portable.save_adapter(model, tmp, metrics, cfg.output))
     atomic_write_json(out / "metrics.json", {**metrics, "config": asdict(cfg)})

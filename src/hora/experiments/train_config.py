@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from hora.experiments import datasource, evaluation, methods, metrics, models, paths, tasks
-from hora.experiments.errors import HoraError
+from hora.experiments.errors import HoraError, did_you_mean
 
 TRAJECTORY = "trajectory"  # fixes what is trained: a resumed run must match it
 EVALUATION = "evaluation"  # changes the reported scores only
@@ -207,7 +207,8 @@ class TrainConfig:
             _check_hub_or_folder(self.dataset, "dataset", "use a local dataset folder or file, or a Hub dataset ID "
                                  "(ORG/NAME)", files=True)
         elif self.task not in tasks.TASKS:
-            raise HoraError(f"unknown task '{self.task}'; choose one of: {', '.join(tasks.TASKS)} "
+            raise HoraError(f"unknown task '{self.task}'; {did_you_mean(self.task, tasks.TASKS)}choose one of: "
+                            f"{', '.join(tasks.TASKS)} "
                             "(or pass --dataset)")
         datasource.parse_columns(self.text_columns)
         if self.image_column is not None and self.objective == "sft":

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from hora.experiments.errors import HoraError
+from hora.experiments.errors import HoraError, did_you_mean
 
 
 @dataclass(frozen=True)
@@ -59,9 +59,11 @@ VARIANTS: dict[str, Variant] = {
 
 
 def resolve(name: str) -> Variant:
-    """The variant called ``name``, or a one-line error listing the known names."""
+    """The variant called ``name``, or a one-line error with the closest names and the base methods."""
     if name not in VARIANTS:
-        raise HoraError(f"unknown method '{name}'; choose from: {', '.join(VARIANTS)}")
+        bases = ", ".join(dict.fromkeys(v.method for v in VARIANTS.values()))
+        raise HoraError(f"unknown method '{name}'; {did_you_mean(name, VARIANTS)}methods: {bases}, or a named "
+                        "variant such as hora-jointgen or lora-matched (all listed in the README, 'Command line')")
     return VARIANTS[name]
 
 
