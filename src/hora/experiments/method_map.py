@@ -220,7 +220,7 @@ def table_markdown(manifest: Manifest, cells: pd.DataFrame) -> str:
         "the interval excludes 0. Every method's learning rate was chosen on validation accuracy only. "
         "params / LoRA: trainable parameters (adapter and any classification head) over LoRA's at equal rank. "
         "generator share: the part of the head factor the generator makes (1: all of it; 0: none).", "",
-        *lines, "", "Sources (one per cell):", "", *studies, ""])
+        *lines, "", "Sources (one per cell; files relative to the manifest's folder):", "", *studies, ""])
 
 
 def plot_forest(manifest: Manifest, cells: pd.DataFrame, path: str | Path) -> Path:
