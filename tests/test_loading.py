@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import peft
@@ -32,6 +33,16 @@ def test_a_valid_adapter_loads_identically(saved):
     folder, expected = saved
     loaded = load_adapter(make_model("llama_gqa"), folder)
     assert torch.equal(logits(loaded, make_inputs("llama_gqa")), expected)
+
+
+def test_a_saved_config_names_every_field_so_new_defaults_leave_old_adapters_as_saved(saved):
+    """An adapter records its form explicitly (e.g. ``"residual": true``), so changing a HoraConfig default
+    would not change how an adapter saved before loads."""
+    folder, _ = saved
+    recorded = json.loads((folder / "adapter_config.json").read_text())
+    fields = {f.name for f in dataclasses.fields(HoraConfig) if f.init}
+    assert fields <= set(recorded), sorted(fields - set(recorded))
+    assert recorded["residual"] is True and recorded["generator"] == "mlp"
 
 
 def test_truncated_weights(saved):

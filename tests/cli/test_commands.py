@@ -24,7 +24,7 @@ tiny_csv = _fixtures.tiny_csv
 _isolated_cache = _fixtures._isolated_cache
 
 runner = CliRunner()
-COMMANDS = ["train", "compare", "export", "info", "simulate", "pretrain-vit", "assets"]
+COMMANDS = ["train", "compare", "export", "info", "simulate", "pretrain-vit", "assets", "map"]
 
 
 def _tiny(tiny_bert, tiny_csv) -> list[str]:
@@ -168,6 +168,21 @@ def test_report_merges_comparisons_run_apart(tiny_bert, tiny_csv, tmp_path):
     assert len(pd.read_csv(tmp_path / "merged" / "results.csv")) == 4
     assert "| 1 | 2 |" in (tmp_path / "merged" / "summary.md").read_text()  # fraction 1, two pairs
     _one_line_error(runner.invoke(app, ["report", str(tmp_path / "nope.csv")]), "results table not found")
+
+
+def test_map_writes_the_table_and_figure_and_refuses_a_missing_manifest(tmp_path):
+    rows = [dict(method=m, fraction=0.02, seed=s, lr=1e-3, accuracy=a + 0.01 * s, val_accuracy=0.7,
+                 trainable_params=p) for m, a, p in (("lora", 0.70, 10), ("hora", 0.69, 11)) for s in range(3)]
+    pd.DataFrame(rows).to_csv(tmp_path / "runs.csv", index=False)
+    (tmp_path / "map.json").write_text(json.dumps({
+        "forms": [{"method": "hora", "label": "default"}],
+        "sources": [{"setting": "text", "model": "M", "study": "s", "files": ["runs.csv"], "methods": ["hora"]}]}))
+    result = runner.invoke(app, ["map", "--manifest", str(tmp_path / "map.json"), "--output", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    table = (tmp_path / "out" / "method_map.md").read_text()
+    assert "| default (`hora`) | 1.10 | – | **-1.00 [-1.00, -1.00] (3)** |" in table
+    assert (tmp_path / "out" / "method_map.png").read_bytes()[:4] == b"\x89PNG"
+    _one_line_error(runner.invoke(app, ["map", "--manifest", str(tmp_path / "none.json")]), "manifest not found")
 
 
 def test_info_prints_parameter_report(tiny_bert):

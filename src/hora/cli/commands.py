@@ -189,6 +189,21 @@ def report(
     typer.echo(summary.read_text())
 
 
+@app.command("map")
+def method_map(
+    manifest: Path = typer.Option(Path("docs/results/method_map.json"),
+                                  help="JSON file listing the forms (rows) and the results CSVs of each setting."),
+    output: Path = typer.Option(Path("docs"), help="Folder for method_map.md (the table) and method_map.png."),
+) -> None:
+    """The method map: every form of HoRA against LoRA on every measured setting (form − LoRA, paired by
+    seed, 95 % interval), as a markdown table and a forest plot, from the results CSVs a manifest lists."""
+    with user_errors():
+        from hora.experiments.method_map import write_map
+
+        written = write_map(manifest, output)
+    typer.echo(f"wrote {written['table']}, {written['figure']}")
+
+
 @app.command()
 def export(
     adapter_dir: Path = typer.Argument(..., help="A folder written by 'hora train' with --method hora."),

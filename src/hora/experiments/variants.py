@@ -53,7 +53,12 @@ VARIANTS: dict[str, Variant] = {
                           {"generator_lr_ratio": 16.0, "generator_gain": 4.0}),
     "hora-joint": Variant("hora", "joint free factor across q/k/v", {"joint_free_factor": True}),
     "hora-module": Variant("hora", "one generator per module (scope=module)", {"scope": "module"}),
-    "hora-nores": Variant("hora", "non-residual generator", {"residual": False}),
+    "hora-nores": Variant("hora", "cross-head form: non-residual generator (head factor = g(seed), heads coupled, "
+                          "LoRA's free factor)", {"residual": False}),
+    "hora-nores-glr4": Variant("hora", "cross-head form, generator learning rate x4",
+                               {"residual": False, "generator_lr_ratio": 4.0}),
+    "hora-nores-glr0.25": Variant("hora", "cross-head form, generator learning rate x0.25",
+                                  {"residual": False, "generator_lr_ratio": 0.25}),
     "hora-tanh": Variant("hora", "tanh activation", {"activation": "tanh"}),
 }
 
