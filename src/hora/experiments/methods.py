@@ -153,7 +153,7 @@ def load_trained(adapter_dir: str | Path):
 
     Returns (peft_model, metrics).
     """
-    from hora.experiments import models
+    from hora.experiments import models, quantization
 
     adapter_dir = Path(adapter_dir)
     meta, base_method = read_run(adapter_dir)
@@ -166,7 +166,8 @@ def load_trained(adapter_dir: str | Path):
     import hora  # noqa: F401
 
     _, folder = models.resolve_model(meta["model"], meta["kind"])
-    base = models.load_model(folder, meta["kind"], meta["label_names"], meta.get("objective", "classify"))
+    base = models.load_model(folder, meta["kind"], meta["label_names"], meta.get("objective", "classify"),
+                             quantization.quantization_of(meta))  # the base the adapter was trained on
     if base_method == "hora":
         from hora.loading import AdapterLoadError, load_adapter
 
@@ -185,7 +186,7 @@ def verify_export(model, lora_dir: str | Path, meta: dict) -> float:
     import torch
     from peft import PeftModel
 
-    from hora.experiments import models
+    from hora.experiments import models, quantization
 
     _, folder = models.resolve_model(meta["model"], meta["kind"])
     if meta["kind"] == "text":
@@ -195,7 +196,8 @@ def verify_export(model, lora_dir: str | Path, meta: dict) -> float:
     else:
         gen = torch.Generator().manual_seed(0)
         batch = {"pixel_values": torch.randn(3, 1, 28, 28, generator=gen)}
-    base = models.load_model(folder, meta["kind"], meta["label_names"], meta.get("objective", "classify"))
+    base = models.load_model(folder, meta["kind"], meta["label_names"], meta.get("objective", "classify"),
+                             quantization.quantization_of(meta))  # the base the adapter was trained on
     lora = PeftModel.from_pretrained(base, lora_dir).eval()
     model.eval()
     with torch.no_grad():

@@ -114,11 +114,13 @@ def load_tokenizer(folder: Path):
     return tok
 
 
-def load_base_model(folder: Path, kind: str, label_names: list[str]):
+def load_base_model(folder: Path, kind: str, label_names: list[str], quantization: str | None = None):
     """A classification model from ``folder`` with a new head of ``len(label_names)`` outputs.
 
     The head is always freshly initialised (from the current torch RNG, so seed first): for the ViT
-    this replaces the Fashion-MNIST head even when the class counts match.
+    this replaces the Fashion-MNIST head even when the class counts match. ``quantization`` ("4bit", "8bit")
+    loads a text model's linear layers through bitsandbytes, the new head excepted
+    (:mod:`hora.experiments.quantization`).
     """
     import torch
     from transformers import AutoModelForImageClassification, AutoModelForSequenceClassification
@@ -141,7 +143,7 @@ def load_base_model(folder: Path, kind: str, label_names: list[str]):
         else:
             model = AutoModelForSequenceClassification.from_pretrained(
                 folder, local_files_only=True, dtype=torch.float32, num_labels=num_labels,
-                id2label=id2label, label2id=label2id)
+                id2label=id2label, label2id=label2id, **_quantized(quantization, keep=("score", "classifier")))
             # sequence classification finds each text's last real token through pad_token_id: it must be
             # the tokenizer's (decoders have none of their own; load_tokenizer pads with EOS)
             tok = load_tokenizer(folder)
@@ -153,9 +155,10 @@ def load_base_model(folder: Path, kind: str, label_names: list[str]):
     return model
 
 
-def load_causal_lm(folder: Path):
+def load_causal_lm(folder: Path, quantization: str | None = None):
     """The causal LM at ``folder`` in float32, with its own LM head (``--objective sft``; nothing new is
-    initialised). Its ``pad_token_id`` is set to the tokenizer's (EOS when it has none, see ``load_tokenizer``)."""
+    initialised), its linear layers quantized by bitsandbytes when ``quantization`` ("4bit", "8bit") says so.
+    Its ``pad_token_id`` is set to the tokenizer's (EOS when it has none, see ``load_tokenizer``)."""
     import torch
     from transformers import AutoModelForCausalLM
     from transformers.utils import logging as hf_logging
@@ -163,7 +166,8 @@ def load_causal_lm(folder: Path):
     assets.set_offline()
     hf_logging.disable_progress_bar()
     try:
-        model = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True, dtype=torch.float32)
+        model = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True, dtype=torch.float32,
+                                                     **_quantized(quantization))
     finally:
         hf_logging.enable_progress_bar()
     tok = load_tokenizer(folder)
@@ -173,9 +177,21 @@ def load_causal_lm(folder: Path):
     return model
 
 
-def load_model(folder: Path, kind: str, label_names: list[str], objective: str = "classify"):
+def load_model(folder: Path, kind: str, label_names: list[str], objective: str = "classify",
+               quantization: str | None = None):
     """The base model of a run: ``load_causal_lm`` for ``--objective sft``, else ``load_base_model``."""
-    return load_causal_lm(folder) if objective == "sft" else load_base_model(folder, kind, label_names)
+    if objective == "sft":
+        return load_causal_lm(folder, quantization)
+    return load_base_model(folder, kind, label_names, quantization)
+
+
+def _quantized(quantization: str | None, keep: tuple[str, ...] = ()) -> dict:
+    """``from_pretrained``'s quantization_config for ``quantization`` (none for None)."""
+    if quantization is None:
+        return {}
+    from hora.experiments.quantization import bnb_config
+
+    return {"quantization_config": bnb_config(quantization, keep)}
 
 
 def head_module_names(model) -> list[str]:

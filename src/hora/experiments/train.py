@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
-from hora.experiments import methods, models, paths, tasks, variants
+from hora.experiments import methods, models, paths, quantization, tasks, variants
 from hora.experiments.errors import HoraError, HoraWarning, TrainingInterrupted
 from hora.experiments.evaluation import accuracy, answer_tokens, exact_match
 from hora.experiments.train_config import RECORDED, TRAJECTORY, TrainConfig, world_size
@@ -169,7 +169,10 @@ def train(cfg: TrainConfig, data: tasks.TaskData | None = None, callbacks: Seque
             ds.items.sort(key=lambda item: len(item["input_ids"]))
 
     set_seed(cfg.seed)
-    base = models.load_model(folder, data.kind, data.label_names, cfg.objective)
+    bits = quantization.quantization_of(vars(cfg))
+    base = models.load_model(folder, data.kind, data.label_names, cfg.objective, bits)
+    if bits is not None:
+        base = quantization.prepare(base)
     heads = models.head_module_names(base) if sft is None else []  # sft: the LM head is the model's own
     model, info = methods.build_adapted_model(
         cfg.method, base, r=cfg.r, alpha=cfg.alpha, dropout=cfg.dropout, hidden=cfg.hidden,

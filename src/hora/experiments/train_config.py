@@ -23,7 +23,7 @@ from dataclasses import MISSING, Field, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from hora.experiments import methods, models, paths, tasks
+from hora.experiments import methods, models, paths, quantization, tasks
 from hora.experiments.errors import HoraError
 
 TRAJECTORY = "trajectory"  # fixes what is trained: a resumed run must match it
@@ -69,6 +69,11 @@ class TrainConfig:
     answer_column: str = setting("answer", help="Answer column of --data with --objective sft (the text to "
                                  "generate after the prompt, as written: start it with a space if the prompt "
                                  "does not end with one).", role=TRAJECTORY)
+    load_in_4bit: bool = setting(False, help="Load the decoder's linear layers in 4 bits (QLoRA: nf4, double "
+                                 "quantisation, bfloat16 compute on CUDA, float32 on CPU; needs hora[quant]).",
+                                 role=TRAJECTORY)
+    load_in_8bit: bool = setting(False, help="Load the decoder's linear layers in 8 bits (bitsandbytes LLM.int8(); "
+                                 "needs hora[quant]).", role=TRAJECTORY)
     method: str = setting("hora", help=METHOD_HELP, role=TRAJECTORY, commands=("train",))
     fraction: float = setting(1.0, help="Fraction of the training split to train on, in (0, 1].",
                               role=TRAJECTORY, commands=("train", "dynamics"))
@@ -129,6 +134,7 @@ class TrainConfig:
             raise HoraError(f"--objective must be one of {', '.join(OBJECTIVES)}, got '{self.objective}'")
         if self.objective == "sft":
             self._check_sft()
+        quantization.check(vars(self))
         tasks.check_fraction(self.fraction)
         methods.parse_projections(self.targets)
         _at_least(1, r=self.r, batch_size=self.batch_size, eval_batch_size=self.eval_batch_size,
