@@ -53,9 +53,10 @@ def quantization_backend(base_layer: nn.Module, name: str = "") -> QuantizationB
     label = f"'{name}' ({type(base_layer).__name__})" if name else type(base_layer).__name__
     try:
         backend = resolve_quantization_backend(base_layer)
-    except ValueError:  # torchao: PEFT asks for the quantizer's config, which HoRA does not take
-        raise UnsupportedQuantizationError(f"{label} is quantized with torchao, which HoRA does not support. "
-                                           + _ADVICE) from None
+    except ValueError as error:  # PEFT 0.21: a torchao layer without the quantizer's config, which HoRA does not take
+        raise UnsupportedQuantizationError(
+            f"{label} is quantized by a back-end HoRA does not support (PEFT: {error}). " + _ADVICE
+        ) from None
     if backend is not None:
         if not isinstance(backend, SUPPORTED_BACKENDS):
             raise UnsupportedQuantizationError(
