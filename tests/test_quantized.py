@@ -17,7 +17,7 @@ from transformers import AutoModelForCausalLM, BitsAndBytesConfig, LlamaConfig, 
 
 from hora import HoraConfig, HoraLayer, export_lora
 from hora.quantized import UnsupportedQuantizationError, _restore_standard_4bit_layout
-from tiny_models import GENERATOR_FORMS, make_inputs, train_steps
+from tiny_models import GENERATOR_FORMS, make_inputs, make_model, train_steps
 
 bnb = pytest.importorskip("bitsandbytes")
 
@@ -194,13 +194,25 @@ def test_several_adapters_on_a_quantized_base(folder):
     assert torch.equal(logits(model), logits(alone))
 
 
+@pytest.mark.parametrize("quantization", ["nf4-double-fp32", "int8"])
+def test_safe_merge_refuses_a_broken_adapter_and_leaves_the_quantized_weight_alone(folder, quantization):
+    model = trained_hora(folder, quantization, "mlp", steps=1)
+    layer = next(m for m in model.modules() if isinstance(m, HoraLayer))
+    weight = layer.get_base_layer().weight
+    stored = weight.data.clone()
+    with torch.no_grad():
+        next(iter(layer.hora_A.values())).fill_(float("nan"))
+    with pytest.raises(ValueError, match="NaNs detected in the merged weights"):
+        layer.merge(safe_merge=True)
+    assert layer.get_base_layer().weight is weight and torch.equal(weight.data, stored) and not layer.merged
+
+
 class _Packed(torch.Tensor):
     """A tensor subclass standing for a weight a quantization library wraps (as torchao does)."""
 
 
 def _llama_with(weight: nn.Parameter) -> nn.Module:
-    from tiny_models import make_model
-
+    """The tiny Llama of tests/tiny_models.py with ``weight`` as its first q_proj's weight."""
     model = make_model("llama_gqa")
     model.model.layers[0].self_attn.q_proj.weight = weight
     return model
@@ -212,9 +224,9 @@ def _llama_with(weight: nn.Parameter) -> nn.Module:
     lambda w: nn.Parameter(w.to(torch.int8), requires_grad=False),
 ], ids=["float8", "tensor-subclass", "int8"])
 def test_a_linear_with_a_quantized_weight_hora_does_not_know_is_refused(make_weight):
-    model = make_model_weight = _llama_with(make_weight(torch.zeros(32, 32)))
+    model = _llama_with(make_weight(torch.zeros(32, 32)))
     with pytest.raises(UnsupportedQuantizationError, match=r"q_proj.*not a plain floating tensor.*bitsandbytes"):
-        peft.get_peft_model(make_model_weight, HoraConfig(r=2))
+        peft.get_peft_model(model, HoraConfig(r=2))
     assert not any(isinstance(m, HoraLayer) for m in model.modules())
 
 

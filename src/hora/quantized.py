@@ -14,7 +14,7 @@ D and Q are PEFT's own (:func:`peft.utils.resolve_quantization_backend`: ``get_b
 :attr:`HoraLayer.quantization_backend`. HoRA supports the back-ends it is tested on:
 
 * bitsandbytes ``Linear4bit`` (nf4/fp4, with or without double quantisation, any compute dtype) and
-  ``Linear8bitLt`` (tests/test_quantized.py, on CPU with bitsandbytes >= 0.49).
+  ``Linear8bitLt`` (tests/test_quantized.py, on CPU with bitsandbytes 0.50.2).
 
 Any other quantized layer PEFT knows (GPTQ, AWQ, AQLM, EETQ, HQQ, torchao, INC, TransformerEngine), and any
 Linear whose weight is not a plain floating tensor (a tensor subclass, an integer or float8 weight with scales
@@ -98,7 +98,7 @@ def weight_plus(layer: nn.Module, delta: torch.Tensor, in_place: bool) -> torch.
 def _restore_standard_4bit_layout(base_layer: nn.Module) -> None:
     """Undo bitsandbytes' CPU repacking of a ``Linear4bit`` weight, in place.
 
-    On a CPU with AVX512-BF16, bitsandbytes (>= 0.49) repacks the 4-bit weight at its first inference forward
+    On a CPU with AVX512-BF16, bitsandbytes (0.50.2) repacks the 4-bit weight at its first inference forward
     (eval mode, no gradient) into a layout its CPU kernel reads (``quant_state.packing_format_for_cpu``);
     ``dequantize_4bit``, which PEFT's back-end calls, reads only the standard layout and would return a wrong
     weight. bitsandbytes undoes the repacking itself before saving a state dict; this does the same.
