@@ -79,13 +79,16 @@ def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def merge_errors(model: peft.PeftModel, restore_layout: bool = False) -> tuple[torch.Tensor, float, float]:
     """(unmerged logits, max |merged - unmerged|, max |unmerged again - unmerged|)."""
-    before = logits(model)
-    if restore_layout:  # PEFT's LoRA merge reads the packed CPU layout as if standard; undo it for the reference
+    def restore() -> None:  # PEFT's LoRA reads the CPU-repacked 4-bit layout as if standard; undo it for LoRA
         for module in model.modules():
-            if isinstance(module, bnb.nn.Linear4bit):
+            if restore_layout and isinstance(module, bnb.nn.Linear4bit):
                 _restore_standard_4bit_layout(module)
+
+    before = logits(model)
+    restore()
     model.merge_adapter()
     merged = logits(model)
+    restore()
     model.unmerge_adapter()
     return before, max_diff(merged, before), max_diff(logits(model), before)
 
