@@ -24,6 +24,8 @@ model without an error.
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from peft.utils import resolve_quantization_backend
 from peft.utils.quantization_utils import Bnb4bitBackend, Bnb8bitBackend, QuantizationBackend
@@ -86,10 +88,19 @@ def weight_plus(layer: nn.Module, delta: torch.Tensor, in_place: bool) -> torch.
     dequantised by PEFT's back-end and summed in the wider of W's and delta's dtypes (float32 for a float32
     adapter), a new tensor that ``set_base_weight`` requantises.
     """
-    if isinstance(layer.quantization_backend, Bnb4bitBackend):
+    backend = layer.quantization_backend
+    if isinstance(backend, Bnb4bitBackend):
         _restore_standard_4bit_layout(layer.get_base_layer())
     weight = layer.get_base_weight()
-    if layer.quantization_backend is not None:
+    if backend is not None:
+        warnings.warn(
+            f"Merging into {backend.backend_name} weights requantises W + dW: outputs differ from the unmerged "
+            "adapter's by that rounding, and updates smaller than half a quantisation step are lost (as with LoRA). "
+            "For the trained outputs keep the adapter unmerged (or export it to LoRA); to deploy a merged model, "
+            "load the base unquantized and merge there.",
+            UserWarning,
+            stacklevel=3,
+        )
         return weight.to(torch.promote_types(weight.dtype, delta.dtype)) + delta.to(weight.device)
     delta = delta.to(weight.dtype)
     return weight.add_(delta) if in_place else weight + delta
