@@ -183,6 +183,15 @@ def test_save_load_export_and_disable_on_a_quantized_base(folder, tmp_path, quan
         assert torch.equal(logits(loaded), logits(quantized(folder, quantization)))
 
 
+def test_a_qlora_trained_adapter_loads_and_merges_into_the_unquantized_base(folder, tmp_path):
+    """The deployment path docs/operations.md advises: the adapter trained on the 4-bit base, merged into the dense
+    base, gives the dense model with the adapter unmerged (a dense merge: float32 rounding only)."""
+    trained_hora(folder, "nf4-double-fp32", "mlp", steps=1).save_pretrained(tmp_path)
+    dense = peft.PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(folder).eval(), tmp_path)
+    expected = logits(dense)
+    assert max_diff(logits(dense.merge_and_unload()), expected) < 1e-5
+
+
 def test_several_adapters_on_a_quantized_base(folder):
     """A second adapter on the same 4-bit layers: each one, active alone, gives its own outputs, and merging the
     first gives exactly the model that merging it without the second gives."""
