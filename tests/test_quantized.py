@@ -15,8 +15,8 @@ import torch
 from torch import nn
 from transformers import AutoModelForCausalLM, BitsAndBytesConfig, LlamaConfig, LlamaForCausalLM
 
-from hora import HoraConfig, HoraLayer, export_lora
-from hora.quantized import UnsupportedQuantizationError, _restore_standard_4bit_layout
+from hora import HoraConfig, HoraLayer, UnsupportedQuantizationError, export_lora
+from hora.quantized import _restore_standard_4bit_layout
 from tiny_models import GENERATOR_FORMS, make_inputs, make_model, train_steps
 
 bnb = pytest.importorskip("bitsandbytes")
