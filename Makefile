@@ -67,7 +67,7 @@ install-demo: $(PYTHON_DEP)
 # whenever it is installed), so only the tests put that folder on their path.
 install: $(PYTHON_DEP)
 	$(PIP) install "torch==$(TORCH_VERSION)"
-	$(PIP) install -e ".[test,trl,ray]"
+	$(PIP) install -e ".[test,trl,ray,quant]"
 	$(PIP) install --no-deps --upgrade --target $(TIMM_DIR) "timm==$(TIMM_VERSION)"
 	$(MAKE) --no-print-directory assets
 

@@ -50,8 +50,9 @@ def test_demo_installs_only_what_it_uses_and_no_target_but_one_runs_apt_get():
     assert "apt-get install -y -q dataset-fashion-mnist" in _plan("fashion-mnist")
 
 
-def test_install_brings_trl_and_timm_without_torchvision():
+def test_install_brings_trl_bitsandbytes_and_timm_without_torchvision():
     plan = _plan("install")
-    assert '-e ".[test,trl,ray]"' in plan  # TRL's SFTTrainer tests and the Ray executor's tests run in CI
+    # TRL's SFTTrainer, the Ray executor's and the bitsandbytes (QLoRA) tests run in CI
+    assert '-e ".[test,trl,ray,quant]"' in plan
     # timm's torchvision would pull a CUDA torch, and a timm in the environment breaks `accelerate launch`
     assert 'install --no-deps --upgrade --target .cache/timm "timm==' in plan

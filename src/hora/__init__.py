@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from .layer import HoraLayer
     from .model import HoraModel
     from .optim import param_groups
+    from .quantized import UnsupportedQuantizationError
 
 # public name -> the submodule that defines it
 _EXPORTS = {
@@ -31,6 +32,7 @@ _EXPORTS = {
     "HoraConfig": "config",
     "HoraLayer": "layer",
     "HoraModel": "model",
+    "UnsupportedQuantizationError": "quantized",
     "export_lora": "export",
     "find_attention_targets": "heads",
     "offline_model": "experiments.models",  # the harness's, re-exported for the quickstart
@@ -42,6 +44,7 @@ __all__ = [
     "HoraConfig",
     "HoraLayer",
     "HoraModel",
+    "UnsupportedQuantizationError",
     "export_lora",
     "find_attention_targets",
     "offline_model",

@@ -26,6 +26,7 @@ from .generator import FactorBank, ModulePlan
 from .heads import HeadLayout, weight_dims
 from .lowrank import add_low_rank_update
 from .placement import factory_kwargs
+from .quantized import quantization_backend, weight_plus
 
 
 class HoraLayer(nn.Module, BaseTunerLayer):
@@ -38,6 +39,7 @@ class HoraLayer(nn.Module, BaseTunerLayer):
                  joint_free_factor: bool, init_weights: bool, generated_free: bool = False) -> None:
         super().__init__()
         self.base_layer = base_layer
+        self.quantization_backend = quantization_backend(self.get_base_layer())  # None when dense
         self.in_features, self.out_features = weight_dims(base_layer)
         self.fan_in_fan_out = isinstance(base_layer, Conv1D)
         self.layout = layout
@@ -119,37 +121,33 @@ class HoraLayer(nn.Module, BaseTunerLayer):
         return delta.T if self.fan_in_fan_out else delta
 
     def merge(self, safe_merge: bool = False, adapter_names: list[str] | None = None) -> None:
-        """Add dW of the (active or given) adapters to the base weight; ``safe_merge`` refuses NaN/inf."""
+        """Add dW of the (active or given) adapters to the base weight; ``safe_merge`` refuses NaN/inf. A quantized
+        base weight is dequantised, summed in float32 and requantised (:mod:`hora.quantized`)."""
         adapter_names = check_adapters_to_merge(self, adapter_names)
-        base = self.get_base_layer()
         for name in adapter_names:
             if name not in self.hora_plans:
                 continue
             with torch.no_grad():
-                delta = self.get_delta_weight(name).to(base.weight.dtype)
-                if safe_merge:
-                    merged = base.weight.data + delta
-                    if not torch.isfinite(merged).all():
-                        raise ValueError(  # PEFT's message (callers match it), then ours
-                            f"NaNs detected in the merged weights. The adapter {name} seems to be broken: its update "
-                            "holds NaN or inf; nothing was merged into this layer. Check the training run (learning "
-                            "rate, loss scaling) or reload a good checkpoint."
-                        )
-                    base.weight.data = merged
-                else:
-                    base.weight.data += delta
+                merged = weight_plus(self, self.get_delta_weight(name), in_place=not safe_merge)
+                if safe_merge and not torch.isfinite(merged).all():
+                    raise ValueError(  # PEFT's message (callers match it), then ours
+                        f"NaNs detected in the merged weights. The adapter {name} seems to be broken: its update "
+                        "holds NaN or inf; nothing was merged into this layer. Check the training run (learning "
+                        "rate, loss scaling) or reload a good checkpoint."
+                    )
+                self.set_base_weight(merged)
             self.merged_adapters.append(name)
 
     def unmerge(self) -> None:
-        """Subtract every merged adapter's dW again, restoring the base weight (up to rounding)."""
+        """Subtract every merged adapter's dW again, restoring the base weight (up to rounding; on a quantized
+        base up to one more requantisation)."""
         if not self.merged:
             warnings.warn("Already unmerged. Nothing to do.", stacklevel=2)
             return
-        base = self.get_base_layer()
         while self.merged_adapters:
             name = self.merged_adapters.pop()
             with torch.no_grad():
-                base.weight.data -= self.get_delta_weight(name).to(base.weight.dtype)
+                self.set_base_weight(weight_plus(self, -self.get_delta_weight(name), in_place=True))
 
     def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
         if self.disable_adapters:

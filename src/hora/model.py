@@ -17,11 +17,12 @@ from transformers.pytorch_utils import Conv1D
 from .banks import HoraBanks, legacy_key
 from .config import HoraConfig
 from .generator import HoraBank, ModulePlan, SeedSlot
-from .heads import HeadLayoutError, discover_layout, find_attention_targets, layer_key
+from .heads import HeadLayoutError, discover_layout, find_attention_targets, layer_key, weight_dims
 from .joint import JointBank
 from .layer import HoraLayer, layer_options
 from .mha import adapt_multihead_attention, is_multihead_attention
 from .placement import place_bank, rebuild_plans_after_load
+from .quantized import quantization_backend
 
 
 class HoraModel(BaseTuner):
@@ -81,6 +82,7 @@ class HoraModel(BaseTuner):
                 "choose its projections with HoraConfig(projections=[...]) (e.g. ['q', 'k', 'v', 'o'])."
             )
         base = target.get_base_layer() if isinstance(target, BaseTunerLayer) else target
+        quantization_backend(base, current_key)  # refuses quantized layers HoRA cannot merge into
         if not isinstance(base, (nn.Linear, Conv1D)):
             raise TypeError(
                 f"HoRA adapts nn.Linear and transformers Conv1D layers; '{current_key}' is a "
@@ -246,7 +248,7 @@ class HoraModel(BaseTuner):
 def _check_rank(r: int, layer: nn.Module, name: str) -> None:
     """r > min(d_in, d_out) is accepted, as by PEFT's LoRA (the update is valid, its rank is simply at most
     min(d_in, d_out)), with a warning: the extra rank costs parameters and buys nothing."""
-    limit = min(layer.weight.shape)
+    limit = min(weight_dims(layer))  # from the module: a 4-bit layer's packed weight has another shape
     if r > limit:
         warnings.warn(
             f"r={r} exceeds min(d_in, d_out) = {limit} of '{name}': its update has rank at most {limit}, and the "

@@ -107,9 +107,9 @@ def problem():
 SFT_WORDS = ["<pad>", "<s>", "</s>", "<unk>", "Review:", "Sentiment:", "positive", "negative"]
 
 
-def save_tiny_llama(folder: Path) -> Path:
-    """A randomly initialised 2-layer Llama with grouped-query attention (4 query / 2 KV heads, hidden 32) and a
-    word-level tokenizer (pad, BOS, EOS, the prompt words and this file's words), saved to ``folder``."""
+def save_tiny_llama(folder: Path, hidden_size: int = 32, intermediate_size: int = 40) -> Path:
+    """A randomly initialised 2-layer Llama with grouped-query attention (4 query / 2 KV heads, hidden 32 unless
+    told) and a word-level tokenizer (pad, BOS, EOS, the prompt words and this file's words), saved to ``folder``."""
     import torch
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
@@ -120,9 +120,9 @@ def save_tiny_llama(folder: Path) -> Path:
     PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>", bos_token="<s>", eos_token="</s>",
                             unk_token="<unk>").save_pretrained(folder)
     torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=len(words), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                      num_key_value_heads=2, intermediate_size=40, max_position_embeddings=64, pad_token_id=0,
-                      bos_token_id=1, eos_token_id=2)
+    cfg = LlamaConfig(vocab_size=len(words), hidden_size=hidden_size, num_hidden_layers=2, num_attention_heads=4,
+                      num_key_value_heads=2, intermediate_size=intermediate_size, max_position_embeddings=64,
+                      pad_token_id=0, bos_token_id=1, eos_token_id=2)
     LlamaForCausalLM(cfg).save_pretrained(folder)
     return folder
 

@@ -179,12 +179,13 @@ def load_trained(adapter_dir: str | Path):
 
 def _base_of_run(meta: dict):
     """The base model a finished run (its metrics.json ``meta``) adapted, with a fresh head of its classes."""
-    from hora.experiments import models
+    from hora.experiments import models, quantization
 
     revision = meta.get("revision")
     _, ref = models.resolve_model(meta["model"], meta["kind"], revision)
     return models.load_model(ref, meta["kind"], meta["label_names"], meta.get("objective", "classify"), revision,
-                             bool(meta.get("regression", False)))
+                             bool(meta.get("regression", False)),
+                             quantization.quantization_of(meta))  # the base the adapter was trained on
 
 
 def _input_shape(config) -> tuple[int, int, int]:

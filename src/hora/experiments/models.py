@@ -214,12 +214,14 @@ def load_image_transform(ref: str | Path, revision: str | None = None):
 
 
 def load_base_model(ref: str | Path, kind: str, label_names: list[str], revision: str | None = None,
-                    regression: bool = False):
+                    regression: bool = False, quantization: str | None = None):
     """A classification model from ``ref`` with a new head of ``len(label_names)`` outputs, or of one output
     for a regression (``problem_type="regression"``: mean squared error on a float target).
 
     The head is always freshly initialised (from the current torch RNG, so seed first): for the ViT
-    this replaces the Fashion-MNIST head even when the class counts match.
+    this replaces the Fashion-MNIST head even when the class counts match. ``quantization`` ("4bit", "8bit")
+    loads a text model's linear layers through bitsandbytes, the new head excepted
+    (:mod:`hora.experiments.quantization`).
     """
     import torch
     from transformers import AutoModelForImageClassification, AutoModelForSequenceClassification
@@ -244,7 +246,8 @@ def load_base_model(ref: str | Path, kind: str, label_names: list[str], revision
                 model.classifier = torch.nn.Linear(model.classifier.in_features, num_labels)
         else:
             model = AutoModelForSequenceClassification.from_pretrained(
-                ref, dtype=torch.float32, **head, **source_kwargs(ref, revision))
+                ref, dtype=torch.float32, **head, **source_kwargs(ref, revision),
+                **_quantized(quantization, keep=("score", "classifier")))
             # sequence classification finds each text's last real token through pad_token_id: it must be
             # the tokenizer's (decoders have none of their own; load_tokenizer pads with EOS)
             tok = load_tokenizer(ref, revision)
@@ -253,14 +256,16 @@ def load_base_model(ref: str | Path, kind: str, label_names: list[str], revision
     return model
 
 
-def load_causal_lm(ref: str | Path, revision: str | None = None):
+def load_causal_lm(ref: str | Path, revision: str | None = None, quantization: str | None = None):
     """The causal LM at ``ref`` in float32, with its own LM head (``--objective sft``; nothing new is
-    initialised). Its ``pad_token_id`` is set to the tokenizer's (EOS when it has none, see ``load_tokenizer``)."""
+    initialised), its linear layers quantized by bitsandbytes when ``quantization`` ("4bit", "8bit") says so.
+    Its ``pad_token_id`` is set to the tokenizer's (EOS when it has none, see ``load_tokenizer``)."""
     import torch
     from transformers import AutoModelForCausalLM
 
     with quiet.no_progress_bars():
-        model = AutoModelForCausalLM.from_pretrained(ref, dtype=torch.float32, **source_kwargs(ref, revision))
+        model = AutoModelForCausalLM.from_pretrained(ref, dtype=torch.float32, **source_kwargs(ref, revision),
+                                                     **_quantized(quantization))
     tok = load_tokenizer(ref, revision)
     if tok.pad_token_id is not None:
         model.config.pad_token_id = tok.pad_token_id
@@ -269,11 +274,20 @@ def load_causal_lm(ref: str | Path, revision: str | None = None):
 
 
 def load_model(ref: str | Path, kind: str, label_names: list[str], objective: str = "classify",
-               revision: str | None = None, regression: bool = False):
+               revision: str | None = None, regression: bool = False, quantization: str | None = None):
     """The base model of a run: ``load_causal_lm`` for ``--objective sft``, else ``load_base_model``."""
     if objective == "sft":
-        return load_causal_lm(ref, revision)
-    return load_base_model(ref, kind, label_names, revision, regression)
+        return load_causal_lm(ref, revision, quantization)
+    return load_base_model(ref, kind, label_names, revision, regression, quantization)
+
+
+def _quantized(quantization: str | None, keep: tuple[str, ...] = ()) -> dict:
+    """``from_pretrained``'s quantization_config for ``quantization`` (none for None)."""
+    if quantization is None:
+        return {}
+    from hora.experiments.quantization import bnb_config
+
+    return {"quantization_config": bnb_config(quantization, keep)}
 
 
 def head_module_names(model) -> list[str]:

@@ -39,7 +39,18 @@ from typing import Any
 
 import numpy as np
 
-from hora.experiments import datasource, evaluation, methods, models, paths, portable, quiet, tasks, variants
+from hora.experiments import (
+    datasource,
+    evaluation,
+    methods,
+    models,
+    paths,
+    portable,
+    quantization,
+    quiet,
+    tasks,
+    variants,
+)
 from hora.experiments.errors import HoraError, HoraWarning, TrainingInterrupted
 from hora.experiments.evaluation import answer_score, answer_tokens
 from hora.experiments.train_config import RECORDED, TRAJECTORY, TrainConfig, world_size
@@ -140,6 +151,7 @@ def resolve_base_model(cfg: TrainConfig, kind: str) -> BaseModel:
     if cfg.objective == "sft" and not models.is_causal_lm(config):
         raise HoraError(f"--objective sft needs a decoder, and {name} is no causal LM (its config.json names no "
                         "...ForCausalLM architecture)")
+    quantization.check_model(vars(cfg), name, config)
     return BaseModel(name, ref, cfg.revision, config)
 
 
@@ -194,7 +206,11 @@ def adapted_model(cfg: TrainConfig, data: tasks.TaskData, base: BaseModel):
     from transformers import set_seed
 
     set_seed(cfg.seed)
-    model = models.load_model(base.ref, data.kind, data.label_names, cfg.objective, base.revision, data.regression)
+    bits = quantization.quantization_of(vars(cfg))
+    model = models.load_model(base.ref, data.kind, data.label_names, cfg.objective, base.revision, data.regression,
+                              bits)
+    if bits is not None:
+        model = quantization.prepare(model)
     heads = models.head_module_names(model) if cfg.objective != "sft" else []  # sft: the LM head is the model's
     return methods.build_adapted_model(
         cfg.method, model, r=cfg.r, alpha=cfg.alpha, dropout=cfg.dropout, hidden=cfg.hidden,

@@ -23,7 +23,7 @@ from dataclasses import MISSING, Field, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from hora.experiments import datasource, evaluation, methods, metrics, models, paths, tasks
+from hora.experiments import datasource, evaluation, methods, metrics, models, paths, quantization, tasks
 from hora.experiments.errors import HoraError, did_you_mean
 
 TRAJECTORY = "trajectory"  # fixes what is trained: a resumed run must match it
@@ -106,6 +106,11 @@ class TrainConfig:
                                     "columns; its test split, else its only split); their scores are recorded as "
                                     "test_NAME. With them the fixed split rule takes no test split from train, and "
                                     "with no test split their mean is the run's test score.", role=EVALUATION)
+    load_in_4bit: bool = setting(False, help="Load the decoder's linear layers in 4 bits (QLoRA: nf4, double "
+                                 "quantisation, bfloat16 compute on CUDA, float32 on CPU; needs hora[quant]).",
+                                 role=TRAJECTORY)
+    load_in_8bit: bool = setting(False, help="Load the decoder's linear layers in 8 bits (bitsandbytes LLM.int8(); "
+                                 "needs hora[quant]).", role=TRAJECTORY)
     method: str = setting("hora", help=METHOD_HELP, role=TRAJECTORY, commands=("train",))
     fraction: float = setting(1.0, help="Fraction of the training split to train on, in (0, 1].",
                               role=TRAJECTORY, commands=("train", "dynamics"))
@@ -172,6 +177,7 @@ class TrainConfig:
         if self.objective == "sft":
             self._check_sft()
         self._check_scoring()
+        quantization.check(vars(self))
         tasks.check_fraction(self.fraction)
         methods.parse_projections(self.targets)
         _at_least(1, r=self.r, batch_size=self.batch_size, eval_batch_size=self.eval_batch_size,
