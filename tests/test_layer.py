@@ -83,3 +83,20 @@ def test_unmerge_without_merge_warns_and_changes_nothing():
         layer.unmerge()
     assert torch.equal(layer.get_base_layer().weight, weight)
     assert repr(layer).startswith("hora.HoraLayer(")
+
+
+def test_a_further_adapter_with_other_heads_is_refused_and_one_with_the_same_heads_is_added():
+    from dataclasses import replace
+
+    from hora.heads import HeadLayoutError
+    from hora.layer import layer_options
+
+    model = hora_model("llama_gqa")
+    layer = next(m for m in model.modules() if isinstance(m, HoraLayer))
+    options = layer_options(model.peft_config["default"])
+    other = replace(layer.layout, head_dim=layer.layout.head_dim // 2)
+    with pytest.raises(HeadLayoutError, match="'attn.q' the layout .* all adapters must agree"):
+        layer.add_adapter("second", other, "attn.q", options)
+    assert "second" not in layer.hora_r  # nothing was added
+    layer.add_adapter("second", layer.layout, "attn.q", options)
+    assert "second" in layer.hora_r

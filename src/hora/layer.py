@@ -23,7 +23,7 @@ from transformers.pytorch_utils import Conv1D
 
 from .config import HoraConfig
 from .generator import FactorBank, ModulePlan
-from .heads import HeadLayout, weight_dims
+from .heads import HeadLayout, HeadLayoutError, weight_dims
 from .lowrank import add_low_rank_update
 from .placement import factory_kwargs
 from .quantized import quantization_backend, weight_plus
@@ -94,6 +94,16 @@ class HoraLayer(nn.Module, BaseTunerLayer):
             nn.init.eye_(mix)
             if not init_weights:
                 mix.add_(torch.randn_like(mix) * 0.1)
+
+    def add_adapter(self, adapter_name: str, layout: HeadLayout, key: str, options: dict[str, Any]) -> None:
+        """Add a further adapter to this layer (``options``: :func:`layer_options`); every adapter of a module must
+        see the same heads (``layout``), else a HeadLayoutError naming the module ``key``."""
+        if self.layout != layout:
+            raise HeadLayoutError(
+                f"Adapter '{adapter_name}' gives '{key}' the layout {layout}, but an existing adapter uses "
+                f"{self.layout}; all adapters must agree on a module's heads."
+            )
+        self.update_layer(adapter_name, **options)
 
     def attach(self, adapter_name: str, bank: FactorBank, plan: ModulePlan) -> None:
         """Connect this layer to the bank that generates its head factor."""

@@ -33,7 +33,7 @@ from peft.tuners.tuners_utils import BaseTunerLayer
 from torch import nn
 
 from .config import HoraConfig
-from .heads import HeadLayout, HeadLayoutError, Section
+from .heads import HeadLayout, Section
 from .layer import HoraLayer, layer_options
 
 # child name on the attention -> the parameter it adapts (out_proj: the Linear's weight, wrapped by the layer)
@@ -140,12 +140,7 @@ class HoraMultiheadAttention(nn.Module, BaseTunerLayer):
         for name, layout in attention_layouts(attention, config.projections).items():
             layer = attention._modules.get(name)
             if isinstance(layer, HoraLayer):
-                if layer.layout != layout:
-                    raise HeadLayoutError(
-                        f"Adapter '{adapter_name}' gives '{key}.{name}' the layout {layout}, but an existing adapter "
-                        f"uses {layer.layout}; all adapters must agree on a module's heads."
-                    )
-                layer.update_layer(adapter_name, **options)
+                layer.add_adapter(adapter_name, layout, f"{key}.{name}", options)
                 continue
             weight = attention.out_proj if name == "out_proj" else AttentionWeight(attention, _WEIGHTS[name])
             layer = HoraLayer(weight, adapter_name, layout, **options)

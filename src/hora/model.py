@@ -93,12 +93,7 @@ class HoraModel(BaseTuner):
         _check_rank(config.r, base, current_key)
         args = layer_options(config)
         if isinstance(target, HoraLayer):
-            if target.layout != layout:
-                raise HeadLayoutError(
-                    f"Adapter '{adapter_name}' gives '{current_key}' the layout {layout}, but an existing "
-                    f"adapter uses {target.layout}; all adapters must agree on a module's heads."
-                )
-            target.update_layer(adapter_name, **args)
+            target.add_adapter(adapter_name, layout, current_key, args)
             return
         new_module = HoraLayer(target, adapter_name, layout, **args)
         if adapter_name not in self.active_adapters:
