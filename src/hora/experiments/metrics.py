@@ -3,13 +3,11 @@
 Each metric maps (predictions, labels) -> one float, higher is better:
 
     accuracy   mean of [prediction == label]
-    f1         binary F1 of class 1 (GLUE's MRPC and QQP report it beside accuracy):
-               2 TP / (2 TP + FP + FN)
-    matthews   Matthews correlation coefficient (GLUE's CoLA), multiclass form (Gorodkin 2004) with the
-               confusion matrix C (rows: true class, columns: predicted), t_k = sum_j C_kj, p_k = sum_i C_ik,
-               c = trace(C), s = sum(C):
-                   MCC = (c s - t.p) / sqrt((s^2 - p.p) (s^2 - t.t))        (0 when a factor is 0)
-               which is (TP TN - FP FN) / sqrt((TP+FP)(TP+FN)(TN+FP)(TN+FN)) for two classes
+    f1         F1 of class 1 (GLUE's MRPC and QQP report it beside accuracy): 2 TP / (2 TP + FP + FN),
+               scikit-learn's f1_score (0 when there is no positive)
+    matthews   Matthews correlation coefficient (GLUE's CoLA), multiclass form:
+               (TP TN - FP FN) / sqrt((TP+FP)(TP+FN)(TN+FP)(TN+FN)) for two classes, scikit-learn's
+               matthews_corrcoef (0 when a factor of the denominator is 0)
     pearson    Pearson correlation of predicted and true scores (GLUE's STS-B), scipy.stats.pearsonr
     spearman   Spearman rank correlation, scipy.stats.spearmanr
 
@@ -33,21 +31,15 @@ def accuracy(predictions: np.ndarray, labels: np.ndarray) -> float:
 
 
 def f1(predictions: np.ndarray, labels: np.ndarray) -> float:
-    pred, true = np.asarray(predictions) == 1, np.asarray(labels) == 1
-    tp = float(np.sum(pred & true))
-    denominator = 2 * tp + float(np.sum(pred & ~true)) + float(np.sum(~pred & true))
-    return 2 * tp / denominator if denominator else 0.0
+    from sklearn.metrics import f1_score
+
+    return float(f1_score(np.asarray(labels), np.asarray(predictions), labels=[1], average="macro", zero_division=0))
 
 
 def matthews(predictions: np.ndarray, labels: np.ndarray) -> float:
-    pred, true = np.asarray(predictions, dtype=np.int64), np.asarray(labels, dtype=np.int64)
-    classes = np.union1d(pred, true)
-    confusion = np.zeros((len(classes), len(classes)))
-    np.add.at(confusion, (np.searchsorted(classes, true), np.searchsorted(classes, pred)), 1.0)
-    t, p = confusion.sum(axis=1), confusion.sum(axis=0)
-    c, s = np.trace(confusion), confusion.sum()
-    denominator = np.sqrt((s * s - p @ p) * (s * s - t @ t))
-    return float((c * s - t @ p) / denominator) if denominator else 0.0
+    from sklearn.metrics import matthews_corrcoef
+
+    return float(matthews_corrcoef(np.asarray(labels), np.asarray(predictions)))
 
 
 def _correlation(kind: str) -> Callable[[np.ndarray, np.ndarray], float]:
