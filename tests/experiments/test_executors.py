@@ -1,39 +1,81 @@
-"""Executors: a grid on a local Ray instance (2 CPUs, one per module) gives the sequential path's results, its
-tuning stage chooses as the sequential path does, a failed run does not stop the others, an interrupted grid
-resumes, and a running cluster is joined by its address."""
+"""Executors: a grid on a Ray cluster of two nodes (1 CPU each, on this machine, one per module) gives the
+sequential path's results with runs on both nodes, its tuning stage chooses as the sequential path does, a
+failed run does not stop the others, an interrupted grid resumes, a running cluster is joined by its address
+(and a dead address is a quick error), runs given GPUs get one each, and the Slurm script starts a cluster
+over an allocation and runs the grid on it."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 import os
+import re
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 from conftest import make_rows
 
 from hora.experiments import executors, sweep
 from hora.experiments.datasource import DataSource, load_splits
 from hora.experiments.errors import GridInterrupted, HoraError, RunsFailed
-from hora.experiments.executors import ExecutionSettings, RayExecutor, SequentialExecutor
+from hora.experiments.executors import ExecutionSettings, RayExecutor, SequentialExecutor, check_reachable
 from hora.experiments.grid_progress import GridProgress
 from hora.experiments.train_config import TrainConfig
 
 GRID = dict(method_list=["hora", "lora"], fractions=[0.5], seeds=[0, 1], lrs=[1e-3, 1e-2], tune_seeds=[0])
 TIMING = ["train_seconds", "run_dir"]  # the only columns that may differ between two executions of a grid
+STORE = 100 * 2**20  # object store bytes per Ray node
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def ray_session():
-    """One local Ray instance with 2 CPUs for the module (Ray takes seconds to start)."""
+def cluster():
+    """A Ray cluster of two nodes with 1 CPU each on this machine, this process its driver, for the module (Ray
+    takes seconds to start)."""
     import ray
+    from ray.cluster_utils import Cluster
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=100 * 2**20)
-    yield ray
+    nodes = Cluster(initialize_head=True, head_node_args=dict(num_cpus=1, include_dashboard=False,
+                                                              object_store_memory=STORE))
+    nodes.add_node(num_cpus=1, object_store_memory=STORE)
+    nodes.wait_for_nodes()
+    ray.init(address=nodes.address, log_to_driver=False)
+    yield nodes
     ray.shutdown()
+    nodes.shutdown()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def ray_nodes_of(out: Path) -> set[str]:
+    """The Ray nodes the runs of the grid in ``out`` ran on, read from the first line of their logs."""
+    return {re.search(r"\(Ray node (\w+)\)", log.read_text()).group(1) for log in out.glob("logs/*.log")}
+
+
+def compare_command(base: TrainConfig, out: Path, *execution: str) -> list[str]:
+    """``hora compare`` of the module's grid into ``out``, as a command line."""
+    return ["hora", "compare", "--methods", "hora,lora", "--fractions", "0.5", "--seeds", "0,1", "--lrs", "1e-3,1e-2",
+            "--tune-seeds", "0", "--model", base.model, "--data", base.data, "--text-column", "review",
+            "--label-column", "sentiment", "--steps", "2", "--batch-size", "8", "--max-length", "16", "--output",
+            str(out), "--no-progress", *execution]
+
+
+def run_hora(cmd: list[str], env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """``cmd`` in a child process whose ``hora`` is this interpreter's ``python -m hora``."""
+    if cmd[0] == "hora":
+        cmd = [sys.executable, "-m", "hora", *cmd[1:]]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), **(env or {})}
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +100,7 @@ def _same_results(out: Path, reference: pd.DataFrame) -> None:
     pd.testing.assert_frame_equal(got.drop(columns=TIMING), reference.drop(columns=TIMING), check_like=True)
 
 
-def test_a_grid_on_ray_gives_the_sequential_results_and_choices(ray_session, base, sequential, tmp_path):
+def test_a_grid_on_ray_gives_the_sequential_results_and_choices(cluster, base, sequential, tmp_path):
     out = tmp_path / "ray"
     sweep.run_compare(base, output=out, progress=False, executor=RayExecutor(cpus_per_run=1), **GRID)
     _same_results(out, sequential)
@@ -70,9 +112,10 @@ def test_a_grid_on_ray_gives_the_sequential_results_and_choices(ray_session, bas
     threads = {json.loads(p.read_text())["torch_threads"] for p in out.glob("runs/*/metrics.json")}
     assert threads == {1}
     assert len(list((out / "logs").glob("*.log"))) == 6  # every run's output, in its own log
+    assert len(ray_nodes_of(out)) == 2  # the runs spread over both nodes
 
 
-def test_a_failed_run_is_reported_with_its_log_and_the_others_go_on(ray_session, base, sequential, tmp_path):
+def test_a_failed_run_is_reported_with_its_log_and_the_others_go_on(cluster, base, sequential, tmp_path):
     out = tmp_path / "ray"
     (out / "runs").mkdir(parents=True)
     (out / "runs" / "lora_f0.5_lr0.01_s0").write_text("not a run folder")  # this run cannot write its output
@@ -92,7 +135,7 @@ def test_a_failed_run_is_reported_with_its_log_and_the_others_go_on(ray_session,
     assert "**2 runs are missing**" in (out / "summary.md").read_text()
 
 
-def test_an_interrupted_grid_keeps_its_finished_runs_and_resumes(ray_session, base, sequential, tmp_path,
+def test_an_interrupted_grid_keeps_its_finished_runs_and_resumes(cluster, base, sequential, tmp_path,
                                                                  monkeypatch):
     out = tmp_path / "ray"
     real_finish = GridProgress.finish
@@ -113,26 +156,87 @@ def test_an_interrupted_grid_keeps_its_finished_runs_and_resumes(ray_session, ba
     _same_results(out, sequential)
 
 
-def test_an_output_a_worker_cannot_write_is_a_clear_error(ray_session, tmp_path):
+def test_an_output_a_worker_cannot_write_is_a_clear_error(cluster, tmp_path):
     (tmp_path / "file").write_text("")
     with pytest.raises(HoraError, match=r"cannot be written from Ray node .*shared storage"):
         RayExecutor().prepare(tmp_path / "file" / "out")
-    with pytest.raises(HoraError, match="--cpus-per-run 3: no Ray node has that many CPUs"):
-        RayExecutor(cpus_per_run=3).prepare(tmp_path)
+    # 2 CPUs in the cluster, but a run needs its CPUs on one node
+    with pytest.raises(HoraError, match=r"--cpus-per-run 2: no Ray node has that many CPUs \(largest: 1\)"):
+        RayExecutor(cpus_per_run=2).prepare(tmp_path)
+    with pytest.raises(HoraError, match=r"--gpus-per-run 1: no Ray node has that many GPUs \(largest: 0\)"):
+        RayExecutor(gpus_per_run=1).prepare(tmp_path)
 
 
-def test_the_cli_joins_a_running_cluster_by_its_address(ray_session, base, sequential, tmp_path):
+def test_the_cli_joins_a_running_cluster_by_its_address(cluster, base, sequential, tmp_path):
     """A second driver (``hora compare --ray-address``) runs the grid on the cluster this module started."""
-    address = ray_session.get_runtime_context().gcs_address
     out = tmp_path / "cluster"
-    cmd = [sys.executable, "-m", "hora", "compare", "--methods", "hora,lora", "--fractions", "0.5", "--seeds", "0,1",
-           "--lrs", "1e-3,1e-2", "--tune-seeds", "0", "--model", base.model, "--data", base.data, "--text-column",
-           "review", "--label-column", "sentiment", "--steps", "2", "--batch-size", "8", "--max-length", "16",
-           "--output", str(out), "--no-progress", "--ray-address", address, "--cpus-per-run", "1"]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    done = run_hora(compare_command(base, out, "--ray-address", cluster.address, "--cpus-per-run", "1"))
     assert done.returncode == 0, done.stderr[-3000:]
     _same_results(out, sequential)
+    assert len(ray_nodes_of(out)) == 2
+
+
+def test_an_address_where_no_cluster_runs_is_a_quick_clear_error(cluster, base, tmp_path):
+    port = free_port()
+    check_reachable(cluster.address)  # a running cluster passes
+    with pytest.raises(HoraError, match=rf"^--ray-address 127.0.0.1:{port}: no Ray cluster answers there .*"
+                                        rf"`ray start --head --port {port}` on 127.0.0.1"):
+        check_reachable(f"127.0.0.1:{port}")
+    with pytest.raises(HoraError, match="expected HOST:PORT"):
+        check_reachable("head-node")
+    t0 = time.perf_counter()
+    done = run_hora(compare_command(base, tmp_path / "out", "--ray-address", f"127.0.0.1:{port}"), timeout=120)
+    assert done.returncode == 2 and time.perf_counter() - t0 < 60  # Ray alone retries for minutes
+    assert f"hora: error: --ray-address 127.0.0.1:{port}: no Ray cluster answers there" in done.stderr
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the runs would train on the real GPUs")
+def test_runs_given_gpus_get_one_each_and_fail_clearly_where_torch_sees_none(cluster, base, tmp_path):
+    """A node that declares 2 GPUs (as a GPU node does; this torch sees none): ``--gpus-per-run 1`` fits 2 runs at
+    once, Ray gives each its own GPU, and a run that torch cannot put on its GPU fails instead of training on
+    the CPU."""
+    node = cluster.add_node(num_cpus=4, num_gpus=2, object_store_memory=STORE)
+    cluster.wait_for_nodes()
+    try:
+        shared = RayExecutor(cpus_per_run=1, gpus_per_run=0.5)
+        shared.prepare(tmp_path)
+        assert shared.slots == 4  # 2 GPUs / 0.5 (6 CPUs would fit 6)
+        executor = RayExecutor(cpus_per_run=1, gpus_per_run=1)
+        executor.prepare(tmp_path)
+        assert executor.slots == 2
+        with pytest.raises(RunsFailed, match=r"Ray gave this run a GPU .* sees no CUDA device"):
+            sweep.run_compare(base, output=tmp_path / "gpu", progress=False, executor=executor, **GRID)
+    finally:
+        cluster.remove_node(node)
+    first_lines = [log.read_text().splitlines()[0] for log in (tmp_path / "gpu" / "logs").glob("*.log")]
+    assert len(first_lines) == 4  # the tuning runs; no final seed is run after a failed tuning stage
+    assert {re.search(r"GPU (\d)", line).group(1) for line in first_lines} <= {"0", "1"}
+    assert all(f"Ray node {node.node_id[:12]}" in line for line in first_lines)  # only that node has GPUs
+
+
+def test_the_slurm_script_starts_a_cluster_over_the_allocation_and_runs_the_grid(base, sequential, tmp_path):
+    """deploy/slurm-ray.sbatch on a two-node allocation, with stand-ins for Slurm's srun (run the step here) and
+    scontrol (the allocation's two host names): a Ray head and a second node start, the grid runs on both and
+    gives the sequential results, and the Ray nodes stop when the job's command ends."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "scontrol").write_text('#!/bin/bash\n[[ "$1 $2 $3" == "show hostnames node[1-2]" ]] && '
+                                      'printf "node1\\nnode2\\n"\n')
+    (bin_dir / "srun").write_text('#!/bin/bash\nwhile [[ $1 == -* ]]; do [[ $1 == -w ]] && shift; shift; done\n'
+                                  'exec "$@"\n')
+    for shim in bin_dir.iterdir():
+        shim.chmod(0o755)
+    out = tmp_path / "slurm"
+    env = {"PATH": os.pathsep.join([str(bin_dir), str(Path(sys.executable).parent), os.environ["PATH"]]),
+           "SLURM_JOB_NODELIST": "node[1-2]", "SLURM_CPUS_PER_TASK": "1", "RAY_PORT": str(free_port())}
+    cmd = [sys.executable, "-m", "hora", *compare_command(base, out, "--cpus-per-run", "1")[1:]]
+    done = run_hora(["bash", str(REPO / "deploy" / "slurm-ray.sbatch"), *cmd], env=env)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "hora: starting Ray on 2 nodes (node1 node2)" in done.stdout
+    _same_results(out, sequential)
+    assert len(ray_nodes_of(out)) == 2
+    with pytest.raises(HoraError, match="no Ray cluster answers there"):  # the script's Ray head is gone
+        check_reachable(f"127.0.0.1:{env['RAY_PORT']}")
 
 
 def test_a_missing_ray_is_one_line_naming_the_extra(monkeypatch):

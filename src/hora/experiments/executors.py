@@ -141,9 +141,11 @@ class SequentialExecutor:
             finished(RunResult(spec, metrics, time.perf_counter() - t0))
 
 
-def run_logged(spec: RunSpec, splits: Splits, threads: int) -> RunResult:
-    """One run inside a worker process: ``threads`` torch threads, its prints, warnings and (on failure) the
-    traceback written to ``spec.log``. Never raises: a failure is a RunResult with its error."""
+def run_logged(spec: RunSpec, splits: Splits, threads: int, gpus: float = 0.0) -> RunResult:
+    """One run inside a Ray task: ``threads`` torch threads, its prints, warnings and (on failure) the
+    traceback written to ``spec.log``, which opens with where it runs (host, Ray node, GPUs Ray gave it).
+    A run given GPUs (``gpus`` > 0) that torch cannot see fails instead of training on the CPU. Never
+    raises: a failure is a RunResult with its error."""
     spec.log.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     raised: list[tuple[type[Warning], str]] = []
@@ -157,14 +159,37 @@ def run_logged(spec: RunSpec, splits: Splits, threads: int) -> RunResult:
 
         warnings.simplefilter("default")
         warnings.showwarning = show
-        print(f"hora: run {spec.name} on {socket.gethostname()}, {threads} torch threads", flush=True)
+        print(f"hora: run {spec.name} on {task_placement()}, {threads} torch threads", flush=True)
         try:
+            if gpus:
+                require_visible_gpus(gpus)
             with torch_threads(threads):
                 metrics = train(spec.cfg, splits=splits)
         except Exception as exc:  # reported to the driver with this log; the grid's other runs go on
             traceback.print_exc(file=log)
             return RunResult(spec, None, time.perf_counter() - t0, f"{type(exc).__name__}: {exc}", raised)
     return RunResult(spec, metrics, time.perf_counter() - t0, None, raised)
+
+
+def task_placement() -> str:
+    """Where this Ray task runs: ``host (Ray node <id>)``, and the GPUs Ray gave it, if any."""
+    import ray
+
+    where = f"{socket.gethostname()} (Ray node {ray.get_runtime_context().get_node_id()[:12]})"
+    gpu_ids = ray.get_gpu_ids()
+    return f"{where}, GPU {','.join(map(str, gpu_ids))}" if gpu_ids else where
+
+
+def require_visible_gpus(gpus: float) -> None:
+    """A HoraError when this task was given GPUs but torch sees none (a CPU build of torch on this node, or
+    a node whose driver is missing): the run would train on the CPU, far slower than asked."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    raise HoraError(f"--gpus-per-run {gpus:g}: Ray gave this run a GPU on {socket.gethostname()}, but torch there "
+                    f"sees no CUDA device (torch {torch.__version__}, CUDA build: {torch.version.cuda or 'no'}); "
+                    "install a CUDA build of torch on every GPU node, or drop --gpus-per-run")
 
 
 def import_ray() -> Any:
@@ -174,6 +199,25 @@ def import_ray() -> Any:
     except ImportError:
         raise HoraError(f"--ray needs Ray, an optional extra: {RAY_EXTRA}") from None
     return ray
+
+
+def check_reachable(address: str, timeout: float = 5.0) -> None:
+    """A HoraError, within ``timeout`` seconds, when nothing listens at ``address`` (``HOST:PORT`` or
+    ``ray://HOST:PORT``): Ray itself would retry for minutes before failing. ``auto`` and ``local`` are Ray's to
+    resolve."""
+    if address in ("auto", "local"):
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    host = host.strip("[]")  # an IPv6 address, [::1]:6379
+    if not host or not port.isdigit():
+        raise HoraError(f"--ray-address {address}: expected HOST:PORT (e.g. 10.0.0.1:6379), ray://HOST:PORT or auto")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise HoraError(f"--ray-address {address}: no Ray cluster answers there ({reason}); start one first "
+                        f"(`ray start --head --port {port}` on {host}) or check the address (`ray status` on the "
+                        "head node prints it)") from None
 
 
 def probe_output(folder: str, token: str) -> str:
@@ -214,9 +258,13 @@ class RayExecutor:
         import logging
 
         if not self.ray.is_initialized():
-            # no cluster at --ray-address: Ray itself retries, logs and finally raises (minutes)
-            self.ray.init(address=self.address, include_dashboard=False, log_to_driver=False,
-                          logging_level=logging.WARNING)
+            if self.address is not None:
+                check_reachable(self.address)
+            try:
+                self.ray.init(address=self.address, include_dashboard=False, log_to_driver=False,
+                              logging_level=logging.WARNING)
+            except ConnectionError as exc:  # e.g. --ray-address auto where no cluster runs
+                raise HoraError(f"--ray-address {self.address}: {exc}") from None
             self._owned = True
         nodes = [n for n in self.ray.nodes() if n.get("Alive")]
         self._check_fits(nodes)
@@ -269,7 +317,7 @@ class RayExecutor:
         task = ray.remote(run_logged)
         data_ref = ray.put(splits)
         by_ref = {task.options(num_cpus=self.cpus_per_run, num_gpus=self.gpus_per_run, name=spec.name)
-                  .remote(spec, data_ref, self.cpus_per_run): spec for spec in specs}
+                  .remote(spec, data_ref, self.cpus_per_run, self.gpus_per_run): spec for spec in specs}
         pending = list(by_ref)
         try:
             while pending:
