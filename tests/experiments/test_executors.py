@@ -10,9 +10,11 @@ import dataclasses
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -188,6 +190,22 @@ def test_an_address_where_no_cluster_runs_is_a_quick_clear_error(cluster, base, 
     done = run_hora(compare_command(base, tmp_path / "out", "--ray-address", f"127.0.0.1:{port}"), timeout=120)
     assert done.returncode == 2 and time.perf_counter() - t0 < 60  # Ray alone retries for minutes
     assert f"hora: error: --ray-address 127.0.0.1:{port}: no Ray cluster answers there" in done.stderr
+
+
+def test_ray_alone_starts_its_own_instance_where_a_stopped_cluster_left_its_address(tmp_path):
+    """``ray start`` writes its address to TMPDIR/ray/ray_current_cluster and a killed cluster leaves it there;
+    ``--ray`` (no address) starts a local instance instead of retrying that dead address for minutes."""
+    tmp = Path(tempfile.mkdtemp(prefix="r", dir="/tmp"))  # a short path: Ray's sockets live under it
+    (tmp / "ray").mkdir()
+    (tmp / "ray" / "ray_current_cluster").write_text(f"127.0.0.1:{free_port()}")
+    code = ("from hora.experiments.executors import RayExecutor\n"
+            "with RayExecutor() as e:\n    e._connect()\nprint(e.slots)")
+    try:
+        done = run_hora([sys.executable, "-c", code], env={"TMPDIR": str(tmp)}, timeout=120)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert int(done.stdout.split()[-1]) >= 1
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the runs would train on the real GPUs")

@@ -260,8 +260,8 @@ class RayExecutor:
         if not self.ray.is_initialized():
             if self.address is not None:
                 check_reachable(self.address)
-            try:
-                self.ray.init(address=self.address, include_dashboard=False, log_to_driver=False,
+            try:  # --ray alone: a new local instance ("local"), never a cluster a `ray start` left on this machine
+                self.ray.init(address=self.address or "local", include_dashboard=False, log_to_driver=False,
                               logging_level=logging.WARNING)
             except ConnectionError as exc:  # e.g. --ray-address auto where no cluster runs
                 raise HoraError(f"--ray-address {self.address}: {exc}") from None
