@@ -90,6 +90,19 @@ def test_write_report_files(tmp_path):
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
 
 
+def test_summary_names_the_diagnostics_and_marks_those_a_method_lacks():
+    table = _table()
+    table["diag_stable_rank"] = 2.5
+    table["diag_generator_share"] = np.where(table["method"] == "hora", 0.25, np.nan)  # LoRA has no generator
+    text = report.summary_markdown(table)
+    header = next(line for line in text.splitlines() if line.startswith("| method"))
+    assert header.endswith("| stable rank | generator share |") and "diag_" not in text and "_" not in header
+    rows = {line.split(" | ")[0]: line for line in text.splitlines() if line.startswith(("| hora", "| lora"))}
+    assert rows["| hora"].endswith("| 2.5 | 0.25 |") and rows["| lora"].endswith("| 2.5 | n/a |")
+    assert "nan" not in text
+    assert "stable rank: ||dW||_F^2 / ||dW||_2^2" in text and "generator share: the part of the head factor" in text
+
+
 def test_bad_results_table():
     with pytest.raises(HoraError, match="lacks column"):
         report.select_lr(pd.DataFrame({"method": ["hora"]}))

@@ -130,6 +130,24 @@ def paired_difference(df: pd.DataFrame, a: str = "hora", b: str = "lora", level:
     return pd.DataFrame(rows, columns=["fraction", "n_pairs", "diff_mean", "diff_std", "ci_low", "ci_high", "seeds"])
 
 
+# the runs' diagnostic columns (``diag_<key>``, from hora.diagnostics): the label a report gives each, and what it is
+DIAGNOSTICS = {
+    "stable_rank": ("stable rank", "||dW||_F^2 / ||dW||_2^2 of each adapted module's update, from 1 (rank one) to r"),
+    "head_shared_energy": ("head-shared energy", "1 when every head's factor is the same, about 1/H when the "
+                           "heads' factors are unrelated"),
+    "generator_share": ("generator share", "the part of the head factor the generator makes (1: all of it; "
+                        "0: none)"),
+    "cross_head_influence": ("cross-head influence", "how far a step for one head moves the other heads' factors "
+                             "(0: independent heads, 1: as far as its own)"),
+}
+
+
+def diagnostic_label(column: str) -> str:
+    """A report's name for the diagnostic column ``diag_<key>``."""
+    key = column.removeprefix("diag_")
+    return DIAGNOSTICS[key][0] if key in DIAGNOSTICS else key.replace("_", " ")
+
+
 def _pct(x: float, digits: int = 1) -> str:
     return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.{digits}f}"
 
@@ -167,7 +185,7 @@ def summary_markdown(df: pd.DataFrame, title: str = "HoRA comparison", context: 
     diag_cols = [c for c in summ.columns if c.startswith("diag_")]
     short = "acc" if metric == "accuracy" else metric
     header = ["method", "fraction", "n", f"test {short} (mean ± sd)", "95% CI", f"val {short}", "lr",
-              "trainable params", "train s"] + [c.removeprefix("diag_") for c in diag_cols]
+              "trainable params", "train s"] + [diagnostic_label(c) for c in diag_cols]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for _, r in summ.sort_values(["fraction", "method"]).iterrows():
         cells = [str(r["method"]), f"{r['fraction']:g}", str(int(r["n"])),
@@ -177,8 +195,12 @@ def summary_markdown(df: pd.DataFrame, title: str = "HoRA comparison", context: 
                  f"{int(r['trainable_params']):,}" if "trainable_params" in r and not math.isnan(r["trainable_params"])
                  else "n/a",
                  f"{r['train_seconds']:.1f}" if "train_seconds" in r else "n/a"]
-        cells += [f"{r[c]:.3g}" for c in diag_cols]
+        cells += ["n/a" if math.isnan(r[c]) else f"{r[c]:.3g}" for c in diag_cols]
         lines.append("| " + " | ".join(cells) + " |")
+    if diag_cols:
+        lines += ["", "Diagnostics of the trained update (n/a: not defined for that method): " + "; ".join(
+            f"{diagnostic_label(c)}: {DIAGNOSTICS[c.removeprefix('diag_')][1]}" for c in diag_cols
+            if c.removeprefix("diag_") in DIAGNOSTICS) + "."]
     methods = set(df["method"])
     if "lora" in methods:
         for method in sorted(methods - {"lora"}, key=lambda m: (m != "hora", m)):
