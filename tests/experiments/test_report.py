@@ -96,9 +96,9 @@ def test_summary_names_the_diagnostics_and_marks_those_a_method_lacks():
     table["diag_generator_share"] = np.where(table["method"] == "hora", 0.25, np.nan)  # LoRA has no generator
     text = report.summary_markdown(table)
     header = next(line for line in text.splitlines() if line.startswith("| method"))
-    assert header.endswith("| stable rank | generator share |") and "diag_" not in text and "_" not in header
+    assert header.endswith("| generator share | stable rank |") and "diag_" not in text and "_" not in header
     rows = {line.split(" | ")[0]: line for line in text.splitlines() if line.startswith(("| hora", "| lora"))}
-    assert rows["| hora"].endswith("| 2.5 | 0.25 |") and rows["| lora"].endswith("| 2.5 | n/a |")
+    assert rows["| hora"].endswith("| 0.25 | 2.5 |") and rows["| lora"].endswith("| n/a | 2.5 |")
     assert "nan" not in text
     assert "stable rank: ||dW||_F^2 / ||dW||_2^2" in text and "generator share: the part of the head factor" in text
 
