@@ -40,7 +40,9 @@ def test_adapter_saved_before_the_banks_moved_still_loads():
     assert any(k.startswith("base_model.hora_bank.") for k in keys)
     loaded = peft.PeftModel.from_pretrained(make_model("bert"), LEGACY)
     expected = load_file(LEGACY / "expected_logits.safetensors")["logits"]
-    assert torch.equal(logits(loaded, make_inputs("bert")), expected)
+    # computed on another machine: its CPU's kernels may round the last bits otherwise; a wrongly loaded
+    # weight moves the logits by orders of magnitude more
+    torch.testing.assert_close(logits(loaded, make_inputs("bert")), expected, rtol=1e-5, atol=1e-6)
 
 
 def test_saved_keys_and_the_legacy_mapping(tmp_path):

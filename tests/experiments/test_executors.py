@@ -192,6 +192,23 @@ def test_an_address_where_no_cluster_runs_is_a_quick_clear_error(cluster, base, 
     assert f"hora: error: --ray-address 127.0.0.1:{port}: no Ray cluster answers there" in done.stderr
 
 
+def test_a_refused_connection_names_token_authentication(monkeypatch):
+    """Ray reports a head that refuses this command's token (or its lack of one) as a failed connection after
+    about 20 s; the error says what to set (seen with Ray 2.60: a head that finds ~/.ray/auth_token turns
+    authentication on, its clients stay off unless RAY_AUTH_MODE=token)."""
+    executor = RayExecutor(address="127.0.0.1:6379")
+
+    def refused(**kwargs):
+        raise ConnectionError("Failed to connect to Ray cluster at 127.0.0.1:6379")
+
+    monkeypatch.setattr(executors, "check_reachable", lambda address: None)
+    monkeypatch.setattr(executor.ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(executor.ray, "init", refused)
+    with pytest.raises(HoraError, match=r"^--ray-address 127.0.0.1:6379: Failed to connect .*; if the cluster uses "
+                                        r"Ray's token authentication, set RAY_AUTH_MODE=token"):
+        executor._connect()
+
+
 def test_ray_alone_starts_its_own_instance_where_a_stopped_cluster_left_its_address(tmp_path):
     """``ray start`` writes its address to TMPDIR/ray/ray_current_cluster and a killed cluster leaves it there;
     ``--ray`` (no address) starts a local instance instead of retrying that dead address for minutes."""
@@ -233,15 +250,17 @@ def test_runs_given_gpus_get_one_each_and_fail_clearly_where_torch_sees_none(clu
 
 
 def test_the_slurm_script_starts_a_cluster_over_the_allocation_and_runs_the_grid(base, sequential, tmp_path):
-    """deploy/slurm-ray.sbatch on a two-node allocation, with stand-ins for Slurm's srun (run the step here) and
-    scontrol (the allocation's two host names): a Ray head and a second node start, the grid runs on both and
-    gives the sequential results, and the Ray nodes stop when the job's command ends."""
+    """deploy/slurm-ray.sbatch on a two-node allocation, with stand-ins for Slurm's srun (run the step here),
+    scontrol (the allocation's two host names) and hostname (the head's address, 127.0.0.1): a Ray head and a
+    second node start (with the job's own authentication token, whether or not ~/.ray/auth_token exists), the
+    grid runs on both and gives the sequential results, and the Ray nodes stop when the job's command ends."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "scontrol").write_text('#!/bin/bash\n[[ "$1 $2 $3" == "show hostnames node[1-2]" ]] && '
                                       'printf "node1\\nnode2\\n"\n')
     (bin_dir / "srun").write_text('#!/bin/bash\nwhile [[ $1 == -* ]]; do [[ $1 == -w ]] && shift; shift; done\n'
                                   'exec "$@"\n')
+    (bin_dir / "hostname").write_text('#!/bin/bash\necho 127.0.0.1\n')  # the head node's address
     for shim in bin_dir.iterdir():
         shim.chmod(0o755)
     out = tmp_path / "slurm"

@@ -31,6 +31,8 @@ from hora.experiments.train import train
 from hora.experiments.train_config import TrainConfig
 
 RAY_EXTRA = "pip install 'hora[ray]'"
+AUTH_HINT = ("; if the cluster uses Ray's token authentication, set RAY_AUTH_MODE=token and give this command the "
+             "cluster's token (RAY_AUTH_TOKEN, or ~/.ray/auth_token): docs/operations.md, 'On a cluster'")
 
 
 @dataclass(frozen=True)
@@ -263,8 +265,9 @@ class RayExecutor:
             try:  # --ray alone: a new local instance ("local"), never a cluster a `ray start` left on this machine
                 self.ray.init(address=self.address or "local", include_dashboard=False, log_to_driver=False,
                               logging_level=logging.WARNING)
-            except ConnectionError as exc:  # e.g. --ray-address auto where no cluster runs
-                raise HoraError(f"--ray-address {self.address}: {exc}") from None
+            except ConnectionError as exc:  # --ray-address auto where no cluster runs, or a refused token
+                hint = AUTH_HINT if "Failed to connect" in str(exc) else ""
+                raise HoraError(f"--ray-address {self.address}: {exc}{hint}") from None
             self._owned = True
         nodes = [n for n in self.ray.nodes() if n.get("Alive")]
         self._check_fits(nodes)
