@@ -73,10 +73,12 @@ def compare_command(base: TrainConfig, out: Path, *execution: str) -> list[str]:
 
 
 def run_hora(cmd: list[str], env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    """``cmd`` in a child process whose ``hora`` is this interpreter's ``python -m hora``."""
+    """``cmd`` in a child process whose ``hora`` is this interpreter's ``python -m hora``, with this process's
+    environment but RAY_ADDRESS, updated by ``env``."""
     if cmd[0] == "hora":
         cmd = [sys.executable, "-m", "hora", *cmd[1:]]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), **(env or {})}
+    inherited = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env = {**inherited, "PYTHONPATH": os.pathsep.join(sys.path), **(env or {})}
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
 
 
@@ -170,9 +172,10 @@ def test_an_output_a_worker_cannot_write_is_a_clear_error(cluster, tmp_path):
 
 
 def test_the_cli_joins_a_running_cluster_by_its_address(cluster, base, sequential, tmp_path):
-    """A second driver (``hora compare --ray-address``) runs the grid on the cluster this module started."""
+    """A second driver runs the grid on the cluster this module started: ``hora compare --ray`` with the address
+    in RAY_ADDRESS, as ``ray job submit`` gives it (``--ray-address`` on the command line: the Slurm test)."""
     out = tmp_path / "cluster"
-    done = run_hora(compare_command(base, out, "--ray-address", cluster.address, "--cpus-per-run", "1"))
+    done = run_hora(compare_command(base, out, "--ray", "--cpus-per-run", "1"), env={"RAY_ADDRESS": cluster.address})
     assert done.returncode == 0, done.stderr[-3000:]
     _same_results(out, sequential)
     assert len(ray_nodes_of(out)) == 2
@@ -201,7 +204,7 @@ def test_a_refused_connection_names_token_authentication(monkeypatch):
     def refused(**kwargs):
         raise ConnectionError("Failed to connect to Ray cluster at 127.0.0.1:6379")
 
-    monkeypatch.setattr(executors, "check_reachable", lambda address: None)
+    monkeypatch.setattr(executors, "check_reachable", lambda *args: None)
     monkeypatch.setattr(executor.ray, "is_initialized", lambda: False)
     monkeypatch.setattr(executor.ray, "init", refused)
     with pytest.raises(HoraError, match=r"^--ray-address 127.0.0.1:6379: Failed to connect .*; if the cluster uses "

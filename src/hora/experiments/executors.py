@@ -15,6 +15,7 @@ Ray is an optional extra (``pip install 'hora[ray]'``), imported only when ``--r
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import time
 import traceback
@@ -203,21 +204,21 @@ def import_ray() -> Any:
     return ray
 
 
-def check_reachable(address: str, timeout: float = 5.0) -> None:
+def check_reachable(address: str, option: str = "--ray-address", timeout: float = 5.0) -> None:
     """A HoraError, within ``timeout`` seconds, when nothing listens at ``address`` (``HOST:PORT`` or
-    ``ray://HOST:PORT``): Ray itself would retry for minutes before failing. ``auto`` and ``local`` are Ray's to
-    resolve."""
+    ``ray://HOST:PORT``, given by ``option``): Ray itself would retry for minutes before failing. ``auto`` and
+    ``local`` are Ray's to resolve."""
     if address in ("auto", "local"):
         return
     host, _, port = address.removeprefix("ray://").rpartition(":")
     host = host.strip("[]")  # an IPv6 address, [::1]:6379
     if not host or not port.isdigit():
-        raise HoraError(f"--ray-address {address}: expected HOST:PORT (e.g. 10.0.0.1:6379), ray://HOST:PORT or auto")
+        raise HoraError(f"{option} {address}: expected HOST:PORT (e.g. 10.0.0.1:6379), ray://HOST:PORT or auto")
     try:
         socket.create_connection((host, int(port)), timeout=timeout).close()
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
-        raise HoraError(f"--ray-address {address}: no Ray cluster answers there ({reason}); start one first "
+        raise HoraError(f"{option} {address}: no Ray cluster answers there ({reason}); start one first "
                         f"(`ray start --head --port {port}` on {host}) or check the address (`ray status` on the "
                         "head node prints it)") from None
 
@@ -260,14 +261,18 @@ class RayExecutor:
         import logging
 
         if not self.ray.is_initialized():
-            if self.address is not None:
-                check_reachable(self.address)
-            try:  # --ray alone: a new local instance ("local"), never a cluster a `ray start` left on this machine
-                self.ray.init(address=self.address or "local", include_dashboard=False, log_to_driver=False,
+            # --ray alone: RAY_ADDRESS where set (as `ray job submit` sets it for its command), else a new local
+            # instance ("local"), never a cluster that a `ray start` left on this machine
+            option, address = ("--ray-address", self.address) if self.address else ("RAY_ADDRESS", os.environ.get(
+                "RAY_ADDRESS"))
+            if address:
+                check_reachable(address, option)
+            try:
+                self.ray.init(address=address or "local", include_dashboard=False, log_to_driver=False,
                               logging_level=logging.WARNING)
-            except ConnectionError as exc:  # --ray-address auto where no cluster runs, or a refused token
+            except ConnectionError as exc:  # auto where no cluster runs, or a refused token
                 hint = AUTH_HINT if "Failed to connect" in str(exc) else ""
-                raise HoraError(f"--ray-address {self.address}: {exc}{hint}") from None
+                raise HoraError(f"{option} {address}: {exc}{hint}") from None
             self._owned = True
         nodes = [n for n in self.ray.nodes() if n.get("Alive")]
         self._check_fits(nodes)
