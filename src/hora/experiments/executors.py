@@ -261,10 +261,10 @@ class RayExecutor:
         import logging
 
         if not self.ray.is_initialized():
-            # --ray alone: RAY_ADDRESS where set (as `ray job submit` sets it for its command), else a new local
-            # instance ("local"), never a cluster that a `ray start` left on this machine
-            option, address = ("--ray-address", self.address) if self.address else ("RAY_ADDRESS", os.environ.get(
-                "RAY_ADDRESS"))
+            option, address = "--ray-address", self.address
+            if not address:  # --ray alone: RAY_ADDRESS where set (as `ray job submit` sets it for its command),
+                # else a new local instance ("local"), never a cluster that a `ray start` left on this machine
+                option, address = "RAY_ADDRESS", os.environ.get("RAY_ADDRESS")
             if address:
                 check_reachable(address, option)
             try:

@@ -219,7 +219,7 @@ def table_markdown(manifest: Manifest, cells: pd.DataFrame) -> str:
         "initialisation), with the 95 % Student-t interval of the mean difference and the number of pairs; bold: "
         "the interval excludes 0. Every method's learning rate was chosen on validation accuracy only. "
         "params / LoRA: trainable parameters (adapter and any classification head) over LoRA's at equal rank. "
-        "generator share: the part of the head factor the generator makes (1: all of it; 0: none).", "",
+        f"{report.diagnostic_label('generator_share')}: {report.DIAGNOSTICS['generator_share'][1]}.", "",
         *lines, "", "Sources (one per cell; files relative to the manifest's folder):", "", *studies, ""])
 
 
