@@ -52,7 +52,7 @@ def _lora_modules(tuner: HoraModel, adapter_name: str) -> dict[str, tuple[torch.
             modules.update(lora_factors(name, wrapper, adapter_name, r))
     for name, layer in iter_hora_layers(tuner.model):
         if adapter_name in layer.hora_plans and not any(name.startswith(f"{a}.") for a, _ in attentions):
-            modules[name] = layer.factors(adapter_name)
+            modules[name] = layer.exact_factors(adapter_name)
     return modules
 
 

@@ -121,8 +121,14 @@ class FactorBank(nn.Module):
         """Number of generator parameters."""
         return sum(p.numel() for p in self.generator_parameters())
 
-    def _parameter_key(self) -> tuple:
-        return tuple((p.data_ptr(), p._version, p.dtype, p.device) for p in self.parameters())
+    def _cache_state(self) -> tuple:
+        """What the cached factors depend on: every parameter (data pointer, in-place version, dtype, device) and
+        the autocast state of the parameters' device type, since factors generated under autocast come out in
+        its dtype (an evaluation under bf16 autocast must not serve bf16 factors to a later fp32 merge)."""
+        parameters = list(self.parameters())
+        device_type = parameters[0].device.type if parameters else "cpu"
+        autocast = (torch.is_autocast_enabled(device_type), torch.get_autocast_dtype(device_type))
+        return (autocast, *((p.data_ptr(), p._version, p.dtype, p.device) for p in parameters))
 
     def _generate_blocks(self) -> dict[str, tuple[torch.Tensor, ...]]:
         """:meth:`generate`, split per module (projection -> n_P tensors (H_P, d_h, r)).
@@ -158,7 +164,7 @@ class FactorBank(nn.Module):
             # inside torch.compile the cache check (data pointers, version counters) would break the graph;
             # the generation is a handful of batched products, so the compiled graph simply includes it
             return self._generate_blocks()
-        key = self._parameter_key()
+        key = self._cache_state()
         if self._cache is None or self._cache_key != key:
             self._cache, self._cache_key = self._generate_blocks(), key
         return self._cache

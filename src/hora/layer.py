@@ -110,24 +110,38 @@ class HoraLayer(nn.Module, BaseTunerLayer):
         self.hora_banks[adapter_name] = bank
         self.hora_plans[adapter_name] = plan
 
-    def factors(self, adapter_name: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """(A, B) of one adapter with the scaling folded in: A (r x d_in), B (d_out x r), dW = B A."""
+    def factors(self, adapter_name: str, device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(A, B) of one adapter with the scaling folded in: A (r x d_in), B (d_out x r), dW = B A.
+
+        The bank's factors are generated where the bank lives; ``device`` (the layer's input's, or its weight's)
+        brings them to this layer when the model is spread over several devices (``device_map``), a copy that
+        autograd carries back to the bank."""
         bank = self.hora_banks[adapter_name]
         plan = self.hora_plans[adapter_name]
-        generated = bank.module_factor(plan, self.layout.side)
+        generated = bank.module_factor(plan, self.layout.side).to(device)
         if plan.free is not None:  # generator="joint": the bank makes the free factor too, (r, d_free)
-            free = bank.module_free_factor(plan)
+            free = bank.module_free_factor(plan).to(device)
             return (generated, free.t()) if self.layout.side == "in" else (free, generated)
         if self.layout.side == "in":
             return generated, self.hora_B[adapter_name]
         if adapter_name in self.hora_mix:
-            return self.hora_mix[adapter_name] @ bank.shared_free[plan.shared_free], generated
+            return self.hora_mix[adapter_name] @ bank.shared_free[plan.shared_free].to(device), generated
         return self.hora_A[adapter_name], generated
 
+    def exact_factors(self, adapter_name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`factors` in the adapter's own dtype on the base weight's device, whatever autocast region
+        encloses the call: what merging, ``get_delta_weight`` and the LoRA export use (a bf16 autocast would
+        otherwise round a float32 adapter's update)."""
+        device = self.get_base_layer().weight.device
+        with torch.autocast(device.type, enabled=False):
+            return self.factors(adapter_name, device)
+
     def get_delta_weight(self, adapter_name: str) -> torch.Tensor:
-        """dW = s B A in the base weight's layout ((in x out) for Conv1D), float32 or the factors' dtype."""
-        A, B = self.factors(adapter_name)
-        delta = B @ A
+        """dW = s B A in the base weight's layout ((in x out) for Conv1D), in the adapter's dtype (float32 for
+        float32 adapters, under any autocast)."""
+        A, B = self.exact_factors(adapter_name)
+        with torch.autocast(A.device.type, enabled=False):
+            delta = B @ A
         return delta.T if self.fan_in_fan_out else delta
 
     def merge(self, safe_merge: bool = False, adapter_names: list[str] | None = None) -> None:
@@ -170,7 +184,7 @@ class HoraLayer(nn.Module, BaseTunerLayer):
         for name in self.active_adapters:
             if name not in self.hora_plans:
                 continue
-            A, B = self.factors(name)
+            A, B = self.factors(name, x.device)
             adapter_input = self.hora_dropout[name](x) if name in self.hora_dropout else x
             result = add_low_rank_update(result, adapter_input.to(A.dtype), A, B)
         return result

@@ -259,11 +259,11 @@ def lora_factors(name: str, wrapper: HoraMultiheadAttention, adapter_name: str,
     factors = {}
     for child, lora_name in (("in_proj", name), ("out_proj", f"{name}.base_layer.out_proj")):
         if child in layers:
-            factors[lora_name] = layers[child].factors(adapter_name)
+            factors[lora_name] = layers[child].exact_factors(adapter_name)
             continue
         weight = attention.in_proj_weight if child == "in_proj" else attention.out_proj.weight
         out_features, in_features = weight.shape
-        dtype = next(iter(layers.values())).factors(adapter_name)[0].dtype
+        dtype = next(iter(layers.values())).exact_factors(adapter_name)[0].dtype
         factors[lora_name] = (weight.new_zeros(r, in_features, dtype=dtype),
                               weight.new_zeros(out_features, r, dtype=dtype))
     return factors
