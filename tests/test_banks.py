@@ -84,3 +84,52 @@ def test_a_model_attribute_named_like_the_banks_is_refused():
     model.hora = 1
     with pytest.raises(AttributeError, match="already has an attribute 'hora'"):
         peft.get_peft_model(model, HoraConfig(r=2))
+
+
+def cpu_replicas(model: torch.nn.Module, copies: int, monkeypatch) -> list[torch.nn.Module]:
+    """``torch.nn.parallel.replicate``, nn.DataParallel's copier, run on the CPU: its broadcast (CUDA only) is
+    replaced by clones that keep the autograd link to the original parameters, as the broadcast does."""
+    import importlib
+
+    module = importlib.import_module("torch.nn.parallel.replicate")  # the module (the package exports the function)
+
+    def broadcast(tensors, devices, detach=False):
+        return [[t.detach().clone() if detach else t.clone() for t in tensors] for _ in devices]
+
+    monkeypatch.setattr(module, "_broadcast_coalesced_reshape", broadcast)
+    return module.replicate(model, list(range(copies)))
+
+
+@pytest.mark.parametrize("generator", ["mlp", "joint"])
+def test_a_data_parallel_replica_runs_its_own_banks_and_sends_gradients_home(generator, monkeypatch):
+    """A replica's layers read the replica's banks (its device's copy), not the original's, and the gradients of
+    all replicas reach the original bank, as for any other parameter under nn.DataParallel."""
+    inputs = make_inputs("llama_gqa")
+    model = hora_model("llama_gqa", generator=generator).base_model.model
+    original_bank = HoraBanks.of(model).hora_bank["default"]
+    model.train()
+    model(**inputs).logits.pow(2).mean().backward()
+    expected = {name: 2 * p.grad for name, p in original_bank.named_parameters()}
+    model.zero_grad()
+
+    replicas = cpu_replicas(model, 2, monkeypatch)
+    outputs = [replica(**inputs).logits for replica in replicas]
+    for replica in replicas:
+        replica_bank = HoraBanks.of(replica).hora_bank["default"]
+        layers = [m for m in replica.modules() if hasattr(m, "hora_plans")]
+        assert layers and all(layer.hora_banks["default"] is replica_bank for layer in layers)
+    originals = [m for m in model.modules() if hasattr(m, "hora_plans")]
+    assert all(layer.hora_banks["default"] is original_bank for layer in originals)
+    sum(out.pow(2).mean() for out in outputs).backward()
+    for name, p in original_bank.named_parameters():
+        assert torch.allclose(p.grad, expected[name], atol=1e-6), name
+
+
+def test_a_replica_in_evaluation_does_not_serve_the_original_cache(monkeypatch):
+    inputs = make_inputs("bert")
+    model = hora_model("bert").base_model.model
+    logits(model, inputs)  # fills the original bank's cache
+    (replica,) = cpu_replicas(model, 1, monkeypatch)
+    with torch.no_grad():
+        next(iter(HoraBanks.of(replica).hora_bank["default"].seeds.values())).mul_(0)  # only the replica's copy
+    assert not torch.allclose(logits(replica, inputs), logits(model, inputs))

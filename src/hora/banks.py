@@ -8,9 +8,11 @@ adapter container is ``hora_bank``, so PEFT finds the banks' tensors structurall
 
 It also brackets every forward of the model (a forward pre-hook and an always-called forward hook on the
 model's root): with autograd on, each bank generates the head factors of all its layers once per forward
-(:meth:`FactorBank.enter_forward`). A PeftModel saves the banks as
-``base_model.model.hora.hora_bank.<tensor>``; adapters saved before the banks moved here name them
-``base_model.hora_bank.<tensor>`` and still load (:func:`legacy_key`).
+(:meth:`FactorBank.enter_forward`). The hooks find the banks of the module they are called on, so a copy of
+the model runs its own banks: ``nn.DataParallel``'s per-device replica (a shallow copy whose layers would still
+hold the original banks on the first device) rebinds its layers to its own banks as its forward starts.
+A PeftModel saves the banks as ``base_model.model.hora.hora_bank.<tensor>``; adapters saved before the banks
+moved here name them ``base_model.hora_bank.<tensor>`` and still load (:func:`legacy_key`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from peft.tuners.tuners_utils import BaseTunerLayer
 from torch import nn
 
 from .generator import FactorBank
+from .layer import HoraLayer
 from .loading import check_adapter_shapes
 
 ATTRIBUTE = "hora"  # model.hora: the HoraBanks of a model (no "hora_" in the name: PEFT skips such keys)
@@ -74,20 +77,19 @@ class HoraBanks(nn.Module, BaseTunerLayer):
                 )
             banks = cls()
             model.add_module(ATTRIBUTE, banks)
-            model.register_forward_pre_hook(banks.enter_forward)
-            model.register_forward_hook(banks.exit_forward, always_call=True)
+            model.register_forward_pre_hook(_enter_forward)
+            model.register_forward_hook(_exit_forward, always_call=True)
             model.register_load_state_dict_pre_hook(check_adapter_shapes)
         return banks
 
     @classmethod
     def detach(cls, model: nn.Module) -> None:
-        """Remove the banks and their hooks from ``model`` (unload). The hooks are found by identity, so this
-        also works on a deep copy of the model."""
+        """Remove the banks and their hooks from ``model`` (unload)."""
         banks = cls.of(model)
         if banks is None:
             return
         for hooks in (model._forward_pre_hooks, model._forward_hooks):
-            for key in [k for k, hook in hooks.items() if getattr(hook, "__self__", None) is banks]:
+            for key in [k for k, hook in hooks.items() if hook in (_enter_forward, _exit_forward)]:
                 del hooks[key]
                 model._forward_hooks_always_called.pop(key, None)
         for key in [k for k, hook in model._load_state_dict_pre_hooks.items()
@@ -100,13 +102,27 @@ class HoraBanks(nn.Module, BaseTunerLayer):
         last, and its output passes unchanged."""
         return x
 
-    def enter_forward(self, module: nn.Module, args: Any) -> None:
+    def enter_forward(self, model: nn.Module) -> None:
+        """Start of a forward of ``model`` (whose banks these are): every bank starts its forward; in a replica
+        made by ``nn.DataParallel`` the layers are first pointed at the replica's banks (:meth:`bind_layers`)."""
+        if getattr(self, "_is_replica", False):  # torch sets it on every module of a DataParallel replica
+            self.bind_layers(model)
         for bank in self.hora_bank.values():
             bank.enter_forward()
 
-    def exit_forward(self, module: nn.Module, args: Any, output: Any) -> None:
+    def exit_forward(self) -> None:
         for bank in self.hora_bank.values():
             bank.exit_forward()
+
+    def bind_layers(self, model: nn.Module) -> None:
+        """Point every HoRA layer of ``model`` at these banks. A DataParallel replica is a shallow copy made at
+        each forward: its layers share the original's bank mapping, whose banks (seeds and generators) live on
+        the first device and would receive no broadcast copy; the replica's own banks hold its device's copy."""
+        for bank in self.hora_bank.values():
+            bank.clear_cache()  # a replica starts with a copy of the original's attributes, its cache included
+        for module in model.modules():
+            if isinstance(module, HoraLayer):
+                module.use_banks(self.hora_bank)
 
     def add(self, adapter_name: str, bank: FactorBank, active_adapters: list[str]) -> None:
         """Hold a new adapter's bank (its trainability is the caller's) and record the model's active adapters,
@@ -123,6 +139,21 @@ class HoraBanks(nn.Module, BaseTunerLayer):
     def _move_adapter_to_device_of_base_layer(self, adapter_name: str, device: object = None) -> None:
         """PEFT moves each tuner layer's adapter to its base layer's device; the banks have no base layer and
         are placed by :func:`hora.placement.place_bank` (on the adapted layers' device)."""
+
+
+def _enter_forward(model: nn.Module, args: Any) -> None:
+    """Forward pre-hook of a model with HoRA banks: start the forward of the banks of the module called (the
+    model itself, a deep copy or a DataParallel replica of it)."""
+    banks = HoraBanks.of(model)
+    if banks is not None:
+        banks.enter_forward(model)
+
+
+def _exit_forward(model: nn.Module, args: Any, output: Any) -> None:
+    """Forward hook (always called, errors included) that ends what :func:`_enter_forward` started."""
+    banks = HoraBanks.of(model)
+    if banks is not None:
+        banks.exit_forward()
 
 
 def legacy_key(key: str) -> str:

@@ -194,9 +194,13 @@ class FactorBank(nn.Module):
         """The generated free factor of one module, (r, d_free): A for q/k/v, B^T for o (generator="joint")."""
         return self.head_factors()["free"][plan.free]
 
+    def clear_cache(self) -> None:
+        """Forget the cached factors (the next read generates them)."""
+        self._cache, self._cache_key = None, None
+
     def _apply(self, fn, recurse: bool = True):  # noqa: D401 - nn.Module hook
         """Drop cached factors when the bank is moved or cast."""
-        self._cache, self._cache_key = None, None
+        self.clear_cache()
         return super()._apply(fn, recurse)
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -109,6 +110,11 @@ class HoraLayer(nn.Module, BaseTunerLayer):
         """Connect this layer to the bank that generates its head factor."""
         self.hora_banks[adapter_name] = bank
         self.hora_plans[adapter_name] = plan
+
+    def use_banks(self, banks: Mapping[str, FactorBank]) -> None:
+        """Read this layer's adapters from ``banks`` (adapter -> bank) from now on, in a mapping of this layer's
+        own (a shallow copy of the layer, as DataParallel's replica, must not rebind the original)."""
+        self.__dict__["hora_banks"] = {name: banks[name] for name in self.hora_banks}
 
     def factors(self, adapter_name: str, device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(A, B) of one adapter with the scaling folded in: A (r x d_in), B (d_out x r), dW = B A.
