@@ -59,17 +59,24 @@ def trained_hora(folder, quantization: str, generator: str, steps: int = 2) -> p
     model = peft.get_peft_model(base, HoraConfig(r=2, alpha=4, projections=["q", "k", "v", "o"],
                                                  init_weights=False, generator=generator))
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
-    train_steps(model, make_inputs("llama_gqa"), optimizer, steps)
+    train_steps(model, inputs_for(model), optimizer, steps)
     return model
+
+
+def inputs_for(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The tiny Llama's inputs on ``model``'s device (transformers loads a quantized model onto the GPU when
+    there is one)."""
+    device = next(model.parameters()).device
+    return {key: value.to(device) for key, value in make_inputs("llama_gqa").items()}
 
 
 def logits(model: nn.Module) -> torch.Tensor:
     with torch.no_grad():
-        return model(**make_inputs("llama_gqa")).logits.float()
+        return model(**inputs_for(model)).logits.float().cpu()
 
 
 def loss(model: nn.Module) -> torch.Tensor:
-    inputs = make_inputs("llama_gqa")
+    inputs = inputs_for(model)
     return model(**inputs, labels=inputs["input_ids"]).loss
 
 

@@ -216,10 +216,16 @@ def verify_export(model, lora_dir: str | Path, meta: dict) -> float:
     base = _base_of_run(meta)
     lora = PeftModel.from_pretrained(base, lora_dir).eval()
     model.eval()
-    with torch.no_grad():
-        a = model(**batch).logits
-        b = lora(**batch).logits
-    return float((a - b).abs().max())
+    with torch.no_grad():  # each model takes the batch on its own device (a quantized base loads onto a GPU)
+        a = model(**_on_device(batch, model)).logits
+        b = lora(**_on_device(batch, lora)).logits
+    return float((a.float() - b.float().to(a.device)).abs().max())
+
+
+def _on_device(batch: dict, model) -> dict:
+    """``batch`` on the device of ``model``'s first parameter (its input embedding's, under a device map)."""
+    device = next(model.parameters()).device
+    return {key: value.to(device) for key, value in batch.items()}
 
 
 def hora_parameter_report(model: str, *, r: int, alpha: float, hidden: int | None, targets: str) -> tuple[dict, int]:
