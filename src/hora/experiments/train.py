@@ -19,7 +19,9 @@ Outputs in ``output``:
     metrics.json                                      accuracy (test), val_accuracy, trainable_params, ...,
                                                       plus what ``hora export`` needs to rebuild the base model;
                                                       for sft, accuracy and val_accuracy are exact-match rates;
-                                                      for a regression, pearson and spearman (and val_*) instead
+                                                      for a regression, pearson and spearman (and val_*) instead;
+                                                      written right after training, then again with the
+                                                      optional steps' results (``missing``: those that failed)
 """
 
 from __future__ import annotations
@@ -440,31 +442,56 @@ def train(cfg: TrainConfig, splits: tasks.Splits | None = None, callbacks: Seque
         "targets": info["targets"],  # the adapted modules' names
         "device": str(next(model.parameters()).device),
         "torch_threads": torch.get_num_threads(),
+        "base_method": variants.resolve(cfg.method).method,  # a named variant counts as its base method
     }
-    metrics.update(_method_metrics(model, cfg.method))
-    if trainer.is_world_process_zero():  # under torchrun / accelerate launch only one process writes
+    writer = trainer.is_world_process_zero()  # under torchrun / accelerate launch only one process writes
+    if writer:  # what the run trained is safe before any optional step runs
         save_run(cfg, model, metrics)
+    steps = {"parameter report": lambda: _parameter_report(model, metrics["base_method"]),
+             "diagnostics": lambda: _adapter_diagnostics(model, metrics["base_method"])}
+    if writer and cfg.save:
+        steps["model card"] = lambda: portable.write_card(model, cfg.output, metrics, cfg.output)
+    missing = run_optional_steps(steps, metrics)
+    if missing:
+        metrics["missing"] = missing
+    if writer:
+        write_metrics(cfg, metrics)
     return metrics
 
 
-def _method_metrics(model, method: str) -> dict:
-    """The base method (a named variant counts as its base method), HoRA's LoRA-equivalent parameter count and
-    the adapter's diagnostics."""
-    base_method = variants.resolve(method).method
-    out: dict = {"base_method": base_method}
-    if base_method == "hora":
-        import hora
+def _parameter_report(model, base_method: str) -> dict:
+    """HoRA's LoRA-equivalent parameter count (:func:`hora.parameter_report`); nothing for other methods."""
+    if base_method != "hora":
+        return {}
+    import hora
 
-        # no try: the model was built as HoRA, so the report has everything it reads; an error is a bug
-        out["lora_equivalent_params"] = int(hora.parameter_report(model)["lora_equivalent"])
-    out.update(_adapter_diagnostics(model, base_method))
-    return out
+    return {"lora_equivalent_params": int(hora.parameter_report(model)["lora_equivalent"])}
+
+
+def run_optional_steps(steps: dict[str, Any], metrics: dict) -> dict[str, str]:
+    """Run each optional step (name -> a function returning metrics to add) after the run is saved, adding what
+    it returns to ``metrics``. A step that fails costs the run nothing: one line on stderr, and the step's name
+    with its error in the returned dict (recorded in metrics.json as ``missing``)."""
+    missing = {}
+    for name, step in steps.items():
+        try:
+            metrics.update(step() or {})
+        except Exception as exc:  # noqa: BLE001 - by design: an optional step must never lose a trained run
+            missing[name] = f"{type(exc).__name__}: {exc}"
+            print(f"hora: warning: the run's {name} failed ({missing[name]}); the adapter and metrics.json are "
+                  f"saved, and metrics.json records the {name} as missing", file=sys.stderr, flush=True)
+    return missing
 
 
 def save_run(cfg: TrainConfig, model, metrics: dict) -> None:
     """The adapter (``--save``) and metrics.json, with the run's whole config, into ``cfg.output``, atomically."""
     out = Path(cfg.output)
     out.mkdir(parents=True, exist_ok=True)
-    if cfg.save:  # the adapter names its base model portably, with a model card (hora.experiments.portable)
-        atomic_save_files(out, lambda tmp: portable.save_adapter(model, tmp, metrics, cfg.output))
-    atomic_write_json(out / "metrics.json", {**metrics, "config": asdict(cfg)})
+    if cfg.save:  # the adapter names its base model portably (hora.experiments.portable)
+        atomic_save_files(out, lambda tmp: portable.save_adapter(model, tmp, metrics))
+    write_metrics(cfg, metrics)
+
+
+def write_metrics(cfg: TrainConfig, metrics: dict) -> None:
+    """metrics.json of the run, with its whole config, written atomically."""
+    atomic_write_json(Path(cfg.output) / "metrics.json", {**metrics, "config": asdict(cfg)})
