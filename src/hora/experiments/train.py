@@ -281,7 +281,7 @@ def make_trainer(cfg: TrainConfig, model, encoded: Encoded, arguments: dict, cal
 
     shared = dict(model=model, run_config=cfg.settings((TRAJECTORY,)), stop_on_nan=cfg.stop_on_nan,
                   callbacks=list(callbacks))
-    if sft is not None:  # TRL tokenises the prompts and answers, and pads them itself
+    if sft is not None:  # TRL takes the tokens of the prompts and answers (sft.encode), and pads them itself
         trainer = sft.HoraSFTTrainer(args=sft.arguments(arguments, encoded.max_length),
                                      train_dataset=encoded.train.dataset(), processing_class=encoded.tokenizer,
                                      **shared)
