@@ -133,6 +133,12 @@ def tiny_llama(tmp_path_factory) -> Path:
     return save_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
 
 
+@pytest.fixture(scope="session")
+def tiny_llama64(tmp_path_factory) -> Path:
+    """The tiny Llama at hidden 64: bitsandbytes' CPU 4-bit kernel needs in_features >= its block size 64."""
+    return save_tiny_llama(tmp_path_factory.mktemp("tiny-llama-64"), hidden_size=64, intermediate_size=128)
+
+
 def make_prompt_rows(n: int = 120, seed: int = 0) -> list[dict]:
     """make_rows' reviews as prompts, with the answer " positive" / " negative" to generate after them."""
     answers = {"pos": " positive", "neg": " negative"}

@@ -8,7 +8,6 @@ import warnings
 
 import pytest
 import torch
-from conftest import save_tiny_llama
 
 from hora.experiments import methods, quantization
 from hora.experiments import train as train_mod
@@ -17,11 +16,6 @@ from hora.experiments.exporting import export_run
 from hora.experiments.train_config import TrainConfig
 
 bnb = pytest.importorskip("bitsandbytes")
-
-
-@pytest.fixture(scope="module")
-def tiny_llama64(tmp_path_factory):
-    return save_tiny_llama(tmp_path_factory.mktemp("tiny-llama-64"), hidden_size=64, intermediate_size=128)
 
 
 @pytest.mark.parametrize(("settings", "message"), [

@@ -34,7 +34,7 @@ def quantization_of(settings: Mapping[str, Any]) -> str | None:
 
 def check(settings: Mapping[str, Any]) -> None:
     """Refuse quantisation where it cannot work: without bitsandbytes, for full fine-tuning (quantized weights
-    do not train) and for models that are not decoders."""
+    do not train), for DoRA on 8 bits without CUDA, and for models that are not decoders."""
     bits = quantization_of(settings)
     if bits is None:
         return
@@ -44,6 +44,11 @@ def check(settings: Mapping[str, Any]) -> None:
     if settings.get("method") == "full":
         raise HoraError(f"{option}: full fine-tuning cannot train quantized weights; use an adapter method "
                         "(hora, lora, ...)")
+    if bits == "8bit" and settings.get("method") == "dora" and not _cuda():
+        # PEFT 0.21's DoRA on bitsandbytes' CPU int8 layer fails in its first forward (MatMul8bitLt finds no
+        # scales: 'NoneType' object has no attribute 'unsqueeze'), with plain PEFT as well as here
+        raise HoraError("--load-in-8bit: PEFT's DoRA fails on bitsandbytes' 8-bit layers without CUDA; use "
+                        "--load-in-4bit, or another method (hora, lora, ...)")
     model = settings.get("model")
     use = "use --model smollm2 or a local causal-LM folder"
     if model is None:
@@ -53,6 +58,12 @@ def check(settings: Mapping[str, Any]) -> None:
             raise HoraError(f"{option} is offered for decoders, and '{model}' is not one: {use}")
     elif models.is_local(model):  # a Hub ID's config is read when the run resolves it (check_model)
         check_model(settings, model, models.read_config(model))
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def check_model(settings: Mapping[str, Any], name: str, config: dict) -> None:
