@@ -42,7 +42,7 @@ FMNIST_CACHE := $(HORA_CACHE)/fashion-mnist
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export PIP_ROOT_USER_ACTION := ignore
 
-.PHONY: venv install install-demo assets fashion-mnist demo test lint
+.PHONY: venv install install-demo assets fashion-mnist demo test lint gpu-check
 
 $(VENV)/bin/python:
 	@$(BASE_PYTHON) -m venv $(VENV) || { rm -rf $(VENV); \
@@ -103,6 +103,10 @@ demo: install-demo
 
 test: install
 	$(PYTHON) -m pytest
+
+# the GPU acceptance check (benchmarks/gpu_check.py) on the CUDA GPU of this machine; its report in runs/gpu_check
+gpu-check:
+	$(PYTHON) benchmarks/gpu_check.py --device cuda --output runs/gpu_check
 
 lint: $(PYTHON_DEP)
 	$(PYTHON) -m ruff check src tests

@@ -25,4 +25,5 @@ Modules, one job each:
     compile_report  graph breaks of ``torch._dynamo.explain``, attributed to HoRA's core modules
     result          the record of one run and its human-readable table
     suite           one workload measured end to end; the CPU and GPU suites
+    gpu_check       the GPU acceptance check: the GPU-relevant test selections and the GPU suite, one report
 """
