@@ -119,16 +119,27 @@ def test_a_grid_on_ray_gives_the_sequential_results_and_choices(cluster, base, s
     assert len(ray_nodes_of(out)) == 2  # the runs spread over both nodes
 
 
-def test_a_failed_run_is_reported_with_its_log_and_the_others_go_on(cluster, base, sequential, tmp_path):
-    out = tmp_path / "ray"
+@pytest.fixture(params=["sequential", "ray"])
+def any_executor(request):
+    """Each executor in turn (Ray on the module's cluster), one torch thread per run."""
+    if request.param == "ray":
+        request.getfixturevalue("cluster")
+        return RayExecutor(cpus_per_run=1)
+    return SequentialExecutor(cpus_per_run=1)
+
+
+def test_a_failed_run_is_reported_with_its_log_the_others_go_on_and_a_rerun_retries_it(base, sequential, tmp_path,
+                                                                                        any_executor):
+    out = tmp_path / "grid"
     (out / "runs").mkdir(parents=True)
-    (out / "runs" / "lora_f0.5_lr0.01_s0").write_text("not a run folder")  # this run cannot write its output
+    blocker = out / "runs" / "lora_f0.5_lr0.01_s0"
+    blocker.write_text("not a run folder")  # this run cannot write its output
     with pytest.raises(RunsFailed) as failure:
-        sweep.run_compare(base, output=out, progress=False, executor=RayExecutor(cpus_per_run=1), **GRID)
+        sweep.run_compare(base, output=out, progress=False, executor=any_executor, **GRID)
     log = out / "logs" / "lora_f0.5_lr0.01_s0.log"
     message = str(failure.value)
-    assert f"lora_f0.5_lr0.01_s0 (HoraError: --output {out / 'runs' / 'lora_f0.5_lr0.01_s0'} is an existing file" \
-        in message and f"log: {log}" in message
+    assert f"lora_f0.5_lr0.01_s0 (HoraError: --output {blocker} is an existing file" in message
+    assert f"log: {log}" in message
     assert "lora_f0.5_s1 (not run: a tuning run of lora at 0.5 failed)" in message
     assert "Traceback" in log.read_text() and "is an existing file" in log.read_text()
     results = pd.read_csv(out / "results.csv")
@@ -137,6 +148,14 @@ def test_a_failed_run_is_reported_with_its_log_and_the_others_go_on(cluster, bas
                                   hora.drop(columns=TIMING).reset_index(drop=True))
     assert list(results[results["method"] == "lora"]["lr"]) == [1e-3]  # the other lora tuning run finished
     assert "**2 runs are missing**" in (out / "summary.md").read_text()
+    assert [run.split()[0] for run in failure.value.failed] == ["lora_f0.5_lr0.01_s0", "lora_f0.5_s1"]
+
+    blocker.unlink()  # the cause fixed: the same grid again trains only the runs that did not finish
+    kept = {p: p.stat().st_mtime_ns for p in out.glob("runs/*/metrics.json")}
+    assert len(kept) == 4
+    sweep.run_compare(base, output=out, progress=False, executor=any_executor, **GRID)
+    assert {p: p.stat().st_mtime_ns for p in kept} == kept
+    _same_results(out, sequential)
 
 
 def test_an_interrupted_grid_keeps_its_finished_runs_and_resumes(cluster, base, sequential, tmp_path,

@@ -6,8 +6,12 @@ executor only runs one batch of :class:`RunSpec` and reports each run as it ends
     RayExecutor         each run a Ray task (``--ray``): a local Ray instance that uses every core and GPU, or a
                         running cluster joined by ``--ray-address``. Each task reserves ``--cpus-per-run`` CPUs
                         (its torch threads) and ``--gpus-per-run`` GPUs, so Ray runs as many at once as fit.
-                        A run's output goes to its log, ``OUTPUT/logs/<run>.log``; a failed run is reported with
-                        that path and the others go on; Ctrl-C cancels the runs not finished.
+                        A run's output goes to its log, ``OUTPUT/logs/<run>.log``; Ctrl-C cancels the runs not
+                        finished.
+
+On both, a run that fails is reported as failed with its traceback in ``OUTPUT/logs/<run>.log`` and the others
+go on (the grid then ends with :class:`~hora.experiments.errors.RunsFailed` naming the failed runs); Ctrl-C
+stops the grid.
 
 Ray is an optional extra (``pip install 'hora[ray]'``), imported only when ``--ray`` is asked for.
 """
@@ -26,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from hora.experiments.errors import GridInterrupted, HoraError, HoraWarning, TruncationWarning
+from hora.experiments.errors import GridInterrupted, HoraError, HoraWarning, TrainingInterrupted, TruncationWarning
 from hora.experiments.tasks import Splits
 from hora.experiments.train import train
 from hora.experiments.train_config import TrainConfig
@@ -120,8 +124,23 @@ def torch_threads(threads: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+def error_line(exc: BaseException) -> str:
+    """A failed run's error in one line: its type and the first line of its message (the log has the rest)."""
+    lines = str(exc).splitlines()
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+
+
+def failed_run(spec: RunSpec, exc: Exception, seconds: float) -> RunResult:
+    """The RunResult of a run of this process that raised ``exc``, its traceback written to ``spec.log``."""
+    spec.log.parent.mkdir(parents=True, exist_ok=True)
+    spec.log.write_text(f"hora: run {spec.name} failed\n" + "".join(traceback.format_exception(exc)),
+                        encoding="utf-8")
+    return RunResult(spec, None, seconds, error_line(exc))
+
+
 class SequentialExecutor:
-    """One run after another in this process. A failing run raises at once (the grid stops there)."""
+    """One run after another in this process. A run that fails is reported with its traceback in its log and
+    the next one starts; Ctrl-C (:class:`TrainingInterrupted`) stops the grid."""
 
     slots = 1
 
@@ -139,9 +158,14 @@ class SequentialExecutor:
             with warnings.catch_warnings(), torch_threads(self.cpus_per_run):
                 if splits is self._warned_for:  # the same data: its truncation warning was shown by the first run
                     warnings.simplefilter("ignore", TruncationWarning)
-                metrics = train(spec.cfg, splits=splits)
+                try:
+                    result = RunResult(spec, train(spec.cfg, splits=splits), time.perf_counter() - t0)
+                except TrainingInterrupted:
+                    raise
+                except Exception as exc:  # reported with its log; the grid's other runs go on
+                    result = failed_run(spec, exc, time.perf_counter() - t0)
             self._warned_for = splits
-            finished(RunResult(spec, metrics, time.perf_counter() - t0))
+            finished(result)
 
 
 def run_logged(spec: RunSpec, splits: Splits, threads: int, gpus: float = 0.0) -> RunResult:
@@ -170,7 +194,7 @@ def run_logged(spec: RunSpec, splits: Splits, threads: int, gpus: float = 0.0) -
                 metrics = train(spec.cfg, splits=splits)
         except Exception as exc:  # reported to the driver with this log; the grid's other runs go on
             traceback.print_exc(file=log)
-            return RunResult(spec, None, time.perf_counter() - t0, f"{type(exc).__name__}: {exc}", raised)
+            return RunResult(spec, None, time.perf_counter() - t0, error_line(exc), raised)
     return RunResult(spec, metrics, time.perf_counter() - t0, None, raised)
 
 
@@ -344,7 +368,7 @@ class RayExecutor:
         try:
             result = self.ray.get(ref)
         except self.ray.exceptions.RayError as exc:
-            return RunResult(spec, None, 0.0, f"{type(exc).__name__}: {str(exc).splitlines()[0]}")
+            return RunResult(spec, None, 0.0, error_line(exc))
         return result
 
     def _show_warnings(self, result: RunResult, splits: Splits) -> None:
