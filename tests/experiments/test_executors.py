@@ -247,20 +247,33 @@ def test_ray_alone_starts_its_own_instance_where_a_stopped_cluster_left_its_addr
     assert int(done.stdout.split()[-1]) >= 1
 
 
+def visible_gpus_of(executor: RayExecutor, node_id: str) -> str | None:
+    """CUDA_VISIBLE_DEVICES in a task started with ``executor``'s options for a run, on Ray node ``node_id``."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    task = ray.remote(lambda: os.environ.get("CUDA_VISIBLE_DEVICES"))
+    on_node = NodeAffinitySchedulingStrategy(node_id, soft=False)
+    return ray.get(task.options(**executor.task_options("probe"), scheduling_strategy=on_node).remote())
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the runs would train on the real GPUs")
 def test_runs_given_gpus_get_one_each_and_fail_clearly_where_torch_sees_none(cluster, base, tmp_path):
-    """A node that declares 2 GPUs (as a GPU node does; this torch sees none): ``--gpus-per-run 1`` fits 2 runs at
-    once, Ray gives each its own GPU, and a run that torch cannot put on its GPU fails instead of training on
-    the CPU."""
+    """A node that declares 2 GPUs (as a GPU node does; this torch sees none): the default of ``--gpus-per-run`` is
+    then 1, which fits 2 runs at once, Ray gives each its own GPU, and a run that torch cannot put on its GPU fails
+    instead of training on the CPU; with ``--gpus-per-run 0`` a run sees no GPU."""
     node = cluster.add_node(num_cpus=4, num_gpus=2, object_store_memory=STORE)
     cluster.wait_for_nodes()
     try:
         shared = RayExecutor(cpus_per_run=1, gpus_per_run=0.5)
         shared.prepare(tmp_path)
         assert shared.slots == 4  # 2 GPUs / 0.5 (6 CPUs would fit 6)
-        executor = RayExecutor(cpus_per_run=1, gpus_per_run=1)
+        executor = RayExecutor(cpus_per_run=1)  # a cluster with GPUs: one per run by default
         executor.prepare(tmp_path)
-        assert executor.slots == 2
+        assert executor.gpus_per_run == 1 and executor.slots == 2
+        cpus_only = RayExecutor(cpus_per_run=1, gpus_per_run=0)
+        cpus_only.prepare(tmp_path)
+        assert visible_gpus_of(cpus_only, node.node_id) == ""  # on the GPU node, a run given no GPU sees none
         with pytest.raises(RunsFailed, match=r"Ray gave this run a GPU .* sees no CUDA device"):
             sweep.run_compare(base, output=tmp_path / "gpu", progress=False, executor=executor, **GRID)
     finally:

@@ -5,7 +5,8 @@ executor only runs one batch of :class:`RunSpec` and reports each run as it ends
     SequentialExecutor  one run after another in this process, the data loaded once and shared (the default)
     RayExecutor         each run a Ray task (``--ray``): a local Ray instance that uses every core and GPU, or a
                         running cluster joined by ``--ray-address``. Each task reserves ``--cpus-per-run`` CPUs
-                        (its torch threads) and ``--gpus-per-run`` GPUs, so Ray runs as many at once as fit.
+                        (its torch threads) and ``--gpus-per-run`` GPUs (default: 1 where the cluster has
+                        GPUs, else 0), so Ray runs as many at once as fit; a run given no GPU sees none.
                         A run's output goes to its log, ``OUTPUT/logs/<run>.log``; Ctrl-C cancels the runs not
                         finished.
 
@@ -53,7 +54,8 @@ class ExecutionSettings:
     cpus_per_run: int | None = field(default=None, metadata={
         "help": "CPUs (= torch threads) per run. Default: torch's default without --ray, 1 with --ray."})
     gpus_per_run: float | None = field(default=None, metadata={
-        "help": "GPUs per run with --ray (a fraction shares a GPU, e.g. 0.5). Default: 0."})
+        "help": "GPUs per run with --ray (a fraction shares a GPU, e.g. 0.5; 0: train on CPUs, the runs see no "
+                "GPU). Default: 1 where the Ray cluster has GPUs, else 0."})
 
     def __post_init__(self) -> None:
         if self.cpus_per_run is not None and self.cpus_per_run < 1:
@@ -204,7 +206,7 @@ def task_placement() -> str:
 
     where = f"{socket.gethostname()} (Ray node {ray.get_runtime_context().get_node_id()[:12]})"
     gpu_ids = ray.get_gpu_ids()
-    return f"{where}, GPU {','.join(map(str, gpu_ids))}" if gpu_ids else where
+    return f"{where}, GPU {','.join(map(str, gpu_ids))}" if gpu_ids else f"{where}, no GPU"
 
 
 def require_visible_gpus(gpus: float) -> None:
@@ -216,7 +218,7 @@ def require_visible_gpus(gpus: float) -> None:
         return
     raise HoraError(f"--gpus-per-run {gpus:g}: Ray gave this run a GPU on {socket.gethostname()}, but torch there "
                     f"sees no CUDA device (torch {torch.__version__}, CUDA build: {torch.version.cuda or 'no'}); "
-                    "install a CUDA build of torch on every GPU node, or drop --gpus-per-run")
+                    "install a CUDA build of torch on every GPU node, or pass --gpus-per-run 0 to train on CPUs")
 
 
 def import_ray() -> Any:
@@ -256,7 +258,8 @@ def probe_output(folder: str, token: str) -> str:
 
 
 class RayExecutor:
-    """Each run a Ray task with ``cpus_per_run`` CPUs (its torch threads) and ``gpus_per_run`` GPUs.
+    """Each run a Ray task with ``cpus_per_run`` CPUs (its torch threads) and ``gpus_per_run`` GPUs (None: 1 where
+    the cluster has GPUs, else 0; resolved when Ray is joined).
 
     Uses the Ray instance this process already started, else starts one when first needed (local, every core;
     or joins ``address``) and shuts it down on exit. The data goes to Ray's object store once per batch.
@@ -267,7 +270,7 @@ class RayExecutor:
         self.ray = import_ray()
         self.address = address
         self.cpus_per_run = cpus_per_run or 1
-        self.gpus_per_run = gpus_per_run or 0.0
+        self.gpus_per_run = gpus_per_run
         self.slots = 1
         self._owned = False
         self._warned_for: Splits | None = None  # the splits whose truncation warning was shown
@@ -298,9 +301,10 @@ class RayExecutor:
                 hint = AUTH_HINT if "Failed to connect" in str(exc) else ""
                 raise HoraError(f"{option} {address}: {exc}{hint}") from None
             self._owned = True
-        nodes = [n for n in self.ray.nodes() if n.get("Alive")]
-        self._check_fits(nodes)
         total = self.ray.cluster_resources()
+        if self.gpus_per_run is None:  # a GPU cluster: one GPU per run
+            self.gpus_per_run = 1.0 if total.get("GPU", 0) >= 1 else 0.0
+        self._check_fits([n for n in self.ray.nodes() if n.get("Alive")])
         slots = int(total.get("CPU", 0) // self.cpus_per_run)
         if self.gpus_per_run:
             slots = min(slots, int(total.get("GPU", 0) // self.gpus_per_run))
@@ -348,8 +352,8 @@ class RayExecutor:
         ray = self.ray
         task = ray.remote(run_logged)
         data_ref = ray.put(splits)
-        by_ref = {task.options(num_cpus=self.cpus_per_run, num_gpus=self.gpus_per_run, name=spec.name)
-                  .remote(spec, data_ref, self.cpus_per_run, self.gpus_per_run): spec for spec in specs}
+        by_ref = {task.options(**self.task_options(spec.name)).remote(spec, data_ref, self.cpus_per_run,
+                                                                       self.gpus_per_run): spec for spec in specs}
         pending = list(by_ref)
         try:
             while pending:
@@ -362,6 +366,16 @@ class RayExecutor:
             for ref in pending:  # queued runs are dropped, running ones interrupted; finished ones are kept
                 ray.cancel(ref)
             raise GridInterrupted(len(pending)) from None
+
+    def task_options(self, name: str) -> dict:
+        """The Ray options of the task of run ``name``: its CPUs and GPUs. A run given no GPU sees none
+        (``CUDA_VISIBLE_DEVICES`` empty), or it would train on GPU 0 beside every other such run: Ray no longer
+        empties the variable for a task with ``num_gpus=0`` (ray-project/ray#54928; off by default since #62492,
+        so in Ray 2.60: ``RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO`` in ``ray/_private/accelerators/accelerator.py``)."""
+        options: dict = dict(num_cpus=self.cpus_per_run, num_gpus=self.gpus_per_run, name=name)
+        if not self.gpus_per_run:
+            options["runtime_env"] = {"env_vars": {"CUDA_VISIBLE_DEVICES": ""}}
+        return options
 
     def _result(self, ref: Any, spec: RunSpec) -> RunResult:
         """The task's RunResult; a worker that died (killed, out of memory) is a failed run."""
