@@ -37,8 +37,8 @@ def one_gpu_per_process(args) -> None:
 
 def run_cpus() -> int:
     """The CPUs this process may use: under a launcher, the machine's share of each of its processes on this node
-    (``LOCAL_WORLD_SIZE``; the launcher sets each process to 1 torch thread); otherwise torch's threads (what
-    ``--cpus-per-run`` or Ray gave the run, else torch's default, the cores)."""
+    (``LOCAL_WORLD_SIZE``; torchrun gives each process 1 torch thread unless OMP_NUM_THREADS is set); otherwise
+    torch's threads (what ``--cpus-per-run`` or Ray gave the run, else torch's default, the cores)."""
     import torch
 
     if world_size() > 1:
