@@ -119,16 +119,27 @@ def test_a_grid_on_ray_gives_the_sequential_results_and_choices(cluster, base, s
     assert len(ray_nodes_of(out)) == 2  # the runs spread over both nodes
 
 
-def test_a_failed_run_is_reported_with_its_log_and_the_others_go_on(cluster, base, sequential, tmp_path):
-    out = tmp_path / "ray"
+@pytest.fixture(params=["sequential", "ray"])
+def any_executor(request):
+    """Each executor in turn (Ray on the module's cluster), one torch thread per run."""
+    if request.param == "ray":
+        request.getfixturevalue("cluster")
+        return RayExecutor(cpus_per_run=1)
+    return SequentialExecutor(cpus_per_run=1)
+
+
+def test_a_failed_run_is_reported_with_its_log_the_others_go_on_and_a_rerun_retries_it(base, sequential, tmp_path,
+                                                                                        any_executor):
+    out = tmp_path / "grid"
     (out / "runs").mkdir(parents=True)
-    (out / "runs" / "lora_f0.5_lr0.01_s0").write_text("not a run folder")  # this run cannot write its output
+    blocker = out / "runs" / "lora_f0.5_lr0.01_s0"
+    blocker.write_text("not a run folder")  # this run cannot write its output
     with pytest.raises(RunsFailed) as failure:
-        sweep.run_compare(base, output=out, progress=False, executor=RayExecutor(cpus_per_run=1), **GRID)
+        sweep.run_compare(base, output=out, progress=False, executor=any_executor, **GRID)
     log = out / "logs" / "lora_f0.5_lr0.01_s0.log"
     message = str(failure.value)
-    assert f"lora_f0.5_lr0.01_s0 (HoraError: --output {out / 'runs' / 'lora_f0.5_lr0.01_s0'} is an existing file" \
-        in message and f"log: {log}" in message
+    assert f"lora_f0.5_lr0.01_s0 (HoraError: --output {blocker} is an existing file" in message
+    assert f"log: {log}" in message
     assert "lora_f0.5_s1 (not run: a tuning run of lora at 0.5 failed)" in message
     assert "Traceback" in log.read_text() and "is an existing file" in log.read_text()
     results = pd.read_csv(out / "results.csv")
@@ -137,6 +148,14 @@ def test_a_failed_run_is_reported_with_its_log_and_the_others_go_on(cluster, bas
                                   hora.drop(columns=TIMING).reset_index(drop=True))
     assert list(results[results["method"] == "lora"]["lr"]) == [1e-3]  # the other lora tuning run finished
     assert "**2 runs are missing**" in (out / "summary.md").read_text()
+    assert [run.split()[0] for run in failure.value.failed] == ["lora_f0.5_lr0.01_s0", "lora_f0.5_s1"]
+
+    blocker.unlink()  # the cause fixed: the same grid again trains only the runs that did not finish
+    kept = {p: p.stat().st_mtime_ns for p in out.glob("runs/*/metrics.json")}
+    assert len(kept) == 4
+    sweep.run_compare(base, output=out, progress=False, executor=any_executor, **GRID)
+    assert {p: p.stat().st_mtime_ns for p in kept} == kept
+    _same_results(out, sequential)
 
 
 def test_an_interrupted_grid_keeps_its_finished_runs_and_resumes(cluster, base, sequential, tmp_path,
@@ -228,20 +247,33 @@ def test_ray_alone_starts_its_own_instance_where_a_stopped_cluster_left_its_addr
     assert int(done.stdout.split()[-1]) >= 1
 
 
+def visible_gpus_of(executor: RayExecutor, node_id: str) -> str | None:
+    """CUDA_VISIBLE_DEVICES in a task started with ``executor``'s options for a run, on Ray node ``node_id``."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    task = ray.remote(lambda: os.environ.get("CUDA_VISIBLE_DEVICES"))
+    on_node = NodeAffinitySchedulingStrategy(node_id, soft=False)
+    return ray.get(task.options(**executor.task_options("probe"), scheduling_strategy=on_node).remote())
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the runs would train on the real GPUs")
 def test_runs_given_gpus_get_one_each_and_fail_clearly_where_torch_sees_none(cluster, base, tmp_path):
-    """A node that declares 2 GPUs (as a GPU node does; this torch sees none): ``--gpus-per-run 1`` fits 2 runs at
-    once, Ray gives each its own GPU, and a run that torch cannot put on its GPU fails instead of training on
-    the CPU."""
+    """A node that declares 2 GPUs (as a GPU node does; this torch sees none): the default of ``--gpus-per-run`` is
+    then 1, which fits 2 runs at once, Ray gives each its own GPU, and a run that torch cannot put on its GPU fails
+    instead of training on the CPU; with ``--gpus-per-run 0`` a run sees no GPU."""
     node = cluster.add_node(num_cpus=4, num_gpus=2, object_store_memory=STORE)
     cluster.wait_for_nodes()
     try:
         shared = RayExecutor(cpus_per_run=1, gpus_per_run=0.5)
         shared.prepare(tmp_path)
         assert shared.slots == 4  # 2 GPUs / 0.5 (6 CPUs would fit 6)
-        executor = RayExecutor(cpus_per_run=1, gpus_per_run=1)
+        executor = RayExecutor(cpus_per_run=1)  # a cluster with GPUs: one per run by default
         executor.prepare(tmp_path)
-        assert executor.slots == 2
+        assert executor.gpus_per_run == 1 and executor.slots == 2
+        cpus_only = RayExecutor(cpus_per_run=1, gpus_per_run=0)
+        cpus_only.prepare(tmp_path)
+        assert visible_gpus_of(cpus_only, node.node_id) == ""  # on the GPU node, a run given no GPU sees none
         with pytest.raises(RunsFailed, match=r"Ray gave this run a GPU .* sees no CUDA device"):
             sweep.run_compare(base, output=tmp_path / "gpu", progress=False, executor=executor, **GRID)
     finally:

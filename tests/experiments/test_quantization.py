@@ -45,6 +45,20 @@ def test_the_4bit_config_is_qloras_and_keeps_the_new_head_unquantized():
     assert quantization.quantization_of({}) is None  # a run recorded before the options existed
 
 
+def test_under_a_launcher_with_cuda_each_rank_loads_the_quantized_model_onto_its_own_gpu(monkeypatch):
+    from hora.experiments import models
+
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    assert quantization.device_map() is None  # no launcher: transformers' choice
+    monkeypatch.setenv("LOCAL_RANK", "1")  # rank 1 of torchrun / accelerate launch on this node
+    if not torch.cuda.is_available():
+        assert quantization.device_map() is None  # no CUDA: the CPU, transformers' choice
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert quantization.device_map() == {"": 1}
+    assert models._quantized("4bit")["device_map"] == {"": 1}
+    assert "device_map" not in models._quantized(None)
+
+
 @pytest.mark.parametrize("bits", ["4bit", "8bit"])
 def test_a_decoder_trains_on_a_quantized_base_and_its_adapter_reloads_and_exports(tiny_llama64, tiny_csv, tmp_path,
                                                                                    bits):

@@ -98,3 +98,44 @@ def test_every_grid_runs_through_the_given_executor(tiny_bert, tiny_csv, tmp_pat
     lr = methods.default_lr("lora")
     assert ran == [f"lora_f0.5_lr{lr:g}_s0"]  # decoder's run is text's, copied rather than run again
     assert (tmp_path / "st" / "decoder" / "runs" / ran[0] / "metrics.json").is_file()
+
+
+def test_a_failing_run_does_not_stop_the_study_and_a_rerun_retries_only_it(tiny_bert, tiny_csv, tmp_path,
+                                                                           monkeypatch, trained_configs):
+    from typer.testing import CliRunner
+
+    from hora.cli import app
+    from hora.experiments import executors
+
+    settings = dict(model=str(tiny_bert), data=str(tiny_csv), text_columns="review", label_column="sentiment",
+                    steps=2, batch_size=8, max_length=16)
+    grids = [study.Grid("text", "tiny", ("hora", "lora"), (0.5,), (0,), settings, lr_factors=(1.0,)),
+             study.Grid("decoder", "tiny too", ("lora",), (1.0,), (0,), settings, lr_factors=(1.0,))]
+    monkeypatch.setitem(study.PRESETS, "quick", grids)
+    recording_train = executors.train
+
+    def hora_fails(cfg, **kwargs):
+        if cfg.method == "hora":
+            raise RuntimeError("a bug that only HoRA runs hit\nsecond line")
+        return recording_train(cfg, **kwargs)
+
+    monkeypatch.setattr(executors, "train", hora_fails)
+    out = tmp_path / "st"
+    command = ["study", "--preset", "quick", "--output", str(out), "--no-progress"]
+    result = CliRunner().invoke(app, command)
+    hora_run = f"hora_f0.5_lr{methods.default_lr('hora'):g}_s0"
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("hora: error: 1 runs of the study did not finish: "
+                                    f"{hora_run} (RuntimeError: a bug that only HoRA runs hit; log: "
+                                    f"{out / 'text' / 'logs' / hora_run}.log)")
+    assert "second line" in (out / "text" / "logs" / f"{hora_run}.log").read_text()
+    assert [c.method for c in trained_configs] == ["lora", "lora"]  # the text grid's lora and the decoder grid
+    text = (out / "study.md").read_text()
+    assert "## tiny (`text/`)" in text and "## tiny too (`decoder/`)" in text
+
+    monkeypatch.setattr(executors, "train", recording_train)  # fixed: the rerun trains the failed run only
+    trained_configs.clear()
+    result = CliRunner().invoke(app, command)
+    assert result.exit_code == 0, result.output
+    assert [c.method for c in trained_configs] == ["hora"]
+    assert set(pd.read_csv(out / "text" / "results.csv")["method"]) == {"hora", "lora"}

@@ -45,7 +45,13 @@ class GridInterrupted(Exception):
 
 
 class RunsFailed(HoraError):
-    """Some runs of a grid failed (each with its log) and the others finished; the report holds the others."""
+    """Some runs of a grid failed (each with its log) and the others finished; the report holds the others.
+    ``failed``: one "name (error; log: path)" per run that failed or was not run; ``results``: the grid's
+    results table of the runs that finished (None when none did)."""
+
+    def __init__(self, message: str, failed: list[str] | None = None, results=None):
+        super().__init__(message)
+        self.failed, self.results = list(failed or []), results
 
 
 def did_you_mean(name: str, choices: Iterable[str]) -> str:

@@ -5,9 +5,14 @@ executor only runs one batch of :class:`RunSpec` and reports each run as it ends
     SequentialExecutor  one run after another in this process, the data loaded once and shared (the default)
     RayExecutor         each run a Ray task (``--ray``): a local Ray instance that uses every core and GPU, or a
                         running cluster joined by ``--ray-address``. Each task reserves ``--cpus-per-run`` CPUs
-                        (its torch threads) and ``--gpus-per-run`` GPUs, so Ray runs as many at once as fit.
-                        A run's output goes to its log, ``OUTPUT/logs/<run>.log``; a failed run is reported with
-                        that path and the others go on; Ctrl-C cancels the runs not finished.
+                        (its torch threads) and ``--gpus-per-run`` GPUs (default: 1 where the cluster has
+                        GPUs, else 0), so Ray runs as many at once as fit; a run given no GPU sees none.
+                        A run's output goes to its log, ``OUTPUT/logs/<run>.log``; Ctrl-C cancels the runs not
+                        finished.
+
+On both, a run that fails is reported as failed with its traceback in ``OUTPUT/logs/<run>.log`` and the others
+go on (the grid then ends with :class:`~hora.experiments.errors.RunsFailed` naming the failed runs); Ctrl-C
+stops the grid.
 
 Ray is an optional extra (``pip install 'hora[ray]'``), imported only when ``--ray`` is asked for.
 """
@@ -26,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from hora.experiments.errors import GridInterrupted, HoraError, HoraWarning, TruncationWarning
+from hora.experiments.errors import GridInterrupted, HoraError, HoraWarning, TrainingInterrupted, TruncationWarning
 from hora.experiments.tasks import Splits
 from hora.experiments.train import train
 from hora.experiments.train_config import TrainConfig
@@ -49,7 +54,8 @@ class ExecutionSettings:
     cpus_per_run: int | None = field(default=None, metadata={
         "help": "CPUs (= torch threads) per run. Default: torch's default without --ray, 1 with --ray."})
     gpus_per_run: float | None = field(default=None, metadata={
-        "help": "GPUs per run with --ray (a fraction shares a GPU, e.g. 0.5). Default: 0."})
+        "help": "GPUs per run with --ray (a fraction shares a GPU, e.g. 0.5; 0: train on CPUs, the runs see no "
+                "GPU). Default: 1 where the Ray cluster has GPUs, else 0."})
 
     def __post_init__(self) -> None:
         if self.cpus_per_run is not None and self.cpus_per_run < 1:
@@ -120,8 +126,23 @@ def torch_threads(threads: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+def error_line(exc: BaseException) -> str:
+    """A failed run's error in one line: its type and the first line of its message (the log has the rest)."""
+    lines = str(exc).splitlines()
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+
+
+def failed_run(spec: RunSpec, exc: Exception, seconds: float) -> RunResult:
+    """The RunResult of a run of this process that raised ``exc``, its traceback written to ``spec.log``."""
+    spec.log.parent.mkdir(parents=True, exist_ok=True)
+    spec.log.write_text(f"hora: run {spec.name} failed\n" + "".join(traceback.format_exception(exc)),
+                        encoding="utf-8")
+    return RunResult(spec, None, seconds, error_line(exc))
+
+
 class SequentialExecutor:
-    """One run after another in this process. A failing run raises at once (the grid stops there)."""
+    """One run after another in this process. A run that fails is reported with its traceback in its log and
+    the next one starts; Ctrl-C (:class:`TrainingInterrupted`) stops the grid."""
 
     slots = 1
 
@@ -139,9 +160,14 @@ class SequentialExecutor:
             with warnings.catch_warnings(), torch_threads(self.cpus_per_run):
                 if splits is self._warned_for:  # the same data: its truncation warning was shown by the first run
                     warnings.simplefilter("ignore", TruncationWarning)
-                metrics = train(spec.cfg, splits=splits)
+                try:
+                    result = RunResult(spec, train(spec.cfg, splits=splits), time.perf_counter() - t0)
+                except TrainingInterrupted:
+                    raise
+                except Exception as exc:  # reported with its log; the grid's other runs go on
+                    result = failed_run(spec, exc, time.perf_counter() - t0)
             self._warned_for = splits
-            finished(RunResult(spec, metrics, time.perf_counter() - t0))
+            finished(result)
 
 
 def run_logged(spec: RunSpec, splits: Splits, threads: int, gpus: float = 0.0) -> RunResult:
@@ -170,7 +196,7 @@ def run_logged(spec: RunSpec, splits: Splits, threads: int, gpus: float = 0.0) -
                 metrics = train(spec.cfg, splits=splits)
         except Exception as exc:  # reported to the driver with this log; the grid's other runs go on
             traceback.print_exc(file=log)
-            return RunResult(spec, None, time.perf_counter() - t0, f"{type(exc).__name__}: {exc}", raised)
+            return RunResult(spec, None, time.perf_counter() - t0, error_line(exc), raised)
     return RunResult(spec, metrics, time.perf_counter() - t0, None, raised)
 
 
@@ -180,7 +206,7 @@ def task_placement() -> str:
 
     where = f"{socket.gethostname()} (Ray node {ray.get_runtime_context().get_node_id()[:12]})"
     gpu_ids = ray.get_gpu_ids()
-    return f"{where}, GPU {','.join(map(str, gpu_ids))}" if gpu_ids else where
+    return f"{where}, GPU {','.join(map(str, gpu_ids))}" if gpu_ids else f"{where}, no GPU"
 
 
 def require_visible_gpus(gpus: float) -> None:
@@ -192,7 +218,7 @@ def require_visible_gpus(gpus: float) -> None:
         return
     raise HoraError(f"--gpus-per-run {gpus:g}: Ray gave this run a GPU on {socket.gethostname()}, but torch there "
                     f"sees no CUDA device (torch {torch.__version__}, CUDA build: {torch.version.cuda or 'no'}); "
-                    "install a CUDA build of torch on every GPU node, or drop --gpus-per-run")
+                    "install a CUDA build of torch on every GPU node, or pass --gpus-per-run 0 to train on CPUs")
 
 
 def import_ray() -> Any:
@@ -232,7 +258,8 @@ def probe_output(folder: str, token: str) -> str:
 
 
 class RayExecutor:
-    """Each run a Ray task with ``cpus_per_run`` CPUs (its torch threads) and ``gpus_per_run`` GPUs.
+    """Each run a Ray task with ``cpus_per_run`` CPUs (its torch threads) and ``gpus_per_run`` GPUs (None: 1 where
+    the cluster has GPUs, else 0; resolved when Ray is joined).
 
     Uses the Ray instance this process already started, else starts one when first needed (local, every core;
     or joins ``address``) and shuts it down on exit. The data goes to Ray's object store once per batch.
@@ -243,7 +270,7 @@ class RayExecutor:
         self.ray = import_ray()
         self.address = address
         self.cpus_per_run = cpus_per_run or 1
-        self.gpus_per_run = gpus_per_run or 0.0
+        self.gpus_per_run = gpus_per_run
         self.slots = 1
         self._owned = False
         self._warned_for: Splits | None = None  # the splits whose truncation warning was shown
@@ -274,9 +301,10 @@ class RayExecutor:
                 hint = AUTH_HINT if "Failed to connect" in str(exc) else ""
                 raise HoraError(f"{option} {address}: {exc}{hint}") from None
             self._owned = True
-        nodes = [n for n in self.ray.nodes() if n.get("Alive")]
-        self._check_fits(nodes)
         total = self.ray.cluster_resources()
+        if self.gpus_per_run is None:  # a GPU cluster: one GPU per run
+            self.gpus_per_run = 1.0 if total.get("GPU", 0) >= 1 else 0.0
+        self._check_fits([n for n in self.ray.nodes() if n.get("Alive")])
         slots = int(total.get("CPU", 0) // self.cpus_per_run)
         if self.gpus_per_run:
             slots = min(slots, int(total.get("GPU", 0) // self.gpus_per_run))
@@ -324,8 +352,8 @@ class RayExecutor:
         ray = self.ray
         task = ray.remote(run_logged)
         data_ref = ray.put(splits)
-        by_ref = {task.options(num_cpus=self.cpus_per_run, num_gpus=self.gpus_per_run, name=spec.name)
-                  .remote(spec, data_ref, self.cpus_per_run, self.gpus_per_run): spec for spec in specs}
+        by_ref = {task.options(**self.task_options(spec.name)).remote(spec, data_ref, self.cpus_per_run,
+                                                                       self.gpus_per_run): spec for spec in specs}
         pending = list(by_ref)
         try:
             while pending:
@@ -339,12 +367,22 @@ class RayExecutor:
                 ray.cancel(ref)
             raise GridInterrupted(len(pending)) from None
 
+    def task_options(self, name: str) -> dict:
+        """The Ray options of the task of run ``name``: its CPUs and GPUs. A run given no GPU sees none
+        (``CUDA_VISIBLE_DEVICES`` empty), or it would train on GPU 0 beside every other such run: Ray no longer
+        empties the variable for a task with ``num_gpus=0`` (ray-project/ray#54928; off by default since #62492,
+        so in Ray 2.60: ``RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO`` in ``ray/_private/accelerators/accelerator.py``)."""
+        options: dict = dict(num_cpus=self.cpus_per_run, num_gpus=self.gpus_per_run, name=name)
+        if not self.gpus_per_run:
+            options["runtime_env"] = {"env_vars": {"CUDA_VISIBLE_DEVICES": ""}}
+        return options
+
     def _result(self, ref: Any, spec: RunSpec) -> RunResult:
         """The task's RunResult; a worker that died (killed, out of memory) is a failed run."""
         try:
             result = self.ray.get(ref)
         except self.ray.exceptions.RayError as exc:
-            return RunResult(spec, None, 0.0, f"{type(exc).__name__}: {str(exc).splitlines()[0]}")
+            return RunResult(spec, None, 0.0, error_line(exc))
         return result
 
     def _show_warnings(self, result: RunResult, splits: Splits) -> None:

@@ -282,12 +282,14 @@ def load_model(ref: str | Path, kind: str, label_names: list[str], objective: st
 
 
 def _quantized(quantization: str | None, keep: tuple[str, ...] = ()) -> dict:
-    """``from_pretrained``'s quantization_config for ``quantization`` (none for None)."""
+    """``from_pretrained``'s quantization_config for ``quantization`` (none for None), and under a launcher the
+    device_map that loads it onto this rank's GPU."""
     if quantization is None:
         return {}
-    from hora.experiments.quantization import bnb_config
+    from hora.experiments.quantization import bnb_config, device_map
 
-    return {"quantization_config": bnb_config(quantization, keep)}
+    placement = device_map()
+    return {"quantization_config": bnb_config(quantization, keep), **({"device_map": placement} if placement else {})}
 
 
 def head_module_names(model) -> list[str]:

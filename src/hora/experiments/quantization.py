@@ -14,6 +14,7 @@ enough not to need it, and are refused with a clear error. HoRA's merging and ex
 from __future__ import annotations
 
 import importlib.util
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -86,6 +87,19 @@ def bnb_config(bits: str, keep: list[str] | tuple[str, ...] = ()):
     compute = torch.bfloat16 if torch.cuda.is_available() else torch.float32
     return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
                               bnb_4bit_compute_dtype=compute, llm_int8_skip_modules=skip)
+
+
+def device_map() -> dict | None:
+    """``from_pretrained``'s device_map of a quantized model (bitsandbytes loads it onto a device at once): under a
+    launcher with CUDA (torchrun / accelerate launch set ``LOCAL_RANK``), this rank's own GPU, ``{"": LOCAL_RANK}``;
+    else None, transformers' choice (the current CUDA device, or the CPU). transformers chooses
+    ``torch.cuda.current_device()``, which is GPU 0 on every rank until Trainer sets the rank's device, later."""
+    import torch
+
+    rank = os.environ.get("LOCAL_RANK")
+    if rank is None or not torch.cuda.is_available():
+        return None
+    return {"": int(rank)}
 
 
 def prepare(model):

@@ -36,7 +36,7 @@ from pathlib import Path
 import pandas as pd
 
 from hora.experiments import benchmark_report, methods, paths, presets, report
-from hora.experiments.errors import HoraError
+from hora.experiments.errors import HoraError, RunsFailed
 from hora.experiments.executors import Executor
 from hora.experiments.pretrain_vit import pretrain_vit
 from hora.experiments.sweep import run_compare
@@ -189,7 +189,9 @@ def run_study(preset: str, output: str | Path, only: list[str] | None = None, pr
               root: str | None = None, overrides: dict | None = None, protocol: dict | None = None,
               executor: Executor | None = None) -> Path:
     """Run (or resume) the preset's grids into ``output``; write ``output/study.md``; return its path.
-    ``executor`` runs every grid's runs (default: one after another in this process).
+    ``executor`` runs every grid's runs (default: one after another in this process). A run that fails does
+    not stop the study: every grid is run, study.md is written from the runs that finished, then
+    :class:`RunsFailed` names every failed run (the same command retries only those).
 
     A run that another grid of the preset already finished with the same settings (e.g. ``ablations``'
     HoRA and LoRA at 0.05, which are ``text``'s) is copied from that grid's folder, not trained again.
@@ -208,12 +210,21 @@ def run_study(preset: str, output: str | Path, only: list[str] | None = None, pr
                      "It checks the pipeline; its numbers are not evidence.", ""]
     tables: dict[str, pd.DataFrame] = {}
     metrics: dict[str, str] = {}
+    failed: list[str] = []  # "name (error; log: path)" of every run of every grid that did not finish
     for grid in grids:
         base = dataclasses.replace(TrainConfig(), **grid.settings)
-        df = run_compare(base, list(grid.methods), list(grid.fractions), list(grid.seeds), output / grid.name,
-                         lrs=grid.lrs(), progress=progress, executor=executor,
-                         tune_seeds=list(grid.tune_seeds) if grid.tune_seeds else None,
-                         reuse_from=[output / name for name in every if name != grid.name])
+        try:
+            df = run_compare(base, list(grid.methods), list(grid.fractions), list(grid.seeds), output / grid.name,
+                             lrs=grid.lrs(), progress=progress, executor=executor,
+                             tune_seeds=list(grid.tune_seeds) if grid.tune_seeds else None,
+                             reuse_from=[output / name for name in every if name != grid.name])
+        except RunsFailed as exc:  # the other grids go on
+            failed += exc.failed
+            if exc.results is None:
+                sections += [f"## {grid.title} (`{grid.name}/`)", "", f"Every run failed: see `{grid.name}/logs/`.",
+                             ""]
+                continue
+            df = exc.results
         sections += _grid_section(grid, output, df)
         for name, table in _task_tables(grid, df).items():
             if name != grid.name:  # a further test set: its own summary and plot, in the compare format
@@ -226,5 +237,9 @@ def run_study(preset: str, output: str | Path, only: list[str] | None = None, pr
         sections.insert(2, benchmark_report.benchmark_markdown(b.title, tables, metrics, groups))
     path = output / "study.md"
     atomic_write(path, lambda tmp: Path(tmp).write_text("\n".join(sections)))
+    if failed:
+        raise RunsFailed(f"{len(failed)} runs of the study did not finish: " + "; ".join(failed)
+                         + f". The others are in {path}; fix the cause and rerun the same command (finished runs "
+                         "are reused)", failed)
     return path
 

@@ -124,10 +124,10 @@ def run_compare(base: TrainConfig, method_list: list[str], fractions: list[float
 
     The protocol is two batches whatever runs them (``executor``: :class:`SequentialExecutor` by default,
     or Ray): every tuning run of every (method, fraction), then the other seeds at each one's chosen lr.
-    Rows are kept in the grid's order (fraction, method, lr, seed), whatever order the runs end in. An
-    executor that lets the other runs go on when one fails (Ray) leaves the failed run out, and runs no final
-    seed of a (method, fraction) whose tuning is incomplete; the report is written from the runs that
-    finished, then :class:`RunsFailed` names the failed runs and their logs.
+    Rows are kept in the grid's order (fraction, method, lr, seed), whatever order the runs end in. A run
+    that fails is left out and the others go on (on every executor); no final seed of a (method, fraction)
+    whose tuning is incomplete is run; the report is written from the runs that finished, then
+    :class:`RunsFailed` names the failed runs and their logs (a rerun retries only those).
     """
     def lr_grid(method: str) -> list[float]:
         if lrs is None:
@@ -221,7 +221,7 @@ def run_compare(base: TrainConfig, method_list: list[str], fractions: list[float
         run_batch(finals)
 
     if not rows:
-        raise RunsFailed(f"every run of {output} failed: " + "; ".join(failed))
+        raise RunsFailed(f"every run of {output} failed: " + "; ".join(failed), failed)
     df = report.select_lr(pd.DataFrame([rows[k] for k in sorted(rows)]))
     atomic_write(output / "results.csv", lambda tmp: df.to_csv(tmp, index=False))
     context = (f"Task: {base.dataset or base.data or base.task}; "
@@ -236,5 +236,5 @@ def run_compare(base: TrainConfig, method_list: list[str], fractions: list[float
     if failed:
         raise RunsFailed(f"{len(failed)} of {per_fraction * len(fractions)} runs did not finish: "
                          + "; ".join(failed) + f". The others are in {output / 'results.csv'} and summary.md; "
-                         "fix the cause and rerun the same command (finished runs are reused)")
+                         "fix the cause and rerun the same command (finished runs are reused)", failed, df)
     return df

@@ -43,6 +43,7 @@ import numpy as np
 
 from hora.experiments import (
     datasource,
+    devices,
     evaluation,
     methods,
     models,
@@ -259,7 +260,7 @@ def training_arguments(cfg: TrainConfig, output_dir: Path, n_train: int, save_ev
         seed=cfg.seed,
         data_seed=cfg.seed,
         disable_tqdm=not cfg.progress,
-        dataloader_num_workers=0,
+        dataloader_num_workers=devices.dataloader_workers(cfg.dataloader_workers, kind),  # training and evaluation
         dataloader_pin_memory=torch.cuda.is_available(),
         # under torchrun without a GPU, Accelerate sets up multi-CPU DDP (gloo) only when told to use the
         # CPU; otherwise every process would silently train alone (world size 1). bf16 autocast on a CPU
@@ -279,16 +280,16 @@ def make_trainer(cfg: TrainConfig, model, encoded: Encoded, arguments: dict, cal
 
     from hora.experiments import checkpoints
 
-    shared = dict(model=model, run_config=cfg.settings((TRAJECTORY,)), stop_on_nan=cfg.stop_on_nan,
+    args = sft.arguments(arguments, encoded.max_length) if sft is not None else TrainingArguments(**arguments)
+    devices.one_gpu_per_process(args)  # never nn.DataParallel over the GPUs of one process
+    shared = dict(model=model, args=args, run_config=cfg.settings((TRAJECTORY,)), stop_on_nan=cfg.stop_on_nan,
                   callbacks=list(callbacks))
     if sft is not None:  # TRL takes the tokens of the prompts and answers (sft.encode), and pads them itself
-        trainer = sft.HoraSFTTrainer(args=sft.arguments(arguments, encoded.max_length),
-                                     train_dataset=encoded.train.dataset(), processing_class=encoded.tokenizer,
+        trainer = sft.HoraSFTTrainer(train_dataset=encoded.train.dataset(), processing_class=encoded.tokenizer,
                                      **shared)
     else:
         collator = DataCollatorWithPadding(encoded.tokenizer) if encoded.tokenizer is not None else None
-        trainer = checkpoints.HoraTrainer(args=TrainingArguments(**arguments), train_dataset=encoded.train,
-                                          data_collator=collator, **shared)
+        trainer = checkpoints.HoraTrainer(train_dataset=encoded.train, data_collator=collator, **shared)
     quiet.configure_progress(trainer, cfg.progress)  # a bar on a terminal, else a line per logging interval
     return trainer
 

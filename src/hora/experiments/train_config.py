@@ -139,6 +139,10 @@ class TrainConfig:
                          "CUDA, or a CPU that transformers allows.", role=TRAJECTORY)
     fp16: bool = setting(False, help="Mixed precision in float16 with loss scaling (CUDA only).", role=TRAJECTORY)
     eval_batch_size: int = setting(128, help="Evaluation batch size.", commands=())
+    dataloader_workers: int | None = setting(None, help="DataLoader worker processes that read and decode the "
+                                             "examples beside training and evaluation. Default: for images on a "
+                                             "GPU, the run's CPUs but one (at most 8); else 0 (texts are tokenised "
+                                             "before training; on CPUs workers would take the cores that compute).")
     max_length: int = setting(64, help="Maximum tokens per text (with --objective sft: per prompt and answer; "
                               "a longer prompt loses its start).", role=TRAJECTORY)
     warmup_ratio: float = setting(0.06, help="Fraction of the steps spent warming the learning rate up from 0.",
@@ -196,6 +200,7 @@ class TrainConfig:
         if self.lr_scheduler not in LR_SCHEDULERS:
             raise HoraError(f"--lr-scheduler must be one of {', '.join(LR_SCHEDULERS)}, got '{self.lr_scheduler}'")
         _at_least(1, gradient_accumulation_steps=self.gradient_accumulation_steps)
+        _at_least(0, dataloader_workers=self.dataloader_workers)
         parts = world_size() * self.gradient_accumulation_steps
         if self.batch_size % parts:
             raise HoraError(f"--batch-size {self.batch_size} is the global batch, split across {world_size()} "
