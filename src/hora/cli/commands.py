@@ -242,6 +242,20 @@ def info(
                 report_rows(rep), headers=("quantity", "value"))
 
 
+@app.command("methods")
+def list_methods() -> None:
+    """List the methods --method/--methods accept: HoRA and its variants, LoRA/DoRA/VeRA/full, every other PEFT
+    method (what each takes of --r, --alpha, --dropout), and the PEFT types refused, with why. A PEFT
+    adapter_config.json (or its folder) is accepted too, named after its folder."""
+    with user_errors():
+        from hora.experiments.methods import available
+
+        rows = available()
+    width = max(len(name) for name, _ in rows)
+    for name, text in rows:
+        typer.echo(f"{name:<{width}}  {text}")
+
+
 @app.command()
 def simulate(
     output: Path = typer.Option(Path("runs/simulate"), help="Folder for the simulation's results and plots."),

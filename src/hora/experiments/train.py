@@ -215,7 +215,7 @@ def adapted_model(cfg: TrainConfig, data: tasks.TaskData, base: BaseModel):
     return methods.build_adapted_model(
         cfg.method, model, r=cfg.r, alpha=cfg.alpha, dropout=cfg.dropout, hidden=cfg.hidden,
         projections=methods.parse_projections(cfg.targets), kind=data.kind, head_modules=heads,
-        objective=cfg.objective)
+        objective=cfg.objective, total_steps=cfg.steps if cfg.epochs is None else None)
 
 
 def training_arguments(cfg: TrainConfig, output_dir: Path, n_train: int, save_every: int | None,
@@ -406,7 +406,7 @@ def train(cfg: TrainConfig, splits: tasks.Splits | None = None, callbacks: Seque
     try:
         arguments = training_arguments(cfg, scratch or Path(cfg.output) / CHECKPOINTS, len(encoded.train),
                                        save_every, data.kind)
-        trainer = make_trainer(cfg, model, encoded, arguments, callbacks, sft)
+        trainer = make_trainer(cfg, model, encoded, arguments, [*callbacks, *info["callbacks"]], sft)
         train_seconds = run_training(cfg, trainer, resume_from, save_every)
         train_loss = trainer.mean_train_loss()
         t1 = time.perf_counter()
@@ -420,6 +420,7 @@ def train(cfg: TrainConfig, splits: tasks.Splits | None = None, callbacks: Seque
     metrics = {
         **cfg.settings(RECORDED),  # every setting that fixes the run or its scores, as given (lr resolved)
         **scores,
+        "method": methods.method_label(cfg.method),  # a PEFT config path: its folder's name
         "trainable_params": int(trainable),
         "total_params": int(total),
         "train_seconds": round(train_seconds, 3),

@@ -43,7 +43,9 @@ def setting(default: Any = MISSING, *, help: str, role: str | None = None, comma
                  metadata={"help": help, "role": role, "commands": commands, "aliases": aliases})
 
 
-METHOD_HELP = "hora, lora, dora, vera, full, or a named variant (see docs/results.md)."
+METHOD_HELP = ("hora, lora, dora, vera, full, a named variant (see docs/results.md), another PEFT method by name "
+               "(loha, lokr, ia3, adalora, fourierft, ...: 'hora methods' lists them) or a PEFT adapter config "
+               "(a folder holding adapter_config.json, or the JSON file; results carry the folder's name).")
 MODEL_HELP = ("minilm (all-MiniLM-L6-v2 encoder, default for text), smollm2 (SmolLM2-135M-Instruct decoder, "
               "GQA), vit (small ViT pre-trained here by 'hora pretrain-vit'; default for images), "
               "a local Hugging Face model folder, or a Hub ID (ORG/NAME, see --revision; a timm model's too, "
@@ -167,7 +169,7 @@ class TrainConfig:
 
     def _check(self) -> None:
         """Every setting's check, with a one-line HoraError that names the option."""
-        methods.check_method(self.method)
+        methods.check_method(self.method, self.epochs)
         self._check_data()
         if self.model is not None and self.model not in models.MODELS:
             _check_hub_or_folder(self.model, "model", f"use one of {', '.join(models.MODELS)}, a local model folder "
