@@ -52,7 +52,7 @@ from hora.experiments import (
     variants,
 )
 from hora.experiments.errors import HoraError, HoraWarning, TrainingInterrupted
-from hora.experiments.evaluation import answer_score, answer_tokens
+from hora.experiments.evaluation import answer_score, generation_budget
 from hora.experiments.train_config import RECORDED, TRAJECTORY, TrainConfig, world_size
 from hora.io import atomic_save_files, atomic_write_json
 
@@ -353,7 +353,7 @@ def evaluate(cfg: TrainConfig, trainer, data: tasks.TaskData, encoded: Encoded, 
     if sft is not None:
         model = trainer.accelerator.unwrap_model(trainer.model)
         answers = [a for d in (data, *encoded.tests.values()) for a in (d.answers if hasattr(d, "answers") else [])]
-        budget = answer_tokens(encoded.tokenizer, answers or data.answers)  # the longest answer of the task
+        budget = generation_budget(metric, encoded.tokenizer, answers or data.answers)  # longest answer, or cap
 
         def score(ds, task=None):
             return answer_score(metric, model, encoded.tokenizer, ds.prompts, ds.answers, cfg.eval_batch_size,
@@ -440,6 +440,7 @@ def train(cfg: TrainConfig, splits: tasks.Splits | None = None, callbacks: Seque
         "n_test": len(encoded.test),
         "targets": info["targets"],  # the adapted modules' names
         "device": str(next(model.parameters()).device),
+        "accelerator_memory_max": torch.cuda.max_memory_reserved() if torch.cuda.is_available() else None,
         "torch_threads": torch.get_num_threads(),
     }
     metrics.update(_method_metrics(model, cfg.method))
