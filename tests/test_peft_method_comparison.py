@@ -8,9 +8,9 @@ from pathlib import Path
 
 import torch
 from peft import PeftConfig, get_peft_model
-from tiny_models import make_model
 
 import hora
+from tiny_models import make_model
 
 FOLDER = Path(__file__).parents[1] / "benchmarks" / "peft_method_comparison" / "experiments" / "hora" / \
     "llama-3.2-3B-rank32"
