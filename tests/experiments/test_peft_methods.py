@@ -69,7 +69,7 @@ def test_rank_alpha_and_dropout_go_where_the_config_has_them():
 
 @pytest.mark.parametrize(("method", "message"), [
     ("prompt_tuning", "prompt-learning"), ("ln_tuning", "LayerNorms"), ("shadow", "ShadowCarrier"),
-    ("lohaa", "did you mean 'loha'"), ("no/such/folder", "no PEFT adapter config"),
+    ("fourierftt", "did you mean 'fourierft'"), ("no/such/folder", "no PEFT adapter config"),
 ])
 def test_a_method_that_cannot_work_is_one_line(method, message):
     with pytest.raises(HoraError, match=message) as error:

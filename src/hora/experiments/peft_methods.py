@@ -95,8 +95,9 @@ def supported() -> dict[str, type]:
 
 
 def is_config_path(method: str) -> bool:
-    """``method`` names a file or folder (a JSON file, or a path with a separator) rather than a method name."""
-    return method.endswith(".json") or "/" in method or "\\" in method or Path(method).is_dir()
+    """``method`` names a file or folder rather than a method name: it ends with ``.json`` or holds a path
+    separator (a folder in the working directory is ``./NAME``, so a folder called ``loha`` never hides LoHa)."""
+    return method.endswith(".json") or "/" in method or "\\" in method
 
 
 def resolve(method: str) -> PeftMethod | None:
