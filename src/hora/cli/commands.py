@@ -84,7 +84,8 @@ def grid_interrupted(output: Path) -> typer.Exit:
 def compare(
     settings: dict,
     execution: dict,
-    methods: str = typer.Option("hora,lora", help="Comma list of methods: hora, lora, dora, vera, full."),
+    methods: str = typer.Option("hora,lora", help="Comma list of methods: hora, lora, dora, vera, full, a named "
+                                "variant, any other PEFT method or a PEFT adapter_config.json path ('hora methods')."),
     fractions: str = typer.Option("0.05,0.25,1", help="Comma list of training-data fractions in (0, 1]."),
     seeds: str = typer.Option("0,1,2", help="Comma list of seeds (runs are paired by seed)."),
     lrs: str = typer.Option(None, help="Comma list of learning rates; with several, each method's lr is chosen "
