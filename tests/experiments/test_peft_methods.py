@@ -106,3 +106,12 @@ def test_a_small_grid_of_peft_methods_and_a_config_folder_reports_every_one(tiny
     assert (tmp_path / "cmp" / "runs" / "my-loha-r2_f0.5_lr0.001_s0" / "metrics.json").is_file()
     summary = (tmp_path / "cmp" / "summary.md").read_text()
     assert all(name in summary for name in names)
+
+
+def test_a_peft_experiment_folder_loads_as_it_is_with_the_runs_modules(tiny_bert, tmp_path):
+    folder = _config_file(tmp_path / "ia3" / "llama-3.2-3B-all-attn", "ia3", target_modules=["k_proj", "v_proj",
+                          "down_proj"], feedforward_modules=["down_proj"], init_ia3_weights=True)  # as PEFT's file
+    peft_model, info = methods.build_adapted_model(str(folder), _bert(tiny_bert), head_modules=["classifier"])
+    assert methods.method_label(str(folder)) == "llama-3.2-3B-all-attn"
+    assert sorted(peft_model.peft_config["default"].target_modules) == sorted(info["targets"])
+    assert not peft_model.peft_config["default"].feedforward_modules

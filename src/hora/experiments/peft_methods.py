@@ -15,10 +15,12 @@ A method *name* is the lower-case name of a ``peft.PeftType`` whose config class
     dropout          our ``--dropout`` into ``lora_dropout`` or ``<name>_dropout`` where the config has one
                      (LoHa/LoKr/OFT's ``module_dropout`` drops whole modules: a different thing, left at PEFT's 0)
     total_step       AdaLoRA: the run's ``--steps`` (its rank schedule needs them; ``--epochs`` is refused)
+    feedforward_modules  IA3: none (HoRA adapts attention projections only)
 
 :func:`describe` says per method which of r, alpha and dropout it takes and which it ignores (``hora methods``).
-A config *path* keeps every setting of the file (its rank, its alpha, ...) but ``target_modules``,
-``modules_to_save`` and ``task_type``, which are the run's as above (and AdaLoRA's ``total_step``); its results
+A config *path* keeps every setting of the file (its rank, its alpha, ...) but ``target_modules`` (and IA3's
+``feedforward_modules``), ``modules_to_save`` and ``task_type``, which are the run's as above (and AdaLoRA's
+``total_step``); PEFT's own method_comparison experiment folders load as they are. Its results
 carry the folder's name (the file's stem when the file is not called ``adapter_config.json``).
 
 Not every PEFT type can be a baseline here; :data:`REFUSED` says why for each one refused, and the
@@ -181,14 +183,17 @@ def build_config(method: PeftMethod, *, r: int, alpha: float, dropout: float, co
                  total_steps: int | None):
     """The PEFT config of ``method`` for one run. ``common``: target_modules, modules_to_save, task_type."""
     cls = config_classes()[method.name]
-    if method.path is not None:
-        keep = {k: v for k, v in method.settings.items() if k not in ("peft_type", *common)}
+    if method.path is not None:  # the file's settings; its modules are replaced by the run's (IA3's feed-forward
+        # modules with them: HoRA adapts attention projections, none of which is feed-forward)
+        keep = {k: v for k, v in method.settings.items() if k not in ("peft_type", "feedforward_modules", *common)}
         settings = {**keep, **common}
     else:
         settings = {**mapped_settings(cls, r=r, alpha=alpha, dropout=dropout), **common}
     if method.name == "adalora":
         settings["total_step"] = total_steps
     known = {f.name for f in fields(cls)}
+    if "feedforward_modules" in known:  # IA3: none of the attention projections HoRA adapts is feed-forward
+        settings["feedforward_modules"] = []
     try:
         return cls(**{k: v for k, v in settings.items() if k in known})
     except (ValueError, TypeError) as exc:  # PEFT's own check of a setting (e.g. a rank its layout refuses)
