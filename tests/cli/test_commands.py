@@ -24,7 +24,7 @@ tiny_csv = _fixtures.tiny_csv
 _isolated_cache = _fixtures._isolated_cache
 
 runner = CliRunner()
-COMMANDS = ["train", "compare", "export", "info", "simulate", "pretrain-vit", "assets", "map"]
+COMMANDS = ["train", "compare", "export", "info", "methods", "simulate", "pretrain-vit", "assets", "map"]
 
 
 def _tiny(tiny_bert, tiny_csv) -> list[str]:
@@ -49,6 +49,20 @@ def test_every_command_has_help():
         sub = runner.invoke(app, [command, "--help"])
         assert sub.exit_code == 0 and "Usage" in sub.output, command
     assert "No pretrained ViT ships" in runner.invoke(app, ["pretrain-vit", "--help"]).output
+
+
+def test_methods_lists_the_harness_methods_every_peft_method_and_the_refused_ones():
+    result = runner.invoke(app, ["methods"])
+    assert result.exit_code == 0, result.output
+    lines = {line.split()[0]: line for line in result.output.splitlines()}
+    assert {"hora", "lora", "hora-jointgen", "loha", "lokr", "ia3", "adalora", "fourierft"} <= set(lines)
+    assert "takes r, alpha; ignores dropout" in lines["loha"]
+    assert "refused: it is a prompt-learning method" in lines["prompt_tuning"]
+
+
+def test_an_unknown_method_names_the_peft_ones(tiny_bert, tiny_csv):
+    _one_line_error(runner.invoke(app, ["train", "--method", "fourierfft", *_tiny(tiny_bert, tiny_csv)]),
+                    "did you mean 'fourierft'", "'hora methods' lists them")
 
 
 def test_version_is_the_installed_distributions():

@@ -5,6 +5,9 @@ by the tests (nothing large is committed). Formats and where they were read: doc
   and a README whose ``configs`` name them), the same columns, ``ClassLabel`` names and ``idx``; test labels -1.
 - Commonsense: LLM-Adapters' JSON lists (``ft-training_set/commonsense_170k.json``, ``dataset/<task>/test.json``)
   of records with ``instruction`` / ``input`` / ``output`` / ``answer``, the instructions in each task's template.
+- MetaMathQA -> GSM8K (PEFT's method comparison): ``MetaMathQA/MetaMathQA-395K.json``, a JSON list of records
+  ``query`` / ``response`` (ending ``The answer is: N``) / ``type`` / ``original_question``, and the Hub layout of
+  ``openai/gsm8k``: ``gsm8k/main/{train,test}-00000-of-00001.parquet`` with ``question`` / ``answer`` (``#### N``).
 - VTAB-1k: NOAH's layout, ``<task>/{train800,val200,train800val200,test}.txt`` lines
   ``images/<split>/000000.jpg <label>`` and the JPEGs.
 
@@ -103,6 +106,71 @@ def write_commonsense(root: Path, per_task_train: int = 6, per_task_test: int = 
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(_commonsense_records(task, per_task_test, 1), indent=4))
     return folder
+
+
+def _sum_question(rng, i: int) -> tuple[str, int, int, int]:
+    a, b = (int(x) for x in rng.integers(1, 20, size=2))
+    return f"Tom has {a} apples and buys {b} more. How many apples does he have? ({i})", a, b, a + b
+
+
+def write_metamathqa(root: Path, n_train: int = 40, n_long: int = 2, n_gsm_train: int = 60,
+                     n_gsm_test: int = 12) -> Path:
+    """``root/peft-metamathqa`` with ``MetaMathQA/`` and ``gsm8k/`` as ``hf download`` writes them; ``n_long``
+    MetaMathQA records are longer than PEFT's 1300-character limit (its filter leaves them out)."""
+    import pandas as pd
+
+    folder, rng = root / "peft-metamathqa", np.random.default_rng(0)
+    records = []
+    for i in range(n_train + n_long):
+        question, a, b, total = _sum_question(rng, i)
+        padding = " He counts again." * (100 if i >= n_train else 0)
+        records.append({"query": question + padding, "response": f"{a} + {b} = {total}.{padding} The answer is: "
+                        f"{total}", "type": "GSM_Rephrased", "original_question": question})
+    (folder / "MetaMathQA").mkdir(parents=True)
+    (folder / "MetaMathQA" / "MetaMathQA-395K.json").write_text(json.dumps(records, indent=4))
+    (folder / "gsm8k" / "main").mkdir(parents=True)
+    for split, n in (("train", n_gsm_train), ("test", n_gsm_test)):
+        rows = [_sum_question(rng, i) for i in range(n)]
+        answers = [f"He has {a}+{b}=<<{a}+{b}={t}>>{t} apples.\n#### {t}" for _, a, b, t in rows]
+        table = pd.DataFrame({"question": [q for q, *_ in rows], "answer": answers})
+        table.to_parquet(folder / "gsm8k" / "main" / f"{split}-00000-of-00001.parquet", index=False)
+    return folder
+
+
+def write_peft_result(folder: Path, experiment: str, test_accuracy: float, accelerator: str = "NVIDIA L40S",
+                      params: int = 9175040, train_time: float = 941.96) -> Path:
+    """One result file of PEFT's ``method_comparison/MetaMathQA/results`` (``<method>--<name>.json``), with the keys
+    and nesting of ``lora--llama-3.2-3B-rank32.json`` at peft@5d602fd (values made up but of the right kinds)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    metrics = [{"step": 250, "valid accuracy": 0.32, "train loss": 0.98, "train samples": 1000, "train time": 29.0,
+                "eval time": 12.2, "tokens / sec": 7299.5, "mem allocated avg": 6.9e9, "mem reserved avg": 1.45e10,
+                "elapsed time": 66.6},
+               {"step": 5000, "test accuracy": test_accuracy, "train loss": 0.55, "train samples": 20000,
+                "train total tokens": 4198051, "forgetting": 0.05}]
+    data = {
+        "run_info": {"created_at": "2026-07-15T05:41:18+00:00", "total_time": train_time + 211.3,
+                     "experiment_name": experiment, "peft_branch": "main",
+                     "train_config": {"model_id": "meta-llama/Llama-3.2-3B", "dtype": "bfloat16", "max_steps": 5000},
+                     "peft_config": {"task_type": "CAUSAL_LM", "peft_type": experiment.split("/")[0].upper(),
+                                     "r": 32, "target_modules": ["v_proj", "q_proj"]},
+                     "error_msg": ""},
+        "train_info": {"accelerator_memory_reserved_avg": 14397338969, "accelerator_memory_max": 22292725760,
+                       "accelerator_memory_reserved_99th": 20120076288, "train_time": train_time,
+                       "file_size": 36715216, "num_trainable_params": params, "num_total_params": 3221924864,
+                       "status": "success", "metrics": metrics},
+        "meta_info": {"model_info": {"sha": "13afe5124825b4f3751f836b40dafda64c1ed062",
+                                     "created_at": "2024-09-18T15:23:48+00:00"},
+                      "dataset_info": {"metamath": {"sha": "aa4f34d3", "created_at": "2023-09-21T17:22:46+00:00"},
+                                       "gsm8k": {"sha": "740312ad", "created_at": "2022-04-12T10:22:10+00:00"}},
+                      "package_info": {"transformers-version": "5.13.1", "peft-version": "0.19.2.dev0",
+                                       "datasets-version": "4.2.0", "bitsandbytes-version": "0.49.2",
+                                       "torch-version": "2.13.0+cu130"},
+                      "system_info": {"system": "Linux", "machine": "x86_64", "accelerator": accelerator},
+                      "pytorch_info": "PyTorch built with: ..."},
+    }
+    path = folder / f"{experiment.replace('/', '--')}.json"
+    path.write_text(json.dumps(data, indent=2))
+    return path
 
 
 VTAB_SPLITS = {"train800": 16, "val200": 8, "test": 12}

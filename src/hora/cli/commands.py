@@ -84,7 +84,8 @@ def grid_interrupted(output: Path) -> typer.Exit:
 def compare(
     settings: dict,
     execution: dict,
-    methods: str = typer.Option("hora,lora", help="Comma list of methods: hora, lora, dora, vera, full."),
+    methods: str = typer.Option("hora,lora", help="Comma list of methods: hora, lora, dora, vera, full, a named "
+                                "variant, any other PEFT method or a PEFT adapter_config.json path ('hora methods')."),
     fractions: str = typer.Option("0.05,0.25,1", help="Comma list of training-data fractions in (0, 1]."),
     seeds: str = typer.Option("0,1,2", help="Comma list of seeds (runs are paired by seed)."),
     lrs: str = typer.Option(None, help="Comma list of learning rates; with several, each method's lr is chosen "
@@ -128,7 +129,8 @@ def study(
     execution: dict,
     preset: str = typer.Option("quick", help="quick (about 10 minutes on 2 cores; checks the pipeline, not "
                                "evidence), full (the protocol of issue 4; hours), or a benchmark: glue, commonsense, "
-                               "vtab1k (GPU; docs/benchmarks.md gives each one's command, downloads and cost)."),
+                               "vtab1k, metamathqa (GPU; docs/benchmarks.md gives each one's command, downloads and "
+                               "cost)."),
     only: str = typer.Option(None, help="Comma list of grids to run: text, decoder, vision, ablations, "
                              "ablations-qkvo; for a benchmark its tasks (e.g. sst2,cola). Default: all."),
     output: Path = typer.Option(Path("runs/study"), help="Folder for each grid's results and study.md."),
@@ -146,7 +148,7 @@ def study(
 ) -> None:
     """Run the evidence study: HoRA against LoRA (equal rank and matched parameters), DoRA, VeRA and the
     identity control on text (MiniLM-L6), a GQA decoder (SmolLM2-135M) and vision (ViT -> MNIST-5k),
-    plus ablations; or a benchmark of the literature (--preset glue|commonsense|vtab1k) with its model.
+    plus ablations; or a benchmark of the literature (--preset glue|commonsense|vtab1k|metamathqa) with its model.
     Learning rates are chosen on validation only. Resumable: rerun the same command to
     continue. Writes OUTPUT/<grid>/{results.csv,summary.md,accuracy_vs_fraction.png} and OUTPUT/study.md.
     """
@@ -179,6 +181,8 @@ def report(
     results: list[Path] = typer.Argument(..., help="One or more results.csv files written by 'hora compare'."),
     output: Path = typer.Option(Path("runs/report"), help="Folder for the merged results.csv, summary.md, plot."),
     title: str = typer.Option("HoRA comparison", help="Heading of summary.md."),
+    peft_results: Path = typer.Option(None, help="PEFT's method_comparison/MetaMathQA/results folder (a clone): "
+                                      "also write OUTPUT/peft_comparison.md, our runs among PEFT's published ones."),
 ) -> None:
     """Summarise one or several comparisons together (e.g. methods run in parallel into separate folders):
     learning rate chosen on validation, mean ± sd, paired differences to LoRA, accuracy-vs-fraction plot."""
@@ -186,7 +190,14 @@ def report(
         from hora.experiments.report import report_runs
 
         summary = report_runs(results, output, title=title)
+        comparison = None
+        if peft_results is not None:
+            from hora.experiments.peft_report import write_comparison
+
+            comparison = write_comparison(results, peft_results, output)
     typer.echo(summary.read_text())
+    if comparison is not None:
+        typer.echo(comparison.read_text())
 
 
 @app.command("map")
@@ -240,6 +251,20 @@ def info(
         rep, modules = hora_parameter_report(model, r=r, alpha=alpha, hidden=hidden, targets=targets)
     print_table(f"HoRA on {model}: r={r}, alpha={alpha:g}, targets {targets} ({modules} modules)",
                 report_rows(rep), headers=("quantity", "value"))
+
+
+@app.command("methods")
+def list_methods() -> None:
+    """List the methods --method/--methods accept: HoRA and its variants, LoRA/DoRA/VeRA/full, every other PEFT
+    method (what each takes of --r, --alpha, --dropout), and the PEFT types refused, with why. A PEFT
+    adapter_config.json (or its folder) is accepted too, named after its folder."""
+    with user_errors():
+        from hora.experiments.methods import available
+
+        rows = available()
+    width = max(len(name) for name, _ in rows)
+    for name, text in rows:
+        typer.echo(f"{name:<{width}}  {text}")
 
 
 @app.command()

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from hora.experiments import commonsense, filelist, tasks
+from hora.experiments import commonsense, filelist, metamathqa, tasks
 from hora.experiments.errors import HoraError
 
 if TYPE_CHECKING:
@@ -47,7 +47,7 @@ TABLE_SUFFIXES = (".csv", ".tsv", ".jsonl", ".ndjson")  # read by tasks.read_tab
 DATASETS_BUILDERS = {".parquet": "parquet", ".json": "json", ".arrow": "arrow"}  # read by datasets
 NO_SPLIT = ("", "none")
 # --prompt-template: name -> the prompt built from the prompt column's text
-PROMPT_TEMPLATES = {"llm-adapters": commonsense.prompt}
+PROMPT_TEMPLATES = {"llm-adapters": commonsense.prompt, "peft-metamathqa": metamathqa.prompt}
 
 
 @dataclass(frozen=True)
@@ -228,6 +228,8 @@ def _read_tables(source: DataSource) -> dict:
         return {"train": _table_file(path, source)}
     if filelist.is_filelist_folder(path, source.train_split):  # images listed in <split>.txt files (VTAB-1k)
         return filelist.read_filelist_folder(path)
+    if metamathqa.is_folder(path):  # MetaMathQA and GSM8K as PEFT's method comparison splits them
+        return metamathqa.read_folder(path)
     shown = is_progress_bar_enabled()
     if path.exists():  # a local source is read in a moment: no "Generating train split" bars (a download keeps them)
         disable_progress_bars()

@@ -2,7 +2,8 @@
 Spearman) of a transformers ``Trainer``'s predictions on an encoded data set (classification or regression), or for
 ``--objective sft`` a score of greedily generated answers: ``exact`` (the generation equals the answer) or
 ``llm-adapters`` (the answer word LLM-Adapters' rule reads from the generation equals the gold one,
-:mod:`hora.experiments.commonsense`)."""
+:mod:`hora.experiments.commonsense`) or ``gsm8k`` (the final number PEFT's MetaMathQA rule reads from the
+generation equals the gold one, :mod:`hora.experiments.metamathqa`)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import numpy as np
 
 from hora.experiments import metrics
 
-ANSWER_METRICS = ("exact", "llm-adapters")
+ANSWER_METRICS = ("exact", "llm-adapters", "gsm8k")
 
 
 def predict(trainer, dataset, regression: bool = False) -> tuple[np.ndarray, np.ndarray]:
@@ -35,6 +36,16 @@ def accuracy(trainer, dataset) -> float:
     """The fraction of ``dataset`` that ``trainer``'s model classifies right (argmax of the logits); NaN for an
     empty data set."""
     return score(trainer, dataset, "accuracy")
+
+
+def generation_budget(metric: str, tokenizer, answers: Sequence[str]) -> int:
+    """New tokens generated per prompt: PEFT's MetaMathQA cap for ``gsm8k`` (a worked solution), else the
+    longest answer's tokens (:func:`answer_tokens`)."""
+    if metric == "gsm8k":
+        from hora.experiments import metamathqa
+
+        return metamathqa.MAX_NEW_TOKENS
+    return answer_tokens(tokenizer, answers)
 
 
 def answer_tokens(tokenizer, answers: Sequence[str]) -> int:
@@ -82,11 +93,15 @@ def exact_match(model, tokenizer, prompts: Sequence[str], answers: Sequence[str]
 
 def answer_score(metric: str, model, tokenizer, prompts: Sequence[str], answers: Sequence[str],
                  batch_size: int = 64, max_new_tokens: int | None = None, task: str | None = None) -> float:
-    """``metric`` (``exact`` or ``llm-adapters``; ``task``: the commonsense task whose answer pattern applies,
-    default the one of each gold answer) of the answers generated after ``prompts``. NaN for no prompts."""
+    """``metric`` (``exact``, ``llm-adapters`` or ``gsm8k``; ``task``: the commonsense task whose answer pattern
+    applies, default the one of each gold answer) of the answers generated after ``prompts``. NaN for no prompts."""
     if len(prompts) == 0:
         return float("nan")
     texts = generate(model, tokenizer, prompts, batch_size, max_new_tokens or answer_tokens(tokenizer, answers))
+    if metric == "gsm8k":
+        from hora.experiments import metamathqa
+
+        return metamathqa.accuracy(texts, list(answers))
     if metric == "llm-adapters":
         from hora.experiments import commonsense
 

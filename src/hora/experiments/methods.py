@@ -5,6 +5,8 @@
 ``dora``  ``peft.LoraConfig(use_dora=True)``
 ``vera``  ``peft.VeraConfig`` (same rank as the others; VeRA's own papers use far larger ranks)
 ``full``  full fine-tuning, every weight trainable
+any other PEFT method, by name (``loha``, ``lokr``, ``ia3``, ...) or as an adapter config path: its PEFT config
+          class (:mod:`hora.experiments.peft_methods`, which says what each takes and ignores)
 
 Every adapter method targets exactly the same modules, the attention projections found by
 ``hora.find_attention_targets`` (default q and v), and trains and saves the classification head
@@ -17,26 +19,39 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from hora.experiments import variants
+from hora.experiments import peft_methods, variants
 from hora.experiments.errors import HoraError
 from hora.projections import PROJECTIONS
 
 METHODS = ("hora", "lora", "dora", "vera", "full")
-ADAPTER_METHODS = ("hora", "lora", "dora", "vera")
 # Defaults when no --lr is given, chosen for a few hundred steps of Adam on a small encoder.
 # They are reasonable starting points, not tuned per method: pass --lrs to compare to choose on validation.
-DEFAULT_LR = {"hora": 1e-3, "lora": 1e-3, "dora": 1e-3, "vera": 1e-2, "full": 5e-5}
+# Another PEFT method starts at PEFT_LR, IA3 (it trains scaling vectors only, as VeRA) at 1e-2.
+DEFAULT_LR = {"hora": 1e-3, "lora": 1e-3, "dora": 1e-3, "vera": 1e-2, "full": 5e-5, "ia3": 1e-2}
+PEFT_LR = 1e-3
 
 
-def check_method(method: str) -> str:
-    """A method or a named variant of one (see :mod:`hora.experiments.variants`)."""
-    variants.resolve(method)
+def check_method(method: str, epochs: float | None = None) -> str:
+    """A method, a named variant of one (see :mod:`hora.experiments.variants`) or a PEFT method (by name or
+    config path) that can run with ``epochs``."""
+    variant = variants.resolve(method)
+    if variant.peft is not None:
+        peft_methods.check_run(variant.peft, epochs)
     return method
 
 
 def default_lr(method: str) -> float:
     """The default learning rate of a method or variant (that of its base method)."""
-    return DEFAULT_LR[variants.resolve(method).method]
+    variant = variants.resolve(method)
+    if variant.peft is not None:
+        return DEFAULT_LR.get(variant.peft.name, PEFT_LR)
+    return DEFAULT_LR[variant.method]
+
+
+def method_label(method: str) -> str:
+    """What results call ``method``: itself, or for a PEFT adapter config path its folder's name."""
+    peft = variants.resolve(method).peft
+    return peft.label if peft is not None else method
 
 
 def parse_projections(targets: str | None) -> tuple[str, ...]:
@@ -49,6 +64,18 @@ def parse_projections(targets: str | None) -> tuple[str, ...]:
         raise HoraError(f"unknown projection(s) {','.join(bad) or targets!r}: "
                         f"use a comma list of {','.join(PROJECTIONS)}")
     return projs
+
+
+def available() -> list[tuple[str, str]]:
+    """(name, what it is) for every method ``--methods`` accepts by name: the harness's own and its named variants,
+    every other PEFT method (what it takes of r, alpha and dropout), then PEFT's types that are refused, and why."""
+    import hora  # noqa: F401  (HoRA in PEFT's table: a HORA adapter config is accepted as a path)
+
+    rows = [(name, v.description) for name, v in variants.VARIANTS.items()]
+    rows += [(name, "PEFT " + peft_methods.describe(name, cls)) for name, cls in peft_methods.supported().items()]
+    rows += [(name, f"refused: {reason}") for name, cls in peft_methods.config_classes().items()
+             if name not in peft_methods.OWN and (reason := peft_methods.refusal(name, cls)) is not None]
+    return rows
 
 
 def attention_targets(model, projections: tuple[str, ...] = ("q", "v")) -> list[str]:
@@ -70,16 +97,19 @@ def attention_targets(model, projections: tuple[str, ...] = ("q", "v")) -> list[
 def build_adapted_model(method: str, model, *, r: int = 8, alpha: float = 16.0, dropout: float = 0.0,
                         hidden: int | None = None, projections: tuple[str, ...] = ("q", "v"),
                         kind: str = "text", head_modules: list[str] | None = None,
-                        hora_options: dict | None = None, objective: str = "classify"):
-    """Wrap ``model`` for ``method``; returns (model, info) with info holding the targets.
+                        hora_options: dict | None = None, objective: str = "classify",
+                        total_steps: int | None = None):
+    """Wrap ``model`` for ``method``; returns (model, info) with info holding the targets and the Trainer
+    ``callbacks`` the method needs.
 
     ``head_modules``: the classification head's module names, trained fully and saved with the adapter.
     ``objective``: "classify" (PEFT task type SEQ_CLS for text) or "sft" (CAUSAL_LM).
+    ``total_steps``: the run's optimiser steps (AdaLoRA's schedule reads them).
     """
     variant = variants.resolve(method)
     method = variant.method
     hora_options = {"hidden": hidden, **variant.options, **(hora_options or {})}
-    info: dict = {"method": method}
+    info: dict = {"method": method, "callbacks": []}
     if method == "full":
         for p in model.parameters():
             p.requires_grad_(True)
@@ -95,7 +125,12 @@ def build_adapted_model(method: str, model, *, r: int = 8, alpha: float = 16.0, 
     task_type = "CAUSAL_LM" if objective == "sft" else "SEQ_CLS" if kind == "text" else None
     common = {"target_modules": targets, "modules_to_save": list(head_modules or []) or None,
               "task_type": task_type}
-    if method == "hora":
+    if variant.peft is not None:  # another PEFT method: its own config class
+        cfg = peft_methods.build_config(variant.peft, r=r, alpha=alpha, dropout=dropout, common=common,
+                                        total_steps=total_steps)
+        info["callbacks"] = peft_methods.callbacks(variant.peft)
+        return peft_methods.adapt(variant.peft, model, cfg), info
+    elif method == "hora":
         try:
             cfg = hora.HoraConfig(r=r, alpha=alpha, dropout=dropout, **common, **hora_options)
         except ValueError as exc:  # the library's check of a setting the user gave (e.g. --hidden 0)
@@ -155,7 +190,7 @@ def load_trained(adapter_dir: str | Path):
     """
     adapter_dir = Path(adapter_dir)
     meta, base_method = read_run(adapter_dir)
-    if base_method not in ADAPTER_METHODS:
+    if base_method == "full":
         raise HoraError(f"{adapter_dir} holds a '{meta.get('method')}' run, which has no adapter to load")
     if not (adapter_dir / "adapter_config.json").is_file():
         raise HoraError(f"{adapter_dir} has no adapter_config.json (was it trained with --no-save?)")

@@ -7,11 +7,14 @@ one row per method, one column per task and the average.
     glue         RoBERTa-base on SST-2, MRPC, CoLA, QNLI, RTE, STS-B (nyu-mll/glue), the LoRA paper's recipe
     commonsense  a decoder fine-tuned once on commonsense_170k, scored on eight test sets by LLM-Adapters' rule
     vtab1k       ViT-B/16 (ImageNet-21k) on the 19 VTAB-1k tasks, NOAH's data layout
+    metamathqa   PEFT's own method comparison: Llama-3.2-3B trained on MetaMathQA, scored on GSM8K, PEFT's
+                 training parameters read from a copy of its defaults file (:mod:`hora.experiments.metamathqa`)
 
 Where each format, recipe and number was read: docs/benchmarks.md. A task's settings may name the data root as
 ``{root}``: the benchmark's published layout on disk or its Hub ID (``--data-root`` replaces the default).
 
-Cost estimate (:func:`estimate_hours`): training processes ``epochs x n_train x tokens`` tokens (images: 197
+Cost estimate (:func:`estimate_hours`): training processes ``epochs x n_train x tokens`` tokens (with ``steps``:
+``steps x batch x tokens``) (images: 197
 patch tokens each for a ViT-B/16 at 224 px), evaluation ``n_val + n_test`` examples forward only (a third of a
 training token's cost) plus, for generated answers, ``new_tokens`` decoding steps per example counted as tokens.
 Time = tokens x parameters / RATE + optimiser steps x STEP_OVERHEAD. RATE = 7e13 parameter-tokens per second is
@@ -30,7 +33,7 @@ import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from hora.experiments import commonsense
+from hora.experiments import commonsense, metamathqa
 from hora.experiments.errors import HoraError
 
 RATE = 7e13  # parameter-tokens per second of a training step, one H200, bfloat16 (see the module docstring)
@@ -74,6 +77,7 @@ class Benchmark:
     test_sets: tuple[str, ...] = ()
     groups: tuple[str, ...] = ()  # the average is the mean of the groups' means when given (VTAB-1k)
     fetch: str = ""  # how to get the data folder, for a benchmark whose data root must be a local folder
+    peft_results: bool = False  # also write each run as PEFT's method-comparison result JSON (adapters saved)
 
     def check_root(self, root: str | None) -> str:
         """The data root to use; for a benchmark read from a local folder, a one-line error saying how to get it
@@ -119,10 +123,11 @@ class Benchmark:
 def estimate_hours(benchmark: Benchmark, task: Task) -> float:
     """GPU-hours of one run of ``task`` with the recipe's epochs and batch (see the module docstring)."""
     settings = {**benchmark.settings, **task.settings}
-    epochs, batch = settings.get("epochs", 1.0), settings.get("batch_size", 32)
-    train_tokens = epochs * task.n_train * task.tokens
+    epochs, batch = settings.get("epochs") or 1.0, settings.get("batch_size", 32)
+    examples = settings["steps"] * batch if settings.get("steps") else epochs * task.n_train
+    train_tokens = examples * task.tokens
     eval_tokens = task.n_eval * (task.tokens * EVAL_COST + task.new_tokens)
-    steps = math.ceil(epochs * task.n_train / batch)
+    steps = math.ceil(examples / batch)
     return ((train_tokens + eval_tokens) * benchmark.params / RATE + steps * STEP_OVERHEAD) / 3600
 
 
@@ -209,7 +214,33 @@ VTAB1K = Benchmark(
     fetch="build it with NOAH's data/vtab-source/get_vtab1k.py, see docs/benchmarks.md",
 )
 
-BENCHMARKS: dict[str, Benchmark] = {b.name: b for b in (GLUE, COMMONSENSE, VTAB1K)}
+# --------------------------------------------------------------------------- PEFT's MetaMathQA -> GSM8K
+
+# PEFT's method_comparison/MetaMathQA (docs/benchmarks.md: where read): its default_training_params.json as data
+# (model, steps, batch, max length, lr 1e-4 with weight decay 0.1, cosine, bf16, eval batch), warm-up 10 % (utils.py),
+# LoRA r 32 alpha 64 on q/v (experiments/lora/llama-3.2-3B-rank32). Our protocol adds seeds and an lr grid around
+# PEFT's 1e-4. Sizes: MetaMathQA after the 1300-character filter (93.8 % of 395k, data.py), 50 + 1319 GSM8K
+# questions; tokens: PEFT's LoRA run reports 4,198,051 training tokens for 20,000 examples (about 210 each); a
+# GSM8K prompt is about 80 tokens; generation is capped at 300 new tokens (an upper bound of the decoding cost).
+_MMQA = metamathqa.TRAINING_PARAMS
+METAMATHQA = Benchmark(
+    name="metamathqa", title="PEFT's method comparison: MetaMathQA -> GSM8K", model=_MMQA["model_id"], params=3.2e9,
+    root="peft-metamathqa",
+    tasks=(Task("gsm8k", dict(dataset="{root}"), n_train=int(0.938 * 395000), n_eval=50 + 1319, tokens=210,
+                new_tokens=metamathqa.MAX_NEW_TOKENS),),
+    settings=dict(objective="sft", prompt_column="query", answer_column="response", prompt_template="peft-metamathqa",
+                  metric="gsm8k", r=32, alpha=64.0, targets="q,v", epochs=None, steps=_MMQA["max_steps"],
+                  batch_size=_MMQA["batch_size"], eval_batch_size=_MMQA["batch_size_eval"],
+                  max_length=_MMQA["max_seq_length"], lr_scheduler=_MMQA["lr_scheduler"],
+                  weight_decay=_MMQA["optimizer_kwargs"]["weight_decay"], warmup_ratio=metamathqa.WARMUP_RATIO,
+                  bf16=_MMQA["dtype"] == "bfloat16", gradient_checkpointing=_MMQA["use_gc"]),
+    lrs=(_MMQA["optimizer_kwargs"]["lr"], 2e-4, 4e-4), seeds=(0, 1, 2), methods=("hora", "lora"),
+    fetch="hf download meta-math/MetaMathQA --repo-type dataset --local-dir peft-metamathqa/MetaMathQA && "
+          "hf download openai/gsm8k --repo-type dataset --local-dir peft-metamathqa/gsm8k",
+    peft_results=True,
+)
+
+BENCHMARKS: dict[str, Benchmark] = {b.name: b for b in (GLUE, COMMONSENSE, VTAB1K, METAMATHQA)}
 
 
 def benchmark(name: str) -> Benchmark:

@@ -30,6 +30,7 @@ at which each method's mean test accuracy reaches LoRA's full-data mean.
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -62,6 +63,7 @@ class Grid:
     tune_seeds: tuple[int, ...] | None = None
     lr_grid: tuple[float, ...] | None = None  # absolute lrs tried by every method, instead of the factors
     test_sets: tuple[str, ...] = ()  # the names of further test sets each run scores (settings' test_sets)
+    save_adapters: bool = False  # save every run's adapter (a benchmark whose result files report its size)
 
     def lrs(self) -> dict[str, list[float]]:
         """Each method's lr grid: ``lr_grid``, else its default lr times each factor."""
@@ -117,7 +119,7 @@ def benchmark_grids(name: str, root: str | None = None, overrides: dict | None =
     root = b.check_root(root)
     return [Grid(task.name, f"{b.title}: {task.name}", b.methods, (1.0,), b.seeds,
                  b.task_settings(task, root, overrides), tune_seeds=b.tune_seeds, lr_grid=b.lrs,
-                 test_sets=b.test_sets) for task in b.tasks]
+                 test_sets=b.test_sets, save_adapters=b.peft_results) for task in b.tasks]
 
 
 def select_grids(preset: str, only: list[str] | None = None, root: str | None = None,
@@ -177,6 +179,19 @@ def _grid_section(grid: Grid, output: Path, df: pd.DataFrame) -> list[str]:
             "", f"![{grid.name}]({grid.name}/accuracy_vs_fraction.png)", ""]
 
 
+def _peft_results(df: pd.DataFrame, folder: Path) -> list[str]:
+    """Each selected run (the lr chosen on validation, every seed) as PEFT's result JSON in ``folder``; the line of
+    study.md that says where."""
+    from hora.experiments.metamathqa import RunRecord, write_results
+
+    runs = [Path(d) for d in df.loc[df["selected"], "run_dir"]]
+    records = [RunRecord(json.loads((d / "metrics.json").read_text()), d) for d in runs]
+    written = write_results(records, folder)
+    return [f"{len(written)} runs written as PEFT's method-comparison result files into "
+            f"`{folder.parent.name}/{folder.name}/` "
+            f"(`hora report --peft-results DIR` sets them beside PEFT's published ones).", ""]
+
+
 def _task_tables(grid: Grid, df: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """The results of each task a grid scores: its own test split, or (with further test sets, e.g. the
     commonsense preset's eight) one table per test set, its score as the ``accuracy`` column."""
@@ -216,6 +231,7 @@ def run_study(preset: str, output: str | Path, only: list[str] | None = None, pr
         try:
             df = run_compare(base, list(grid.methods), list(grid.fractions), list(grid.seeds), output / grid.name,
                              lrs=grid.lrs(), progress=progress, executor=executor,
+                             save_adapters=grid.save_adapters,
                              tune_seeds=list(grid.tune_seeds) if grid.tune_seeds else None,
                              reuse_from=[output / name for name in every if name != grid.name])
         except RunsFailed as exc:  # the other grids go on
@@ -226,6 +242,8 @@ def run_study(preset: str, output: str | Path, only: list[str] | None = None, pr
                 continue
             df = exc.results
         sections += _grid_section(grid, output, df)
+        if preset in presets.BENCHMARKS and presets.BENCHMARKS[preset].peft_results:
+            sections += _peft_results(df, output / grid.name / "peft_results")
         for name, table in _task_tables(grid, df).items():
             if name != grid.name:  # a further test set: its own summary and plot, in the compare format
                 report.write_report(table, output / grid.name / name, title=f"{grid.title}: {name}")

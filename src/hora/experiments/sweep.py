@@ -69,7 +69,7 @@ def _tuning_seeds(seeds: list[int], tune_seeds: list[int] | None, n_lrs: int) ->
 
 
 def run_name(method: str, fraction: float, lr: float, seed: int) -> str:
-    return f"{method}_f{fraction:g}_lr{lr:g}_s{seed}"
+    return f"{methods.method_label(method)}_f{fraction:g}_lr{lr:g}_s{seed}"
 
 
 def _finished(run_dir: Path, cfg: TrainConfig) -> dict | None:

@@ -55,7 +55,7 @@ from hora.experiments import (
     variants,
 )
 from hora.experiments.errors import HoraError, HoraWarning, TrainingInterrupted
-from hora.experiments.evaluation import answer_score, answer_tokens
+from hora.experiments.evaluation import answer_score, generation_budget
 from hora.experiments.train_config import RECORDED, TRAJECTORY, TrainConfig, world_size
 from hora.io import atomic_save_files, atomic_write_json
 
@@ -218,7 +218,7 @@ def adapted_model(cfg: TrainConfig, data: tasks.TaskData, base: BaseModel):
     return methods.build_adapted_model(
         cfg.method, model, r=cfg.r, alpha=cfg.alpha, dropout=cfg.dropout, hidden=cfg.hidden,
         projections=methods.parse_projections(cfg.targets), kind=data.kind, head_modules=heads,
-        objective=cfg.objective)
+        objective=cfg.objective, total_steps=cfg.steps if cfg.epochs is None else None)
 
 
 def training_arguments(cfg: TrainConfig, output_dir: Path, n_train: int, save_every: int | None,
@@ -356,7 +356,7 @@ def evaluate(cfg: TrainConfig, trainer, data: tasks.TaskData, encoded: Encoded, 
     if sft is not None:
         model = trainer.accelerator.unwrap_model(trainer.model)
         answers = [a for d in (data, *encoded.tests.values()) for a in (d.answers if hasattr(d, "answers") else [])]
-        budget = answer_tokens(encoded.tokenizer, answers or data.answers)  # the longest answer of the task
+        budget = generation_budget(metric, encoded.tokenizer, answers or data.answers)  # longest answer, or cap
 
         def score(ds, task=None):
             return answer_score(metric, model, encoded.tokenizer, ds.prompts, ds.answers, cfg.eval_batch_size,
@@ -409,7 +409,7 @@ def train(cfg: TrainConfig, splits: tasks.Splits | None = None, callbacks: Seque
     try:
         arguments = training_arguments(cfg, scratch or Path(cfg.output) / CHECKPOINTS, len(encoded.train),
                                        save_every, data.kind)
-        trainer = make_trainer(cfg, model, encoded, arguments, callbacks, sft)
+        trainer = make_trainer(cfg, model, encoded, arguments, [*callbacks, *info["callbacks"]], sft)
         train_seconds = run_training(cfg, trainer, resume_from, save_every)
         train_loss = trainer.mean_train_loss()
         t1 = time.perf_counter()
@@ -423,6 +423,7 @@ def train(cfg: TrainConfig, splits: tasks.Splits | None = None, callbacks: Seque
     metrics = {
         **cfg.settings(RECORDED),  # every setting that fixes the run or its scores, as given (lr resolved)
         **scores,
+        "method": methods.method_label(cfg.method),  # a PEFT config path: its folder's name
         "trainable_params": int(trainable),
         "total_params": int(total),
         "train_seconds": round(train_seconds, 3),
@@ -442,6 +443,7 @@ def train(cfg: TrainConfig, splits: tasks.Splits | None = None, callbacks: Seque
         "n_test": len(encoded.test),
         "targets": info["targets"],  # the adapted modules' names
         "device": str(next(model.parameters()).device),
+        "accelerator_memory_max": torch.cuda.max_memory_reserved() if torch.cuda.is_available() else None,
         "torch_threads": torch.get_num_threads(),
         "base_method": variants.resolve(cfg.method).method,  # a named variant counts as its base method
     }

@@ -43,7 +43,9 @@ def setting(default: Any = MISSING, *, help: str, role: str | None = None, comma
                  metadata={"help": help, "role": role, "commands": commands, "aliases": aliases})
 
 
-METHOD_HELP = "hora, lora, dora, vera, full, or a named variant (see docs/results.md)."
+METHOD_HELP = ("hora, lora, dora, vera, full, a named variant (see docs/results.md), another PEFT method by name "
+               "(loha, lokr, ia3, adalora, fourierft, ...: 'hora methods' lists them) or a PEFT adapter config "
+               "(a folder holding adapter_config.json, or the JSON file; results carry the folder's name).")
 MODEL_HELP = ("minilm (all-MiniLM-L6-v2 encoder, default for text), smollm2 (SmolLM2-135M-Instruct decoder, "
               "GQA), vit (small ViT pre-trained here by 'hora pretrain-vit'; default for images), "
               "a local Hugging Face model folder, or a Hub ID (ORG/NAME, see --revision; a timm model's too, "
@@ -60,8 +62,8 @@ DATASET_HELP = ("Your own data through the datasets library: a Hub dataset ID (O
 SPLIT_HELP = "Split of --dataset {} ('none': take it from the train split by the fixed split rule)."
 METRIC_HELP = ("The score that chooses the learning rate and is reported: accuracy, f1, matthews (classification; "
                "default accuracy), pearson, spearman (regression; default pearson); with --objective sft exact "
-               "(default: the greedy answer equals the answer) or llm-adapters (the answer word read from the "
-               "generation by LLM-Adapters' rule).")
+               "(default: the greedy answer equals the answer), llm-adapters (the answer word read from the "
+               "generation by LLM-Adapters' rule) or gsm8k (the final number read by PEFT's MetaMathQA rule).")
 OBJECTIVE_HELP = ("classify (default: a new linear head classifies each text) or sft (decoders only: the model "
                   "learns to generate the answer after a prompt, through TRL's SFTTrainer, loss on the answer only; "
                   "accuracy is then the exact-match rate of the greedy answer).")
@@ -98,7 +100,8 @@ class TrainConfig:
                                  "does not end with one).", role=TRAJECTORY)
     prompt_template: str | None = setting(None, help="With --objective sft: a named template that turns the prompt "
                                           "column into the prompt: llm-adapters (LLM-Adapters' instruction "
-                                          "prompt, docs/benchmarks.md). Default: the prompt column as written.",
+                                          "prompt) or peft-metamathqa (PEFT's MetaMathQA query template), "
+                                          "docs/benchmarks.md. Default: the prompt column as written.",
                                           role=TRAJECTORY)
     metric: str | None = setting(None, help=METRIC_HELP, role=EVALUATION)
     test_sets: str | None = setting(None, help="Further test sets, each scored after training like the test split: "
@@ -171,7 +174,7 @@ class TrainConfig:
 
     def _check(self) -> None:
         """Every setting's check, with a one-line HoraError that names the option."""
-        methods.check_method(self.method)
+        methods.check_method(self.method, self.epochs)
         self._check_data()
         if self.model is not None and self.model not in models.MODELS:
             _check_hub_or_folder(self.model, "model", f"use one of {', '.join(models.MODELS)}, a local model folder "

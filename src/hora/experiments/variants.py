@@ -7,18 +7,22 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from hora.experiments import peft_methods
 from hora.experiments.errors import HoraError, did_you_mean
+from hora.experiments.peft_methods import PeftMethod
 
 
 @dataclass(frozen=True)
 class Variant:
     """``method`` (hora, lora, dora, vera, full) with HoraConfig ``options``; ``match_hora`` (the name of a
-    HoRA variant) gives LoRA the smallest rank whose parameter count reaches that variant's at the run's rank."""
+    HoRA variant) gives LoRA the smallest rank whose parameter count reaches that variant's at the run's rank.
+    For another PEFT method (by name or config path), ``method`` is its PEFT type's name and ``peft`` says which."""
 
     method: str
     description: str
     options: dict = field(default_factory=dict)
     match_hora: str | None = None
+    peft: PeftMethod | None = None  # a PEFT method by name or adapter config path (:mod:`peft_methods`)
 
 
 VARIANTS: dict[str, Variant] = {
@@ -64,12 +68,18 @@ VARIANTS: dict[str, Variant] = {
 
 
 def resolve(name: str) -> Variant:
-    """The variant called ``name``, or a one-line error with the closest names and the base methods."""
-    if name not in VARIANTS:
-        bases = ", ".join(dict.fromkeys(v.method for v in VARIANTS.values()))
-        raise HoraError(f"unknown method '{name}'; {did_you_mean(name, VARIANTS)}methods: {bases}, or a named "
-                        "variant such as hora-jointgen or lora-matched (all listed in the README, 'Command line')")
-    return VARIANTS[name]
+    """The variant called ``name``, else the PEFT method it names (a PEFT type or an adapter config path), or a
+    one-line error with the closest names and the base methods."""
+    if name in VARIANTS:
+        return VARIANTS[name]
+    peft = peft_methods.resolve(name)
+    if peft is not None:
+        return Variant(peft.name, f"PEFT {peft.peft_type}" + (f" from {peft.path}" if peft.path else ""), peft=peft)
+    bases = ", ".join(dict.fromkeys(v.method for v in VARIANTS.values()))
+    close = did_you_mean(name, VARIANTS) or did_you_mean(name, peft_methods.supported())  # ours first
+    raise HoraError(f"unknown method '{name}'; {close}"
+                    f"methods: {bases}, a named variant such as hora-jointgen or lora-matched, a PEFT method "
+                    "(loha, lokr, ia3, ...: 'hora methods' lists them) or a PEFT adapter_config.json path")
 
 
 def matched_rank(r: int, hora_params: int, lora_params_at_r: int) -> int:
