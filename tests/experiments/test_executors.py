@@ -111,7 +111,7 @@ def test_a_grid_on_ray_gives_the_sequential_results_and_choices(cluster, base, s
     # the tuning stage: both lrs on seed 0; seed 1 only at the lr chosen on validation
     for _, cell in sequential.groupby("method"):
         assert sorted(cell[cell["seed"] == 0]["lr"]) == [1e-3, 1e-2]
-        best = cell[cell["seed"] == 0].set_index("lr")["val_accuracy"].idxmax()
+        best = cell[cell["seed"] == 0].set_index("lr")["val_score"].idxmax()
         assert list(cell[cell["seed"] == 1]["lr"]) == [best]
     threads = {json.loads(p.read_text())["torch_threads"] for p in out.glob("runs/*/metrics.json")}
     assert threads == {1}

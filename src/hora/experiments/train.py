@@ -347,7 +347,8 @@ def evaluate(cfg: TrainConfig, trainer, data: tasks.TaskData, encoded: Encoded, 
     """The run's scores by its metric (``--metric``, :meth:`TrainConfig.resolved_metric`) on validation, test and
     each further test set (``test_NAME``): a metric of the predictions (classification, regression) or of the
     greedily generated answers (``sft``, with the longest answer's token budget). With further test sets and no
-    test split, the test score (``accuracy``) is their mean. Scores are fractions (correlations in [-1, 1])."""
+    test split, the test score (``accuracy``) is their mean. Scores are fractions (correlations in [-1, 1]). A
+    classification also records ``predicted_classes``, the number of distinct classes it predicted on test."""
     metric = cfg.resolved_metric(data.regression)
     extra: dict = {}
     if sft is not None:
@@ -357,14 +358,17 @@ def evaluate(cfg: TrainConfig, trainer, data: tasks.TaskData, encoded: Encoded, 
 
         def score(ds, task=None):
             return answer_score(metric, model, encoded.tokenizer, ds.prompts, ds.answers, cfg.eval_batch_size,
-                                budget, task)
+                                budget, task), None
         extra["max_new_tokens"] = budget
     else:
         def score(ds, task=None):
-            return evaluation.score(trainer, ds, metric, data.regression)
-    scores = {"metric": metric, "accuracy": score(encoded.test), "val_accuracy": score(encoded.val), **extra}
+            return evaluation.score_and_classes(trainer, ds, metric, data.regression)
+    test, classes = score(encoded.test)
+    scores = {"metric": metric, "accuracy": test, "val_accuracy": score(encoded.val)[0], **extra}
+    if classes is not None:
+        scores["predicted_classes"] = classes
     for name, ds in encoded.tests.items():
-        scores[f"test_{name}"] = score(ds, name)
+        scores[f"test_{name}"] = score(ds, name)[0]
     if encoded.tests and len(encoded.test) == 0:
         scores["accuracy"] = float(np.mean([scores[f"test_{name}"] for name in encoded.tests]))
     return scores
