@@ -382,14 +382,14 @@ def train(cfg: TrainConfig, splits: tasks.Splits | None = None, callbacks: Seque
     (e.g. :mod:`hora.experiments.dynamics`' update recorder).
     """
     check_output(cfg)
+    source = datasource.DataSource.of(cfg)
+    base = resolve_base_model(cfg, source.kind)  # before torch and the Trainer load: a wrong --model fails at once
     import torch
 
     warn_if_fsdp_falls_back(torch.cuda.is_available())
     quiet.quiet_libraries()
     t_start = time.perf_counter()
     resume_from, save_every = resume_point(cfg)
-    source = datasource.DataSource.of(cfg)
-    base = resolve_base_model(cfg, source.kind)
     if splits is None:
         splits = datasource.load_splits(source)
     data = splits.data
