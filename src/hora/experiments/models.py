@@ -228,9 +228,11 @@ def offline_model(name: str = "minilm") -> str:
 
 
 def load_tokenizer(ref: str | Path, revision: str | None = None):
+    """The tokenizer of ``ref``: a decoder pads with EOS; its "sequence length is longer than the specified
+    maximum" note is off (the harness reports truncation itself, :func:`quiet.no_token_length_note`)."""
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(ref, **source_kwargs(ref, revision))
+    tok = quiet.no_token_length_note(AutoTokenizer.from_pretrained(ref, **source_kwargs(ref, revision)))
     if tok.pad_token is None:  # decoders (SmolLM2, Llama): pad with EOS, see the module docstring
         tok.pad_token = tok.eos_token
     return tok
