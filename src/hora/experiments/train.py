@@ -437,6 +437,7 @@ def train(cfg: TrainConfig, splits: tasks.Splits | None = None, callbacks: Seque
         "kind": data.kind,
         "regression": data.regression,
         "label_names": list(data.label_names) if sft is None else [],  # sft: answers, not classes
+        "dropped_rows": dict(data.dropped),  # rows left out of the source: empty text or label, by reason
         "steps": steps_done,  # the steps taken (set by --epochs when given)
         "n_train": len(encoded.train),
         "n_val": len(encoded.val),
