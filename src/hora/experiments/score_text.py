@@ -22,7 +22,7 @@ METRICS = {
     "pearson": ("Pearson correlation", False),
     "spearman": ("Spearman correlation", False),
     "exact": ("exact match of the greedy answer", True),
-    "llm-adapters": ("accuracy (LLM-Adapters' answer rule)", True),
+    "llm-adapters": ("LLM-Adapters answer accuracy", True),
 }
 
 ONE_CLASS = "predicts one class: the comparison says nothing"
