@@ -218,14 +218,13 @@ def _one_class_grid(lora_classes: int) -> pd.DataFrame:
     """Every hora run predicts one class; lora's runs predict ``lora_classes`` classes."""
     return pd.DataFrame({"method": ["hora", "hora", "lora", "lora"], "fraction": [0.5] * 4, "seed": [0, 1, 0, 1],
                          "lr": [1e-3] * 4, "score": [0.5469] * 4, "val_score": [0.5781] * 4,
-                         "metric": ["accuracy"] * 4, "predicted_classes": [1, 1, lora_classes, lora_classes],
-                         "run_dir": [f"runs/{m}_f0.5_lr0.001_s{s}" for m in ("hora", "lora") for s in (0, 1)]})
+                         "metric": ["accuracy"] * 4, "predicted_classes": [1, 1, lora_classes, lora_classes]})
 
 
 def test_summary_flags_runs_that_predict_one_class_and_a_difference_made_only_of_them():
     md = report.summary_markdown(_one_class_grid(1))
     assert "**4 of 4 reported runs predict one class on test: the comparison says nothing about them**" in md
-    assert "hora_f0.5_lr0.001_s0" in md and "(2 of 2 predict one class)" in md
+    assert "hora at fraction 0.5, seed 0" in md and "(2 of 2 predict one class)" in md
     assert "| 0.5 | 2 | +0.00 (every run in it predicts one class: the comparison says nothing) |" in md
     md = report.summary_markdown(_one_class_grid(2))  # LoRA's runs tell the classes apart: the difference counts
     assert "**2 of 4 reported runs" in md and "| 0.5 | 2 | +0.00 |" in md

@@ -207,7 +207,8 @@ def summary_markdown(df: pd.DataFrame, title: str = "HoRA comparison", context: 
         lines.append(f"**{len(one_class)} of {len(reported)} reported runs predict one "
                      "class on test: the comparison says nothing about them** (the same class for every test "
                      "example; marked below; train longer, with more data or another lr): "
-                     + ", ".join(Path(str(d)).name for d in one_class.get("run_dir", one_class["method"])) + ".")
+                     + ", ".join(f"{r.method} at fraction {r.fraction:g}, seed {r.seed}"
+                                 for r in one_class.itertuples()) + ".")
     lines.append("")
     diag_cols = [c for c in summ.columns if c.startswith("diag_")]
     unit = f" ({score_text.unit(metric)})" if score_text.is_rate(metric) else ""
