@@ -105,12 +105,15 @@ def compare(
     an interrupted comparison resumes where it stopped.
     """
     with user_errors():
-        from hora.experiments import sweep
-        from hora.experiments.executors import ExecutionSettings, open_executor
         from hora.experiments.train_config import TrainConfig
 
+        # checked before pandas, scipy and torch load (a misspelt --model fails at once); a diverged run is a
+        # result, not an error
+        base = TrainConfig(**settings, stop_on_nan=False)
+        from hora.experiments import sweep
+        from hora.experiments.executors import ExecutionSettings, open_executor
+
         grid = sweep.parse_grid(methods=methods, fractions=fractions, seeds=seeds, lrs=lrs, tune_seeds=tune_seeds)
-        base = TrainConfig(**settings, stop_on_nan=False)  # a diverged run is a result, not an error
         try:
             with open_executor(ExecutionSettings(**execution)) as executor:
                 df = sweep.run_compare(base, output=output, save_adapters=save_adapters, progress=progress,
