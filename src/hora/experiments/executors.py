@@ -204,7 +204,7 @@ def import_ray() -> Any:
     return ray
 
 
-RAY_LOG = "ray.log"  # under OUTPUT/logs: what Ray's loggers say while it starts
+RAY_LOG = "ray.log"  # in OUTPUT: what Ray's loggers say while it starts
 
 
 @contextlib.contextmanager
@@ -322,9 +322,8 @@ class RayExecutor:
     def prepare(self, output: Path) -> None:
         """Start or join Ray, then check that a task on every node can write into ``output`` and that this
         process sees what it wrote (on a cluster: shared storage). Ray's start-up messages go to
-        ``output``/logs/ray.log."""
-        (output / "logs").mkdir(parents=True, exist_ok=True)
-        self._connect(output / "logs" / RAY_LOG)
+        ``output``/ray.log (where ``output`` is a folder already; else the probe says what is wrong with it)."""
+        self._connect(output / RAY_LOG if output.is_dir() else None)
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         token = uuid.uuid4().hex
