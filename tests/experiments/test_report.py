@@ -198,7 +198,7 @@ def test_plot_of_a_regression_shows_negative_scores_and_names_the_metric():
     report.draw_accuracy_vs_fraction(_regression_grid(), ax)
     low, high = ax.get_ylim()
     assert low <= -0.101 and high >= -0.086 and high - low >= 0.2
-    assert ax.get_ylabel().startswith("test Pearson correlation, mean") and "(%)" not in ax.get_ylabel()
+    assert ax.get_ylabel().startswith("test Pearson correlation\nmean") and "(%)" not in ax.get_ylabel()
     assert "Pearson correlation" in ax.get_title() and "accuracy" not in ax.get_title().lower()
 
 

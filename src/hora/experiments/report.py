@@ -336,7 +336,7 @@ def draw_accuracy_vs_fraction(df: pd.DataFrame, ax, title: str | None = None) ->
     ax.set_xticklabels([f"{f:g}" for f in fracs])
     ax.set_xlabel("fraction of the training split")
     seeds = int(summ["n"].max()) if len(summ) else 0
-    ax.set_ylabel(f"{score_text.column(metric)}, mean over seeds" + (", 95 % interval" if with_bars else ""))
+    ax.set_ylabel(f"{score_text.column(metric)}\nmean over seeds" + (", 95 % interval" if with_bars else ""))
     if values:
         ax.set_ylim(*y_limits(values, score_text.bounds(metric)))
     title = title or f"Test {score_text.name(metric)} vs data fraction"
