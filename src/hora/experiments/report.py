@@ -332,6 +332,8 @@ def draw_accuracy_vs_fraction(df: pd.DataFrame, ax, title: str | None = None) ->
             one_class = True
     if log_x:
         ax.set_xscale("log")
+    if len(fracs) == 1:  # one fraction: the points set apart stay near its tick, not at the frame's edges
+        ax.set_xlim(0.9 * fracs[0], 1.1 * fracs[0])
     ax.set_xticks(fracs)
     ax.set_xticklabels([f"{f:g}" for f in fracs])
     ax.set_xlabel("fraction of the training split")
