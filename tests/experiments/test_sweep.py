@@ -26,6 +26,7 @@ def test_compare_grid_with_lr_choice_and_resume(tiny_bert, tiny_csv, tmp_path):
     assert {"method", "fraction", "seed", "score", "val_score", "metric", "predicted_classes", "trainable_params",
             "train_seconds", "lr", "selected"} <= set(table.columns)
     assert set(table["metric"]) == {"accuracy"} and table["predicted_classes"].between(1, 2).all()
+    assert not {"test_split", "test_sets"} & set(table.columns)  # settings, not scores of further test sets
     chosen = table[table["selected"]]
     assert len(chosen) == 4  # one lr per (method, fraction), all seeds
     for (_, _), g in table.groupby(["method", "fraction"]):

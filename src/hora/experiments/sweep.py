@@ -106,7 +106,8 @@ def _copy_finished(run_dir: Path, cfg: TrainConfig, folders: list[Path]) -> dict
 def _row(metrics: dict, run_dir: Path) -> dict:
     key = {new: old for old, new in report.OLD_NAMES.items()}  # score <- metrics.json's accuracy
     row = {k: metrics.get(key.get(k, k)) for k in RESULT_COLUMNS}
-    row.update({k: v for k, v in metrics.items() if k.startswith(("diag_", "test_"))})  # diagnostics, test sets
+    settings = {f.name for f in dataclasses.fields(TrainConfig)}  # test_split, test_sets: settings, not scores
+    row.update({k: v for k, v in metrics.items() if k.startswith(("diag_", "test_")) and k not in settings})
     row["run_dir"] = str(run_dir)
     return row
 
