@@ -56,7 +56,7 @@ def main() -> None:
         one_thread = None if args.no_thread_scaling else \
             timed_compare(Path(tmp) / "one-thread", args.steps, args.eval_samples, ["--cpus-per-run", "1"])
         a, b = (pd.read_csv(Path(tmp) / name / "results.csv") for name in ("sequential", "ray"))
-        gap = (a["accuracy"] - b["accuracy"]).abs().max()
+        gap = (a["score"] - b["score"]).abs().max()
     print(f"sequential, 1 run at a time, 2 threads each: {sequential:.1f} s")
     print(f"ray, 2 runs at once, 1 thread each:          {ray:.1f} s")
     print(f"speed-up (sequential / ray): {sequential / ray:.2f}x; largest test-accuracy gap between the two "

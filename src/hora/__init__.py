@@ -13,6 +13,7 @@ import importlib
 import importlib.util
 from typing import TYPE_CHECKING, Any
 
+from .kernel_lookup import drop_kernel_lookup_messages
 from .registration import register_when_peft_is_imported
 
 if TYPE_CHECKING:
@@ -69,4 +70,5 @@ def __dir__() -> list[str]:
     return sorted({*globals(), *_EXPORTS})
 
 
+drop_kernel_lookup_messages()  # bitsandbytes, imported by PEFT or transformers, logs a kernel lookup
 register_when_peft_is_imported()

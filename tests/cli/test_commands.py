@@ -352,7 +352,9 @@ def test_study_dry_run_prints_the_runs_and_gpu_hours_of_a_benchmark():
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     assert lines[0].startswith("GLUE with RoBERTa-base: model FacebookAI/roberta-base; methods hora, lora; seeds 0, 1")
-    assert [line.split()[:2] for line in lines[2:4]] == [["rte", "8"], ["stsb", "8"]]  # 2 methods x (3 lrs + 1)
+    runs = [line.split() for line in lines if line.startswith(("rte ", "stsb "))]
+    assert len(runs) == 2 * 8 + 2 and runs[0] == ["rte", "hora", "0.0002", "0"]  # every run, then each task's count
+    assert [run[:2] for run in runs[-2:]] == [["rte", "8"], ["stsb", "8"]]  # 2 methods x (3 lrs + 1)
     assert lines[-1].startswith("total") and "GPU" not in lines[-1].split()[1]
 
 

@@ -70,12 +70,23 @@ def test_wall_time_counts_from_the_start_of_the_process():
     assert rows["train time"] == "10.9 s  (the training steps)"
 
 
-def test_train_rows_show_accuracy_or_for_a_regression_the_correlations(tmp_path):
+def test_train_rows_name_the_metric_and_its_unit(tmp_path):
     common = {"trainable_params": 10, "total_params": 100, "n_train": 5, "n_val": 2, "n_test": 3, "fraction": 1.0,
               "steps": 4, "lr": 1e-3, "train_loss": 0.5, "train_seconds": 1.0, "total_seconds": 2.0}
-    rows = dict(train_rows({**common, "accuracy": 0.5, "val_accuracy": 0.25}, tmp_path, 1.0))
+    rows = dict(train_rows({**common, "metric": "accuracy", "accuracy": 0.5, "val_accuracy": 0.25}, tmp_path, 1.0))
     assert rows["test accuracy"] == "50.00 %  (n=3)" and rows["validation accuracy"] == "25.00 %  (n=2)"
-    scores = {"pearson": 0.81234, "spearman": 0.8, "val_pearson": 0.7, "val_spearman": 0.65}
-    rows = dict(train_rows({**common, **scores}, tmp_path, 1.0))
-    assert rows["test Pearson / Spearman"] == "0.8123 / 0.8000  (n=3)"
-    assert rows["validation Pearson / Spearman"] == "0.7000 / 0.6500  (n=2)" and "test accuracy" not in rows
+    rows = dict(train_rows({**common, "metric": "pearson", "accuracy": -0.13291, "val_accuracy": 0.7}, tmp_path, 1.0))
+    assert rows["test Pearson correlation"] == "-0.1329  (n=3)"
+    assert rows["validation Pearson correlation"] == "0.7000  (n=2)"
+    assert not any("accuracy" in key or "%" in value for key, value in rows.items())
+
+
+def test_train_rows_flag_a_run_that_predicts_one_class_and_count_dropped_rows(tmp_path):
+    common = {"trainable_params": 10, "total_params": 100, "n_train": 5, "n_val": 2, "n_test": 3, "fraction": 1.0,
+              "steps": 4, "lr": 1e-3, "train_loss": 0.5, "train_seconds": 1.0, "metric": "accuracy",
+              "accuracy": 0.5, "val_accuracy": 0.5, "label_names": ["neg", "pos"]}
+    rows = dict(train_rows({**common, "predicted_classes": 1, "dropped_rows": {"empty text": 24}}, tmp_path, 1.0))
+    assert rows["classes predicted on test"] == "1 of 2  (predicts one class: the comparison says nothing)"
+    assert rows["rows dropped (empty text)"] == "24"
+    rows = dict(train_rows({**common, "predicted_classes": 2}, tmp_path, 1.0))
+    assert rows["classes predicted on test"] == "2 of 2"

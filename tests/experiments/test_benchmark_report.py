@@ -31,7 +31,8 @@ def test_table_with_groups_averages_the_group_means():
     text = benchmark_report.benchmark_markdown("VTAB", results, dict.fromkeys(results, "accuracy"),
                                                groups={"natural": ("a", "b"), "structured": ("c", "z")})
     rows = {line.split(" | ")[0].strip("| "): line for line in text.splitlines() if line.startswith("| ")}
-    assert "a (accuracy) | b (accuracy) | c (accuracy) | natural mean | structured mean | average" in rows["method"]
+    header = "a (accuracy %) | b (accuracy %) | c (accuracy %) | natural mean | structured mean | average"
+    assert header in rows["method"]
     # hora: natural (90 + 50) / 2 = 70, structured 30, average (70 + 30) / 2 = 50 (not the task mean 56.7)
     assert rows["hora"].endswith("| 70.0 | 30.0 | 50.0 |")
     assert rows["lora"].endswith("| 70.0 | 40.0 | 55.0 |")
@@ -41,6 +42,6 @@ def test_table_with_groups_averages_the_group_means():
 def test_a_method_missing_a_task_has_no_average():
     results = {"sst2": _results({"hora": [0.9, 0.92], "lora": [0.91, 0.93]}), "cola": _results({"lora": [0.6, 0.62]})}
     text = benchmark_report.benchmark_markdown("GLUE", results, {"sst2": "accuracy", "cola": "matthews"})
-    assert "| sst2 (accuracy) | cola (matthews) | average |" in text
+    assert "| sst2 (accuracy %) | cola (Matthews correlation x 100) | average |" in text
     assert "| hora | 91.0 ± 1.4 | n/a | n/a |" in text
     assert "| lora | 92.0 ± 1.4 | 61.0 ± 1.4 | 76.5 |" in text

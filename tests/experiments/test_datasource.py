@@ -183,3 +183,40 @@ def test_a_folder_of_split_lists_is_read_by_its_split_names(tmp_path):
                                                validation_split="val200", test_split="test"))
     assert (len(splits.train), len(splits.val), len(splits.test)) == tuple(VTAB_SPLITS.values())
     assert splits.data.kind == "image" and splits.data.label_names == ["0", "1", "2"]
+
+
+def test_rows_with_an_empty_text_or_label_are_dropped_counted_and_said(tiny_csv, tmp_path):
+    import pandas as pd
+
+    from hora.experiments.errors import HoraWarning
+
+    rows = pd.read_csv(tiny_csv)
+    holes = pd.DataFrame({"review": ["", "   ", "a fine film", None], "sentiment": ["pos", "neg", None, None]})
+    path = tmp_path / "holes.csv"
+    pd.concat([rows, holes]).to_csv(path, index=False)
+    with pytest.warns(HoraWarning, match=r"^3 rows with an empty text and 1 row with an empty label were dropped "
+                                         r"from holes \(of 124 rows\)$"):
+        data = datasource.load_splits(DataSource(dataset=str(path), text_columns=("review",),
+                                                 label_column="sentiment")).data
+    assert len(data) == 120 and data.dropped == {"empty text": 3, "empty label": 1}
+    assert all(text.strip() and text not in ("nan", "None") for text in data.inputs)
+    assert data.label_names == ["neg", "pos"]
+    path.write_text("review,sentiment\n,pos\n ,neg\n")
+    with pytest.raises(HoraError, match="^every row of holes was dropped: 2 rows with an empty text; check"):
+        datasource.load_splits(DataSource(dataset=str(path), text_columns=("review",), label_column="sentiment"))
+
+
+def test_a_regression_file_with_missing_texts_and_targets_keeps_its_float_targets(tmp_path):
+    import pandas as pd
+
+    from hora.experiments.errors import HoraWarning
+
+    scores = [round(0.37 * i % 5, 2) + 0.01 for i in range(40)]
+    table = pd.DataFrame({"term": [f"word {i}" for i in range(40)] + [None, "x"], "score": scores + [1.5, None]})
+    path = tmp_path / "scores.parquet"
+    table.to_parquet(path)
+    with pytest.warns(HoraWarning, match=r"^1 row with an empty text and 1 row with an empty label were dropped "
+                                         r"from scores \(of 42 rows\)$"):
+        data = datasource.load_splits(DataSource(dataset=str(path), text_columns=("term",),
+                                                 label_column="score")).data
+    assert data.regression and len(data) == 40 and np.isfinite(data.labels).all()

@@ -111,7 +111,7 @@ def test_a_grid_on_ray_gives_the_sequential_results_and_choices(cluster, base, s
     # the tuning stage: both lrs on seed 0; seed 1 only at the lr chosen on validation
     for _, cell in sequential.groupby("method"):
         assert sorted(cell[cell["seed"] == 0]["lr"]) == [1e-3, 1e-2]
-        best = cell[cell["seed"] == 0].set_index("lr")["val_accuracy"].idxmax()
+        best = cell[cell["seed"] == 0].set_index("lr")["val_score"].idxmax()
         assert list(cell[cell["seed"] == 1]["lr"]) == [best]
     threads = {json.loads(p.read_text())["torch_threads"] for p in out.glob("runs/*/metrics.json")}
     assert threads == {1}
@@ -237,14 +237,29 @@ def test_ray_alone_starts_its_own_instance_where_a_stopped_cluster_left_its_addr
     tmp = Path(tempfile.mkdtemp(prefix="r", dir="/tmp"))  # a short path: Ray's sockets live under it
     (tmp / "ray").mkdir()
     (tmp / "ray" / "ray_current_cluster").write_text(f"127.0.0.1:{free_port()}")
-    code = ("from hora.experiments.executors import RayExecutor\n"
-            "with RayExecutor() as e:\n    e._connect()\nprint(e.slots)")
+    log = tmp_path / "ray.log"
+    code = ("from pathlib import Path\nfrom hora.experiments.executors import RayExecutor\n"
+            f"with RayExecutor() as e:\n    e._connect(Path({str(log)!r}))\nprint(e.slots)")
     try:
         done = run_hora([sys.executable, "-c", code], env={"TMPDIR": str(tmp)}, timeout=120)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     assert done.returncode == 0, done.stderr[-3000:]
     assert int(done.stdout.split()[-1]) >= 1
+    assert "WARNING" not in done.stderr, done.stderr  # Ray's start-up notices went to the log file
+    assert log.is_file()
+
+
+def test_rays_log_records_go_to_the_file_while_it_starts_and_its_handlers_come_back(tmp_path, capsys):
+    import logging
+
+    logger = logging.getLogger("ray")
+    before = logger.handlers[:], logger.propagate
+    with executors.ray_log_into(tmp_path / "ray.log"):
+        logging.getLogger("ray._private.authentication").warning("Token authentication is enabled")
+    assert (logger.handlers, logger.propagate) == before
+    assert "Token authentication is enabled" in (tmp_path / "ray.log").read_text()
+    assert "Token authentication" not in capsys.readouterr().err
 
 
 def visible_gpus_of(executor: RayExecutor, node_id: str) -> str | None:

@@ -21,15 +21,17 @@ def test_lines_mode_prints_one_line_per_run_with_an_eta(monkeypatch):
     with GridProgress(4, stream=out) as bar:
         assert bar.mode == "lines"
         bar.start("hora_f1_lr0.001_s0")
-        bar.finish("hora_f1_lr0.001_s0", "trained", 0.75, 0.7)
+        bar.finish("hora_f1_lr0.001_s0", "trained", {"metric": "accuracy", "accuracy": 0.75, "val_accuracy": 0.7})
         bar.start("lora_f1_lr0.001_s0")
-        bar.finish("lora_f1_lr0.001_s0", "done before", 0.7, 0.7)
+        bar.finish("lora_f1_lr0.001_s0", "done before",
+                   {"metric": "pearson", "accuracy": -0.0864, "val_accuracy": 0.7, "predicted_classes": None})
         bar.start("hora_f1_lr0.001_s1")
         bar.finish("hora_f1_lr0.001_s1", "trained")
     lines = out.getvalue().splitlines()
     assert lines == [
-        "[1/4] hora_f1_lr0.001_s0: test 75.00 %, val 70.00 % (trained, 10 s); ETA 30 s",
-        "[2/4] lora_f1_lr0.001_s0: test 70.00 %, val 70.00 % (done before); ETA 20 s",
+        "[1/4] hora_f1_lr0.001_s0: test accuracy 75.00 %, val accuracy 70.00 % (trained, 10 s); ETA 30 s",
+        "[2/4] lora_f1_lr0.001_s0: test Pearson correlation -0.0864, val Pearson correlation 0.7000 (done before); "
+        "ETA 20 s",
         "[3/4] hora_f1_lr0.001_s1 (trained, 20 s); ETA 15 s",
     ]
 
@@ -55,10 +57,12 @@ def test_off_mode_prints_nothing_and_bar_mode_on_a_terminal():
 def test_runs_at_once_shorten_the_eta_and_a_failed_run_is_a_line_with_its_reason():
     out = io.StringIO()
     with GridProgress(5, stream=out, slots=2) as bar:
-        bar.finish("a", "trained", 0.75, 0.7, seconds=10.0)  # measured where it ran (a Ray worker)
+        bar.finish("a", "trained", {"accuracy": 0.75, "val_accuracy": 0.7, "predicted_classes": 1},
+                   seconds=10.0)  # measured where it ran (a Ray worker)
         bar.fail("b", "failed: ValueError: boom; log: OUT/logs/b.log")
         assert bar.eta_seconds() == 10.0 * 3 / 2
     assert out.getvalue().splitlines() == [
-        "[1/5] a: test 75.00 %, val 70.00 % (trained, 10 s); ETA 20 s",
+        "[1/5] a: test accuracy 75.00 %, val accuracy 70.00 % (predicts one class: the comparison says nothing) "
+        "(trained, 10 s); ETA 20 s",
         "[2/5] b: failed: ValueError: boom; log: OUT/logs/b.log; ETA 15 s",
     ]

@@ -170,3 +170,63 @@ def test_a_timm_model_by_hub_id_loads_through_transformers_and_is_adapted_by_tim
     assert info["targets"] == ["timm_model.blocks.0.attn.qkv", "timm_model.blocks.1.attn.qkv"]  # fused q|k|v
     out = model(pixel_values=torch.randn(2, 3, 8, 8), labels=torch.tensor([0, 1]))
     assert tuple(out.logits.shape) == (2, 2) and torch.isfinite(out.loss)
+
+
+def test_a_misspelt_built_in_name_is_refused_before_any_network(monkeypatch):
+    import huggingface_hub
+
+    from hora.experiments.train_config import TrainConfig
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("no request may be made for a misspelt built-in name")
+
+    monkeypatch.setattr(huggingface_hub, "get_hf_file_metadata", no_network)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", no_network)
+    with pytest.raises(HoraError, match="^unknown model 'minlm': did you mean 'minilm'\\? --model takes a built-in"):
+        TrainConfig(model="minlm")
+    models.check_not_misspelt("roberta-base")  # far from every built-in name: a Hub ID, left to the Hub
+
+
+def test_an_uncached_hub_id_online_is_asked_once_with_a_short_timeout(hub_cache, monkeypatch):
+    import huggingface_hub
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    timeouts = []
+
+    def unreachable(url, timeout=None, **kwargs):
+        timeouts.append(timeout)
+        raise ConnectionError("[Errno -2] Name or service not known")
+
+    def download(*args, **kwargs):
+        raise AssertionError("no download (and no retries) after the Hub could not be reached")
+
+    monkeypatch.setattr(huggingface_hub, "get_hf_file_metadata", unreachable)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", download)
+    with pytest.raises(HoraError) as error:
+        models.resolve_model("hora-test/tiny-bertt", "text")
+    assert timeouts == [models.HUB_PROBE_SECONDS]
+    assert str(error.value) == (f"did you mean 'hora-test/tiny-bert' or 'hora-test/tiny-vit'? model "
+                                f"'hora-test/tiny-bertt' is not in the Hugging Face cache ({hub_cache}) and the Hub "
+                                "could not be reached: fetch it where there is network (hf download "
+                                "hora-test/tiny-bertt) or point --model at a local model folder")
+
+
+def test_an_uncached_model_without_hf_hub_offline_exits_2_within_15_seconds(tmp_path):
+    """Run as a user would, HF_HUB_OFFLINE unset: without internet the Hub cannot be reached, with it the model
+    does not exist; either way one line and exit 2, fast."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    env["HF_HUB_CACHE"] = str(tmp_path / "empty-cache")
+    start = time.perf_counter()
+    result = subprocess.run([sys.executable, "-m", "hora", "train", "--model", "hora-test/no-such-model-34",
+                             "--steps", "1", "--output", str(tmp_path / "run")],
+                            capture_output=True, text=True, env=env, timeout=60)
+    assert time.perf_counter() - start < 15
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("hora: error: ") and "hora-test/no-such-model-34" in lines[0]

@@ -62,6 +62,20 @@ def test_the_model_card_says_what_the_adapter_is():
     assert "More Information Needed" not in card
 
 
+def test_the_card_of_a_regression_names_its_metric_and_never_says_accuracy():
+    metrics = {**METRICS, "metric": "pearson", "regression": True, "label_names": [], "accuracy": -0.13291,
+               "val_accuracy": -0.0559}
+    card = portable.model_card(metrics, "sentence-transformers/all-MiniLM-L6-v2", "runs/demo")
+    assert "| test Pearson correlation | -0.1329 (n = 2562) |" in card
+    assert "| validation Pearson correlation | -0.0559 (n = 1025) |" in card
+    assert "accuracy" not in card and "%" not in card and "a regression" in card
+
+
+def test_the_card_of_a_run_that_predicts_one_class_says_so():
+    card = portable.model_card({**METRICS, "predicted_classes": 1}, "base", "runs/demo")
+    assert "| test accuracy | 81.23 % (n = 2562) (predicts one class: the comparison says nothing) |" in card
+
+
 def test_the_card_of_a_generative_lora_run_needs_no_hora_and_no_labels():
     metrics = {**METRICS, "method": "lora", "base_method": "lora", "objective": "sft", "label_names": []}
     del metrics["lora_equivalent_params"]

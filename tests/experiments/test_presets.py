@@ -69,7 +69,17 @@ def test_plan_counts_runs_and_sums_the_estimate():
     steps = math.ceil(30 * 3668 / 16)
     assert one == pytest.approx((tokens * 125e6 / presets.RATE + steps * presets.STEP_OVERHEAD) / 3600)
     assert plan.rows[0][2] == pytest.approx(12 * one)
-    assert "total" in plan.lines()[-1] and "GPU-h" in plan.lines()[1]
+    lines = plan.lines()
+    assert "total" in lines[-1] and "GPU-h" in lines[-4]
+
+
+def test_the_dry_run_lists_every_run_then_the_totals():
+    plan = presets.plan("glue", ["rte"], {"methods": ["hora", "lora"], "seeds": [0, 1], "lrs": [1e-4, 3e-4]})
+    runs = [line.split() for line in plan.lines() if line.startswith("rte ")]
+    assert runs[:6] == [["rte", "hora", "0.0001", "0"], ["rte", "hora", "0.0003", "0"], ["rte", "lora", "0.0001", "0"],
+                        ["rte", "lora", "0.0003", "0"], ["rte", "hora", "chosen", "1"], ["rte", "lora", "chosen", "1"]]
+    assert runs[6][:2] == ["rte", "6"] and len(runs) == 7  # then the task's count and GPU-hours
+    assert plan.lines()[-1].split()[:2] == ["total", "6"]
 
 
 def test_unknown_names_are_one_line_errors():

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from hora.experiments import quiet
+from hora.kernel_lookup import DropMessage
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 
@@ -36,7 +37,7 @@ def test_only_the_kernel_lookup_messages_of_bitsandbytes_are_dropped(caplog):
     quiet.quiet_libraries()
     quiet.quiet_libraries()  # idempotent: one filter per logger
     logger = logging.getLogger("bitsandbytes.backends.cpu.ops")
-    assert sum(isinstance(f, quiet.DropMessage) for f in logger.filters) == 1
+    assert sum(isinstance(f, DropMessage) for f in logger.filters) == 1
     with caplog.at_level(logging.WARNING):
         logger.warning("Failed to load CPU gemm_4bit_forward from kernels-community: %s. Please ...", "offline")
         logger.warning("a 4-bit layer could not be quantised")
@@ -123,3 +124,42 @@ def test_a_run_off_a_terminal_prints_only_our_own_lines(tiny_bert, tiny_csv, tmp
     assert [line.split("  ")[0] for line in train.stderr.splitlines()] == [f"hora: step {i}/4" for i in (1, 2, 3, 4)]
     assert export.stderr == "" and export.stdout.startswith("exported LoRA adapter to")
     assert "wall time" in train.stdout and "since the process started" in train.stdout
+
+
+def test_a_tokenizer_the_harness_loads_gives_no_token_length_note(tiny_bert):
+    """transformers notes "Token indices sequence length is longer than ..." when a text is tokenised whole; the
+    harness counts the texts it cuts that way and says so itself."""
+    from transformers import AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    from hora.experiments import models
+
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger = hf_logging.get_logger("transformers")
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_warning()
+    logger.addHandler(handler)
+    try:
+        for tokenizer in (AutoTokenizer.from_pretrained(tiny_bert), models.load_tokenizer(tiny_bert)):
+            tokenizer.model_max_length = 4
+            tokenizer("a text of more than four tokens, tokenised whole")
+    finally:
+        logger.removeHandler(handler)
+        hf_logging.set_verbosity(verbosity)
+    notes = [r for r in records if "sequence length is longer than" in r.getMessage()]
+    assert len(notes) == 1  # the plain tokenizer's; none from the harness's
+
+
+def test_import_hora_drops_the_kernel_lookup_message_of_bitsandbytes():
+    pytest.importorskip("bitsandbytes")
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    bare = subprocess.run([sys.executable, "-c", "import bitsandbytes"], capture_output=True, text=True, env=env,
+                          timeout=300)
+    if "kernels-community" not in bare.stdout + bare.stderr:
+        pytest.skip("this bitsandbytes logs no kernel lookup at import")
+    result = subprocess.run([sys.executable, "-c", "import hora, bitsandbytes, peft"], capture_output=True, text=True,
+                            env=env, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "kernels-community" not in result.stdout + result.stderr

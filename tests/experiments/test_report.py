@@ -46,11 +46,11 @@ def test_summary_mean_std_and_interval():
     row = summ[(summ["method"] == "hora") & (summ["fraction"] == 0.1)].iloc[0]
     values = np.array([0.70, 0.72, 0.74])
     assert row["n"] == 3
-    assert row["accuracy_mean"] == pytest.approx(values.mean())
-    assert row["accuracy_std"] == pytest.approx(values.std(ddof=1))
+    assert row["score_mean"] == pytest.approx(values.mean())
+    assert row["score_std"] == pytest.approx(values.std(ddof=1))
     half = 4.302653 * values.std(ddof=1) / math.sqrt(3)
-    assert row["accuracy_ci_low"] == pytest.approx(values.mean() - half, abs=1e-5)
-    assert row["accuracy_ci_high"] == pytest.approx(values.mean() + half, abs=1e-5)
+    assert row["score_ci_low"] == pytest.approx(values.mean() - half, abs=1e-5)
+    assert row["score_ci_high"] == pytest.approx(values.mean() + half, abs=1e-5)
     assert row["lr"] == 0.001
 
 
@@ -150,7 +150,7 @@ def test_plot_one_seed_draws_no_bars_and_an_honest_axis():
     fig, ax = _axes()
     report.draw_accuracy_vs_fraction(one_seed, ax)
     low, high = ax.get_ylim()
-    assert high - low >= report.MIN_Y_SPAN and low <= 73.6 and high >= 74.15
+    assert high - low >= 100 * report.MIN_Y_SPAN and low <= 73.6 and high >= 74.15
     assert not [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
     handles, _ = ax.get_legend_handles_labels()
     assert handles and not any(isinstance(h, ErrorbarContainer) for h in handles)  # no bar markers in the legend
@@ -166,7 +166,7 @@ def test_plot_several_seeds_draws_the_95_percent_interval():
     bars = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
     assert len(bars) == 2
     summ = report.summarize(table)
-    expected = sorted(100 * (summ["accuracy_ci_high"] - summ["accuracy_ci_low"]))
+    expected = sorted(100 * (summ["score_ci_high"] - summ["score_ci_low"]))
     drawn = sorted(float(seg[1, 1] - seg[0, 1]) for c in bars for seg in c.lines[2][0].get_segments())
     assert np.allclose(drawn, expected)
     assert "95 %" in ax.get_ylabel()
@@ -175,5 +175,66 @@ def test_plot_several_seeds_draws_the_95_percent_interval():
 @pytest.mark.parametrize("values", [[73.6, 74.15], [99.5, 99.9], [0.2, 0.4], [40.0, 90.0]])
 def test_y_limits_hold_the_values_with_a_minimum_span(values):
     low, high = report.y_limits(values)
-    assert low <= min(values) and high >= max(values) and high - low >= report.MIN_Y_SPAN
+    assert low <= min(values) and high >= max(values) and high - low >= 100 * report.MIN_Y_SPAN
     assert 0 <= low and high <= 100
+
+
+@pytest.mark.parametrize("values", [[-0.101, -0.086], [-0.95, -0.9], [0.95, 0.99], [-0.4, 0.3]])
+def test_y_limits_of_a_correlation_hold_negative_values(values):
+    low, high = report.y_limits(values, (-1.0, 1.0))
+    assert low <= min(values) and high >= max(values) and high - low >= 2 * report.MIN_Y_SPAN
+    assert -1 <= low and high <= 1
+
+
+def _regression_grid() -> pd.DataFrame:
+    """Two methods, two seeds, one fraction: negative Pearson correlations."""
+    return pd.DataFrame({"method": ["hora", "hora", "lora", "lora"], "fraction": [1.0] * 4, "seed": [0, 1, 0, 1],
+                         "lr": [1e-3] * 4, "score": [-0.086, -0.09, -0.101, -0.095],
+                         "val_score": [-0.05, -0.06, -0.04, -0.03], "metric": ["pearson"] * 4})
+
+
+def test_plot_of_a_regression_shows_negative_scores_and_names_the_metric():
+    fig, ax = _axes()
+    report.draw_accuracy_vs_fraction(_regression_grid(), ax)
+    low, high = ax.get_ylim()
+    assert low <= -0.101 and high >= -0.086 and high - low >= 0.2
+    assert ax.get_ylabel().startswith("test Pearson correlation\nmean") and "(%)" not in ax.get_ylabel()
+    assert "Pearson correlation" in ax.get_title() and "accuracy" not in ax.get_title().lower()
+
+
+def test_summary_of_a_regression_names_the_metric_and_shows_correlations_as_they_are():
+    md = report.summary_markdown(_regression_grid())
+    assert "test Pearson correlation" in md and "accuracy" not in md.lower() and "(%)" not in md
+    assert "| hora | 1 | 2 | -0.088 ± 0.003 |" in md  # the correlation itself, not x 100
+    assert "in correlation units" in md and "| 1 | 2 | +0.0100 |" in md
+
+
+def test_old_tables_with_accuracy_columns_read_as_score():
+    old = _regression_grid().rename(columns={"score": "accuracy", "val_score": "val_accuracy"})
+    assert report.summarize(old)["score_mean"].tolist() == report.summarize(_regression_grid())["score_mean"].tolist()
+
+
+def _one_class_grid(lora_classes: int) -> pd.DataFrame:
+    """Every hora run predicts one class; lora's runs predict ``lora_classes`` classes."""
+    return pd.DataFrame({"method": ["hora", "hora", "lora", "lora"], "fraction": [0.5] * 4, "seed": [0, 1, 0, 1],
+                         "lr": [1e-3] * 4, "score": [0.5469] * 4, "val_score": [0.5781] * 4,
+                         "metric": ["accuracy"] * 4, "predicted_classes": [1, 1, lora_classes, lora_classes]})
+
+
+def test_summary_flags_runs_that_predict_one_class_and_a_difference_made_only_of_them():
+    md = report.summary_markdown(_one_class_grid(1))
+    assert "**4 of 4 reported runs predict one class on test: the comparison says nothing about them**" in md
+    assert "hora at fraction 0.5, seed 0" in md and "(2 of 2 predict one class)" in md
+    assert "| 0.5 | 2 | +0.00 (every run in it predicts one class: the comparison says nothing) |" in md
+    md = report.summary_markdown(_one_class_grid(2))  # LoRA's runs tell the classes apart: the difference counts
+    assert "**2 of 4 reported runs" in md and "| 0.5 | 2 | +0.00 |" in md
+    assert "predict one class" not in report.summary_markdown(_one_class_grid(2).drop(columns="predicted_classes"))
+
+
+def test_plot_circles_points_whose_runs_all_predict_one_class_and_sets_methods_apart():
+    fig, ax = _axes()
+    report.draw_accuracy_vs_fraction(_one_class_grid(1), ax)
+    assert "predicts one class" in ax.get_title()
+    assert "all runs predict one class" in ax.get_legend_handles_labels()[1]
+    xs = {round(float(line.get_xdata()[0]), 4) for line in ax.get_lines() if len(line.get_xdata())}
+    assert len(xs) == 2  # the two methods' equal points are drawn side by side, not on top of each other

@@ -153,7 +153,7 @@ def test_compare_runs_an_sft_grid_and_chooses_the_lr_on_validation(tiny_llama, t
 
     df = pd.read_csv(out / "results.csv")
     assert len(df) == 4 and set(df["method"]) == {"hora", "lora"}
-    assert df["accuracy"].between(0, 1).all() and df["val_accuracy"].between(0, 1).all()
+    assert df["score"].between(0, 1).all() and df["val_score"].between(0, 1).all()
     for method, rows in df.groupby("method"):
         chosen = rows[rows["selected"]] if "selected" in rows else rows
         assert len(chosen) >= 1, method

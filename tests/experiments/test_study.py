@@ -38,9 +38,9 @@ def test_select_grids_and_errors():
 
 def test_reach_fraction():
     summ = pd.DataFrame([
-        dict(method="lora", fraction=1.0, accuracy_mean=0.80), dict(method="lora", fraction=0.1, accuracy_mean=0.75),
-        dict(method="hora", fraction=0.1, accuracy_mean=0.70), dict(method="hora", fraction=0.25, accuracy_mean=0.81),
-        dict(method="hora", fraction=1.0, accuracy_mean=0.82), dict(method="vera", fraction=1.0, accuracy_mean=0.7),
+        dict(method="lora", fraction=1.0, score_mean=0.80), dict(method="lora", fraction=0.1, score_mean=0.75),
+        dict(method="hora", fraction=0.1, score_mean=0.70), dict(method="hora", fraction=0.25, score_mean=0.81),
+        dict(method="hora", fraction=1.0, score_mean=0.82), dict(method="vera", fraction=1.0, score_mean=0.7),
     ])
     assert study.reach_fraction(summ, "hora") == 0.25
     assert study.reach_fraction(summ, "lora") == 1.0
@@ -76,8 +76,8 @@ def test_a_grid_copies_the_runs_another_grid_already_finished(tiny_bert, tiny_cs
     study.run_study("quick", tmp_path / "st", only=["ablations"], progress=False)
     assert [c.method for c in trained_configs] == ["hora-tanh"]  # hora at 0.5, seed 0 is text's run, copied
     results = pd.read_csv(tmp_path / "st" / "ablations" / "results.csv").set_index("method")
-    assert results.loc["hora", "accuracy"] == pd.read_csv(tmp_path / "st" / "text" / "results.csv").set_index(
-        "method").loc["hora", "accuracy"]
+    assert results.loc["hora", "score"] == pd.read_csv(tmp_path / "st" / "text" / "results.csv").set_index(
+        "method").loc["hora", "score"]
 
 
 def test_every_grid_runs_through_the_given_executor(tiny_bert, tiny_csv, tmp_path, monkeypatch):

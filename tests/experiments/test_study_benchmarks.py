@@ -39,12 +39,12 @@ def test_glue_preset_end_to_end(hub_cache, tmp_path):
                          ("rte", "accuracy"), ("stsb", "pearson")):
         df = _results(tmp_path / "glue-out", task)
         assert sorted(df["method"]) == ["hora", "lora"] and set(df["metric"]) == {metric}
-        assert df["accuracy"].between(-1, 1).all() and df["val_accuracy"].notna().all()
+        assert df["score"].between(-1, 1).all() and df["val_score"].notna().all()
         assert (df["n_train"] < 32).all()  # the validation split came out of train (GLUE's test is unlabelled)
     text = out.read_text()
-    assert "| method | sst2 (accuracy) | mrpc (accuracy) | cola (matthews) | qnli (accuracy) | rte (accuracy) | " \
-           "stsb (pearson) | average |" in text
-    assert "test matthews (mean ± sd)" in (tmp_path / "glue-out" / "cola" / "summary.md").read_text()
+    assert "| method | sst2 (accuracy %) | mrpc (accuracy %) | cola (Matthews correlation x 100) | qnli (accuracy %) " \
+           "| rte (accuracy %) | stsb (Pearson correlation x 100) | average |" in text
+    assert "test Matthews correlation (mean ± sd)" in (tmp_path / "glue-out" / "cola" / "summary.md").read_text()
     assert (tmp_path / "glue-out" / "stsb" / "accuracy_vs_fraction.png").is_file()
     metrics = _first_run_metrics(tmp_path / "glue-out" / "mrpc")
     assert metrics["n_test"] == 16 and metrics["config"]["text_columns"] == "sentence1,sentence2"
@@ -66,11 +66,11 @@ def test_commonsense_preset_trains_once_and_scores_eight_test_sets(hub_cache, tm
     scores = df[[f"test_{t}" for t in commonsense.TASKS]]
     assert scores.notna().all().all() and scores.apply(lambda c: c.between(0, 1)).all().all()
     for _, row in df.iterrows():  # no test split of commonsense_170k: the run's test score is the test sets' mean
-        assert row["accuracy"] == pytest.approx(scores.loc[row.name].mean())
+        assert row["score"] == pytest.approx(scores.loc[row.name].mean())
     metrics = _first_run_metrics(tmp_path / "cs-out" / "commonsense_170k")
     assert metrics["n_test"] == 0 and metrics["n_val"] > 0 and metrics["max_new_tokens"] >= 1
     text = out.read_text()
-    assert "| method | boolq (llm-adapters) | piqa (llm-adapters) |" in text
+    assert "| method | boolq (LLM-Adapters answer accuracy %) | piqa (LLM-Adapters answer accuracy %) |" in text
     for task in commonsense.TASKS:
         assert (tmp_path / "cs-out" / "commonsense_170k" / task / "summary.md").is_file()
 
@@ -81,12 +81,12 @@ def test_vtab1k_preset_on_two_tasks_in_noahs_layout(hub_cache, tmp_path):
                           overrides={"model": "hora-test/tiny-vit", "steps": 2, "bf16": False}, protocol=TINY)
     for task in ("cifar", "dtd"):
         df = _results(tmp_path / "vtab-out", task)
-        assert set(df["metric"]) == {"accuracy"} and df["accuracy"].between(0, 1).all()
+        assert set(df["metric"]) == {"accuracy"} and df["score"].between(0, 1).all()
         metrics = _first_run_metrics(tmp_path / "vtab-out" / task)
         assert (metrics["n_train"], metrics["n_val"], metrics["n_test"]) == (16, 8, 12)  # train800, val200, test
         assert metrics["kind"] == "image" and metrics["label_names"] == ["0", "1", "2"]
     text = out.read_text()
-    assert "| cifar (accuracy) | dtd (accuracy) | natural mean | average |" in text
+    assert "| cifar (accuracy %) | dtd (accuracy %) | natural mean | average |" in text
     hora = next(line for line in text.splitlines() if line.startswith("| hora |"))
     cells = [c.strip() for c in hora.strip("|").split("|")]
     assert not math.isnan(float(cells[-1]))  # the average of the natural group's mean

@@ -23,12 +23,14 @@ def test_compare_grid_with_lr_choice_and_resume(tiny_bert, tiny_csv, tmp_path):
                            lrs=[1e-3, 1e-2], progress=False)
     assert len(df) == 2 * 1 * 2 * 2
     table = pd.read_csv(out / "results.csv")
-    assert {"method", "fraction", "seed", "accuracy", "val_accuracy", "trainable_params", "train_seconds",
-            "lr", "selected"} <= set(table.columns)
+    assert {"method", "fraction", "seed", "score", "val_score", "metric", "predicted_classes", "trainable_params",
+            "train_seconds", "lr", "selected"} <= set(table.columns)
+    assert set(table["metric"]) == {"accuracy"} and table["predicted_classes"].between(1, 2).all()
+    assert not {"test_split", "test_sets"} & set(table.columns)  # settings, not scores of further test sets
     chosen = table[table["selected"]]
     assert len(chosen) == 4  # one lr per (method, fraction), all seeds
     for (_, _), g in table.groupby(["method", "fraction"]):
-        best = g.groupby("lr")["val_accuracy"].mean().idxmax()
+        best = g.groupby("lr")["val_score"].mean().idxmax()
         assert set(g[g["selected"]]["lr"]) == {best}
     assert "HoRA − LoRA" in (out / "summary.md").read_text()
     assert (out / "accuracy_vs_fraction.png").stat().st_size > 1000
@@ -61,7 +63,7 @@ def test_tune_seeds_choose_the_lr_then_the_other_seeds_run_only_at_it(tiny_bert,
                            lrs=[1e-3, 1e-2], tune_seeds=[0], progress=False)
     tuning = df[df["seed"] == 0]
     assert sorted(tuning["lr"]) == [1e-3, 1e-2]
-    best = tuning.sort_values("lr").set_index("lr")["val_accuracy"].idxmax()
+    best = tuning.sort_values("lr").set_index("lr")["val_score"].idxmax()
     others = df[df["seed"] != 0]
     assert sorted(others["seed"]) == [1, 2] and set(others["lr"]) == {best}
     assert set(df[df["selected"]]["seed"]) == {0, 1, 2} and set(df[df["selected"]]["lr"]) == {best}
@@ -78,7 +80,7 @@ def test_a_run_finished_in_another_folder_with_the_same_settings_is_copied_not_r
     copied = sweep.run_compare(base, ["lora"], [0.5], [0], tmp_path / "b", reuse_from=[tmp_path / "a"],
                                progress=False)
     assert trained_configs == []
-    assert copied["accuracy"].tolist() == first["accuracy"].tolist()
+    assert copied["score"].tolist() == first["score"].tolist()
     assert [p.name for p in (tmp_path / "b" / "runs").iterdir()] == ["lora_f0.5_lr0.001_s0"]
     # other settings (one more step) do not match: trained, not copied
     sweep.run_compare(dataclasses.replace(base, steps=3), ["lora"], [0.5], [0], tmp_path / "c",
@@ -96,5 +98,6 @@ def test_compare_scores_a_regression_by_its_metric_and_refuses_one_that_does_not
     assert not (tmp_path / "cmp").exists()
     df = sweep.run_compare(dataclasses.replace(base, metric=None), ["hora", "lora"], [1.0], [0], tmp_path / "cmp",
                            progress=False)
-    assert set(df["metric"]) == {"pearson"} and df["accuracy"].between(-1, 1).all()
-    assert "test pearson (mean ± sd)" in (tmp_path / "cmp" / "summary.md").read_text()
+    assert set(df["metric"]) == {"pearson"} and df["score"].between(-1, 1).all()
+    assert df["predicted_classes"].isna().all()  # a regression predicts values, not classes
+    assert "test Pearson correlation (mean ± sd)" in (tmp_path / "cmp" / "summary.md").read_text()

@@ -30,6 +30,8 @@ def test_train_writes_metrics_and_adapter(tiny_bert, tiny_csv, tmp_path):
     assert KEYS <= set(saved)
     assert saved["accuracy"] == m["accuracy"] and 0 <= m["accuracy"] <= 1 and 0 <= m["val_accuracy"] <= 1
     assert m["steps"] == 4 and m["method"] == "hora" and m["fraction"] == 0.5 and m["r"] == 8
+    assert saved["predicted_classes"] in (1, 2)  # the distinct classes it predicted on test
+    assert saved["dropped_rows"] == {}  # every row of the file has a text and a label
     # 60 per class: 12 test, 5 val, 43 train; half of the train split: 22 per class
     assert m["n_test"] == 24 and m["n_val"] == 10 and m["n_train"] == 44
     assert (out / "adapter_config.json").is_file() and (out / "adapter_model.safetensors").is_file()
@@ -163,6 +165,7 @@ def test_a_regression_trains_and_is_scored_by_correlation(tiny_bert, tmp_path):
     assert m["regression"] and m["label_names"] == [] and m["metric"] == "pearson"  # the default for a regression
     for key in ("accuracy", "val_accuracy"):  # the run's score columns hold its metric
         assert -1 <= m[key] <= 1, key
+    assert "predicted_classes" not in m  # a regression predicts values, not classes
     assert m["train_loss"] > 0  # mean squared error on targets in [0, 5]
 
 

@@ -47,7 +47,7 @@ def main(
 @app.command()
 @with_config_options("train")
 def train(ctx: typer.Context, settings: dict) -> None:
-    """Train one model: a method on a task, then report validation and test accuracy.
+    """Train one model: a method on a task, then report its validation and test score (by --metric).
 
     With no options: HoRA (r=8, q and v) on all-MiniLM-L6-v2 + Rotten Tomatoes, 300 steps of batch 32
     (a few minutes on 2 CPU cores). Writes the adapter, a model card (README.md) and metrics.json into --output.
@@ -89,7 +89,7 @@ def compare(
     fractions: str = typer.Option("0.05,0.25,1", help="Comma list of training-data fractions in (0, 1]."),
     seeds: str = typer.Option("0,1,2", help="Comma list of seeds (runs are paired by seed)."),
     lrs: str = typer.Option(None, help="Comma list of learning rates; with several, each method's lr is chosen "
-                            "per fraction on validation accuracy only. Default: one lr per method."),
+                            "per fraction on the validation score only. Default: one lr per method."),
     tune_seeds: str = typer.Option(None, help="With several --lrs: the seeds (among --seeds) that try every lr; "
                                    "the other seeds run only at the lr chosen on their validation. "
                                    "Default: all seeds try every lr."),
@@ -106,12 +106,15 @@ def compare(
     an interrupted comparison resumes where it stopped.
     """
     with user_errors():
-        from hora.experiments import sweep
-        from hora.experiments.executors import ExecutionSettings, open_executor
         from hora.experiments.train_config import TrainConfig
 
+        # checked before pandas, scipy and torch load (a misspelt --model fails at once); a diverged run is a
+        # result, not an error
+        base = TrainConfig(**settings, stop_on_nan=False)
+        from hora.experiments import sweep
+        from hora.experiments.executors import ExecutionSettings, open_executor
+
         grid = sweep.parse_grid(methods=methods, fractions=fractions, seeds=seeds, lrs=lrs, tune_seeds=tune_seeds)
-        base = TrainConfig(**settings, stop_on_nan=False)  # a diverged run is a result, not an error
         try:
             with open_executor(ExecutionSettings(**execution)) as executor:
                 df = sweep.run_compare(base, output=output, save_adapters=save_adapters, progress=progress,
@@ -185,7 +188,7 @@ def report(
                                       "also write OUTPUT/peft_comparison.md, our runs among PEFT's published ones."),
 ) -> None:
     """Summarise one or several comparisons together (e.g. methods run in parallel into separate folders):
-    learning rate chosen on validation, mean ± sd, paired differences to LoRA, accuracy-vs-fraction plot."""
+    learning rate chosen on validation, mean ± sd, paired differences to LoRA, score-vs-fraction plot."""
     with user_errors():
         from hora.experiments.report import report_runs
 

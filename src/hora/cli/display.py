@@ -96,15 +96,21 @@ def process_seconds() -> float:
 
 
 def train_rows(m: dict, output: Path, wall_seconds: float) -> list[tuple[str, str]]:
-    """The rows of ``hora train``'s result table, from its metrics; ``wall_seconds``: the command's whole time."""
-    if "accuracy" in m:
-        rows = [("test accuracy", f"{100 * m['accuracy']:.2f} %  (n={m['n_test']})"),
-                ("validation accuracy", f"{100 * m['val_accuracy']:.2f} %  (n={m['n_val']})")]
-    else:  # a regression: correlations of the predictions with the targets
-        splits = (("test", "", "n_test"), ("validation", "val_", "n_val"))
-        rows = [(f"{split} Pearson / Spearman",
-                 f"{m[prefix + 'pearson']:.4f} / {m[prefix + 'spearman']:.4f}  (n={m[count]})")
-                for split, prefix, count in splits]
+    """The rows of ``hora train``'s result table, from its metrics; ``wall_seconds``: the command's whole time.
+    Scores under their metric's name and unit (:mod:`hora.experiments.score_text`); a run that predicted one
+    class on test is flagged, and rows dropped from the data are counted."""
+    from hora.experiments import score_text
+
+    metric = m.get("metric", "accuracy")
+    rows = [(f"{split} {score_text.name(metric)}", f"{score_text.text(m[key], metric)}  (n={m[count]})")
+            for split, key, count in (("test", "accuracy", "n_test"), ("validation", "val_accuracy", "n_val"))]
+    if "predicted_classes" in m:
+        classes = f"{m['predicted_classes']} of {len(m.get('label_names') or [])}"
+        rows.append(("classes predicted on test", classes + (f"  ({score_text.ONE_CLASS})"
+                                                           if score_text.predicts_one_class(m["predicted_classes"])
+                                                           else "")))
+    for reason, count in (m.get("dropped_rows") or {}).items():
+        rows.append((f"rows dropped ({reason})", f"{count:,}"))
     rows.append(("trainable parameters", f"{m['trainable_params']:,} of {m['total_params']:,}"))
     if "lora_equivalent_params" in m:
         rows.append(("LoRA of equal rank", f"{m['lora_equivalent_params']:,} (adapter only)"))

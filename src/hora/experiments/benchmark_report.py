@@ -1,5 +1,6 @@
 """A benchmark's table, as the PEFT papers print it: one row per method, one column per task (its metric, mean ±
-sample sd over seeds at the learning rate chosen on validation, in percent) and the average.
+sample sd over seeds at the learning rate chosen on validation, x 100: rates in percent, correlations x 100 as GLUE
+reports them, each column naming its metric) and the average.
 
 Each task's scores come from its comparison's results table through :func:`hora.experiments.report.summarize`
 (so the learning rate is chosen exactly as in that task's summary.md). The average is the mean of the method's
@@ -13,14 +14,14 @@ import math
 
 import pandas as pd
 
-from hora.experiments import report
+from hora.experiments import report, score_text
 
 
 def task_means(results: pd.DataFrame) -> dict[str, tuple[float, float, int]]:
     """Method -> (mean, sample sd, seeds) of the test score at the chosen lr (the largest fraction run)."""
     summary = report.summarize(results)
     summary = summary[summary["fraction"] == summary["fraction"].max()]
-    return {r["method"]: (float(r["accuracy_mean"]), float(r["accuracy_std"]), int(r["n"]))
+    return {r["method"]: (float(r["score_mean"]), float(r["score_std"]), int(r["n"]))
             for _, r in summary.iterrows()}
 
 
@@ -45,9 +46,11 @@ def benchmark_markdown(title: str, results: dict[str, pd.DataFrame], metrics: di
     tasks = list(results)
     groups = {g: tuple(t for t in names if t in results) for g, names in (groups or {}).items()}
     groups = {g: names for g, names in groups.items() if names}
-    header = ["method"] + [f"{t} ({metrics[t]})" for t in tasks] + [f"{g} mean" for g in groups] + ["average"]
+    header = (["method"] + [f"{t} ({score_text.name(metrics[t])}{' %' if score_text.is_rate(metrics[t]) else ' x 100'})"
+                            for t in tasks] + [f"{g} mean" for g in groups] + ["average"])
     lines = [f"## {title}", "",
-             "Test score in percent, mean ± sample sd over seeds at the learning rate chosen on validation "
+             "Test score by each task's metric (rates in percent, correlations x 100), mean ± sample sd over seeds at "
+             "the learning rate chosen on validation "
              "(each task's summary.md gives the intervals and the paired differences); "
              + ("average: mean of the group means." if groups else "average: mean over the tasks."), "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]

@@ -2,8 +2,8 @@
 
 A source (:class:`DataSource`, built from a run's settings by :meth:`DataSource.of`) is
     a built-in task        ``--task rotten_tomatoes|mnist|fashion_mnist`` (:mod:`hora.experiments.tasks`);
-    a local table file     ``--data`` or ``--dataset`` PATH.csv / .tsv / .jsonl (read by ``tasks.read_table``:
-                           UTF-8 checked, rows missing a used column dropped);
+    a local table file     ``--data`` or ``--dataset`` PATH.csv / .tsv / .jsonl (read by ``tasks.read_table``,
+                           UTF-8 checked);
     a ``datasets`` dataset ``--dataset`` a Hub dataset ID (``--dataset-config`` its configuration; downloaded
                            and cached by ``datasets`` as usual, read from its cache when offline), a local
                            folder (data files, or a folder written by ``save_to_disk``) or a local
@@ -13,7 +13,9 @@ pair), ``--image-column`` (any image feature; the model's image processor reads 
 names from a ``ClassLabel`` feature, else the sorted distinct values; a float column is a regression target,
 e.g. STS-B's similarity score: in a CSV/JSON Lines file, one with non-integer values), or for ``--objective
 sft`` ``--prompt-column`` and ``--answer-column``. The result is one :class:`~hora.experiments.tasks.TaskData`
-holding the examples of every split used, and the indices of each split into it.
+holding the examples of every split used, and the indices of each split into it. A row whose text (or prompt,
+or answer) is empty or blank, or whose label is missing, is left out; the rows left out are counted by reason in
+``TaskData.dropped`` (a run's metrics.json records it as ``dropped_rows``) and said in one warning.
 
 The fixed split rule fills in the splits a source lacks. The source's ``--train-split`` (default ``train``) is
 required; ``--validation-split`` (default ``validation``) and ``--test-split`` (default ``test``) are used when
@@ -31,6 +33,7 @@ A run then takes from the splits what its settings ask (:func:`run_indices`): th
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -38,7 +41,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from hora.experiments import commonsense, filelist, metamathqa, tasks
-from hora.experiments.errors import HoraError
+from hora.experiments.errors import HoraError, HoraWarning
 
 if TYPE_CHECKING:
     from hora.experiments.train_config import TrainConfig
@@ -277,15 +280,18 @@ def _table_file(path: Path, source: DataSource):
     columns = {}
     for role, column in roles.items():
         values = df[column]
-        numeric = role == "label" and values.dtype.kind == "f" and not np.all(np.mod(values.to_numpy(), 1) == 0)
-        columns[column] = values.astype(float).tolist() if numeric else values.astype(str).tolist()
+        given = values.dropna().to_numpy()
+        numeric = role == "label" and values.dtype.kind == "f" and not np.all(np.mod(given, 1) == 0)
+        columns[column] = (values.astype(float).tolist() if numeric  # an empty cell: NaN, a missing target
+                           else [None if missing else str(v) for v, missing in zip(values, values.isna(), strict=True)])
     return datasets.Dataset.from_dict(columns)
 
 
 def _examples(tables: dict, roles: dict[str, str], source: DataSource,
               names: dict[str, str]) -> tuple[tasks.TaskData, dict[str, np.ndarray]]:
     """One TaskData of the ``tables`` (split role -> ``datasets.Dataset``) and each split's indices into it;
-    unlabelled examples are left out (a split with no label at all is refused)."""
+    rows with an empty text, prompt or answer or without a label are left out and counted (:func:`_dropped`;
+    a split with no label at all is refused)."""
     import datasets
 
     order = list(tables)
@@ -293,29 +299,61 @@ def _examples(tables: dict, roles: dict[str, str], source: DataSource,
                                            for r in order])
     bounds = np.cumsum([0] + [len(tables[r]) for r in order])
     given = {role: np.arange(bounds[i], bounds[i + 1]) for i, role in enumerate(order)}
-    if source.objective == "sft":
-        return _prompt_data(table, roles, source), given
-    labels, label_names, regression = _labels(table, roles["label"], source)
-    keep = np.isfinite(labels) if regression else labels >= 0
+    labels = label_names = regression = None
+    labelled = np.ones(len(table), dtype=bool)
+    if source.objective != "sft":
+        labels, label_names, regression = _labels(table, roles["label"], source)
+        labelled = np.isfinite(labels) if regression else labels >= 0
     for role, rows in given.items():
-        if len(rows) and not keep[rows].any():
+        if len(rows) and not labelled[rows].any():
             option = {"train": "--train-split", "validation": "--validation-split", "test": "--test-split"}[role]
             raise HoraError(f"split '{names[role]}' of {source.name} has no labels in column "
                             f"'{source.label_column}' (as GLUE's test splits): choose another with {option} "
                             f"(or {option} none to take it from the train split)")
-    if not keep.all():  # leave unlabelled examples out and renumber the splits' indices
+    keep, dropped = _dropped(table, roles, labelled, source.name)
+    if not keep.all():  # leave the dropped rows out and renumber the splits' indices
         position = np.cumsum(keep) - 1
         given = {role: position[rows[keep[rows]]] for role, rows in given.items()}
-        table, labels = table.select(np.flatnonzero(keep)), labels[keep]
+        table = table.select(np.flatnonzero(keep))
+        labels = labels[keep] if labels is not None else None
+    if source.objective == "sft":
+        return replace(_prompt_data(table, roles, source), dropped=dropped), given
     if "image" in roles:  # a lazy column: each image is decoded when the Trainer asks for it
         data = tasks.TaskData(source.name, "image", table[roles["image"]], labels, label_names,
-                              source=source.dataset, regression=regression)
+                              source=source.dataset, regression=regression, dropped=dropped)
     else:
         texts = [str(t) for t in table[roles["text"]]]
         pairs = [str(t) for t in table[roles["pair"]]] if "pair" in roles else None
         data = tasks.TaskData(source.name, "text", texts, labels, label_names, source=source.dataset, pairs=pairs,
-                              regression=regression)
+                              regression=regression, dropped=dropped)
     return data, given
+
+
+# role -> what a row whose cell of that role is empty lacks
+EMPTY_CELL = {"text": "text", "pair": "text", "prompt": "prompt", "answer": "answer"}
+
+
+def _dropped(table, roles: dict[str, str], labelled: np.ndarray, name: str) -> tuple[np.ndarray, dict[str, int]]:
+    """(rows kept, rows dropped by reason): a row is dropped for an empty or blank text (either text of a pair),
+    prompt or answer, or for a missing label (``labelled`` False); each dropped row is counted once, under its
+    first reason, and one warning says how many were dropped ("3 rows with an empty text were dropped from
+    NAME (of 696)"). A source left with no row is a one-line error."""
+    counted = np.zeros(len(table), dtype=bool)
+    dropped: dict[str, int] = {}
+    reasons = [(f"empty {what}", np.array([v is None or not str(v).strip() for v in table[roles[role]]], dtype=bool))
+               for role, what in EMPTY_CELL.items() if role in roles]
+    for reason, mask in [*reasons, ("empty label", ~labelled)]:
+        new = mask & ~counted
+        if new.any():
+            dropped[reason] = dropped.get(reason, 0) + int(new.sum())
+        counted |= mask
+    if dropped:
+        parts = " and ".join(f"{n} row{'s' if n > 1 else ''} with an {reason}" for reason, n in dropped.items())
+        if counted.all():
+            raise HoraError(f"every row of {name} was dropped: {parts}; check --text-columns and --label-column")
+        verb = "were" if sum(dropped.values()) > 1 else "was"
+        warnings.warn(f"{parts} {verb} dropped from {name} (of {len(table)} rows)", HoraWarning, stacklevel=3)
+    return ~counted, dropped
 
 
 def _labels(table, column: str, source: DataSource) -> tuple[np.ndarray, list[str], bool]:

@@ -27,9 +27,18 @@ def predict(trainer, dataset, regression: bool = False) -> tuple[np.ndarray, np.
 
 def score(trainer, dataset, metric: str = "accuracy", regression: bool = False) -> float:
     """``metric`` of ``trainer``'s predictions on ``dataset``; NaN for an empty data set (nothing predicted)."""
+    return score_and_classes(trainer, dataset, metric, regression)[0]
+
+
+def score_and_classes(trainer, dataset, metric: str = "accuracy",
+                      regression: bool = False) -> tuple[float, int | None]:
+    """(:func:`score`, the number of distinct classes predicted on ``dataset``) from one prediction pass; the
+    count is None for a regression or an empty data set. One class predicted for every example means the model
+    ignores its input, whatever its score."""
     if len(dataset) == 0:
-        return float("nan")
-    return metrics.score(metric, *predict(trainer, dataset, regression))
+        return float("nan"), None
+    predicted, labels = predict(trainer, dataset, regression)
+    return metrics.score(metric, predicted, labels), None if regression else int(len(np.unique(predicted)))
 
 
 def accuracy(trainer, dataset) -> float:

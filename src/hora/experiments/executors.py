@@ -230,6 +230,30 @@ def import_ray() -> Any:
     return ray
 
 
+RAY_LOG = "ray.log"  # in OUTPUT: what Ray's loggers say while it starts
+
+
+@contextlib.contextmanager
+def ray_log_into(path: Path | None) -> Iterator[None]:
+    """Inside: the records of Ray's Python loggers (the ``ray`` logger and its children) are appended to ``path``
+    instead of shown; nothing changes when ``path`` is None. Ray's handlers are restored on exit."""
+    import logging
+
+    if path is None:
+        yield
+        return
+    logger = logging.getLogger("ray")
+    saved = logger.handlers[:], logger.propagate
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logger.handlers, logger.propagate = [handler], False
+    try:
+        yield
+    finally:
+        logger.handlers, logger.propagate = saved
+        handler.close()
+
+
 def check_reachable(address: str, option: str = "--ray-address", timeout: float = 5.0) -> None:
     """A HoraError, within ``timeout`` seconds, when nothing listens at ``address`` (``HOST:PORT`` or
     ``ray://HOST:PORT``, given by ``option``): Ray itself would retry for minutes before failing. ``auto`` and
@@ -284,7 +308,9 @@ class RayExecutor:
             self.ray.shutdown()
             self._owned = False
 
-    def _connect(self) -> None:
+    def _connect(self, log: Path | None = None) -> None:
+        """Start or join Ray (once); what Ray's loggers say while it starts (e.g. its token-authentication
+        notice) goes into ``log`` when given, not into the grid's output."""
         import logging
 
         if not self.ray.is_initialized():
@@ -295,8 +321,9 @@ class RayExecutor:
             if address:
                 check_reachable(address, option)
             try:
-                self.ray.init(address=address or "local", include_dashboard=False, log_to_driver=False,
-                              logging_level=logging.WARNING)
+                with ray_log_into(log):
+                    self.ray.init(address=address or "local", include_dashboard=False, log_to_driver=False,
+                                  logging_level=logging.WARNING)
             except ConnectionError as exc:  # auto where no cluster runs, or a refused token
                 hint = AUTH_HINT if "Failed to connect" in str(exc) else ""
                 raise HoraError(f"{option} {address}: {exc}{hint}") from None
@@ -322,8 +349,9 @@ class RayExecutor:
     # ------------------------------------------------------------ runs
     def prepare(self, output: Path) -> None:
         """Start or join Ray, then check that a task on every node can write into ``output`` and that this
-        process sees what it wrote (on a cluster: shared storage)."""
-        self._connect()
+        process sees what it wrote (on a cluster: shared storage). Ray's start-up messages go to
+        ``output``/ray.log (where ``output`` is a folder already; else the probe says what is wrong with it)."""
+        self._connect(output / RAY_LOG if output.is_dir() else None)
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         token = uuid.uuid4().hex

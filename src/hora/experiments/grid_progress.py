@@ -13,6 +13,8 @@ import sys
 import time
 from typing import TextIO
 
+from hora.experiments import score_text
+
 
 def format_seconds(seconds: float) -> str:
     """'42 s', '7 min 05 s', '2 h 03 min'."""
@@ -84,10 +86,11 @@ class GridProgress:
         if self._bar is not None:
             self._bar.update(self._job, description=f"{self.title}: {name}")
 
-    def finish(self, name: str, how: str, accuracy: float | None = None, val_accuracy: float | None = None,
-               seconds: float | None = None) -> None:
+    def finish(self, name: str, how: str, metrics: dict | None = None, seconds: float | None = None) -> None:
         """A run ended; ``how`` is "trained", "done before" (finished in OUTPUT by an earlier
-        call) or "copied" (from another comparison); ``seconds`` (default: since :meth:`start`) its wall time."""
+        call) or "copied" (from another comparison); ``metrics`` its metrics.json (its scores are shown under
+        their metric's name and unit, a run that predicted one class flagged); ``seconds`` (default: since
+        :meth:`start`) its wall time."""
         began = self._started.pop(name, None)
         if seconds is None:
             seconds = time.perf_counter() - began
@@ -98,8 +101,12 @@ class GridProgress:
             self._bar.update(self._job, advance=1, eta=self._eta_text())
         elif self.mode == "lines":
             scores = ""
-            if accuracy is not None and val_accuracy is not None:
-                scores = f": test {100 * accuracy:.2f} %, val {100 * val_accuracy:.2f} %"
+            if metrics and metrics.get("accuracy") is not None:
+                metric = metrics.get("metric")
+                scores = (f": {score_text.labelled(metrics['accuracy'], metric)}, "
+                          f"{score_text.labelled(metrics.get('val_accuracy'), metric, 'val')}")
+                if score_text.predicts_one_class(metrics.get("predicted_classes")):
+                    scores += f" ({score_text.ONE_CLASS})"
             took = f", {format_seconds(seconds)}" if how == "trained" else ""
             print(f"[{self.done}/{self.total}] {name}{scores} ({how}{took}); {self._eta_text()}",
                   file=self.stream, flush=True)

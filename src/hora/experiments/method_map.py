@@ -13,9 +13,11 @@ A manifest (JSON) names the rows and where each cell's runs are::
                   "note": "..."}, ...]}         # optional: printed with the source under the table
 
 Each source is read as ``hora report`` reads it (:func:`report.read_results`; each method's learning rate
-chosen per fraction on mean validation accuracy by :func:`report.select_lr`), and a cell is
+chosen per fraction on mean validation score by :func:`report.select_lr`), and a cell is
 :func:`report.paired_difference` of the form against ``lora`` at one fraction: the mean over the seeds run by
-both of ``accuracy_form - accuracy_lora`` (in points) with its two-sided 95 % Student-t interval. A (form,
+both of ``score_form - score_lora`` (in the unit of the source's metric, :mod:`hora.experiments.score_text`:
+percentage points of a rate, correlation units of a correlation) with its two-sided 95 % Student-t interval;
+a cell made only of runs that predicted one class on test is marked as saying nothing. A (form,
 setting, fraction) measured by two sources is an error: each cell has one source of truth.
 
 Per form the table also gives the trainable parameters relative to LoRA's (the mean ``trainable_params`` of
@@ -34,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hora.experiments import report
+from hora.experiments import report, score_text
 from hora.experiments.errors import HoraError
 from hora.io import atomic_write, atomic_write_text
 
@@ -112,9 +114,12 @@ def _mean_of(runs: pd.DataFrame, column: str) -> float:
 
 
 def source_cells(source: Source) -> pd.DataFrame:
-    """One row per (form, fraction) of ``source``: the paired difference to LoRA (in points, 95 % interval),
-    the number of pairs, the parameter ratio to LoRA and the mean generator share of the selected runs."""
+    """One row per (form, fraction) of ``source``: the paired difference to LoRA (in the unit of the source's
+    metric, 95 % interval), the number of pairs, whether its runs all predicted one class, the parameter ratio to
+    LoRA and the mean generator share of the selected runs."""
     df = report.select_lr(report.read_results(list(source.files)))
+    metric = report.metric_name(df)
+    factor = score_text.scale(metric)
     if source.fractions is not None:
         df = df[df["fraction"].round(6).isin([round(f, 6) for f in source.fractions])]
     selected = df[df["selected"].astype(bool)]
@@ -134,7 +139,8 @@ def source_cells(source: Source) -> pd.DataFrame:
             p = pair.iloc[0]
             rows.append({"method": method, "setting": source.setting, "model": source.model, "study": source.study,
                          "fraction": float(fraction), "n_pairs": int(p["n_pairs"]),
-                         "diff": 100 * p["diff_mean"], "low": 100 * p["ci_low"], "high": 100 * p["ci_high"],
+                         "metric": metric, "one_class": bool(p["one_class"]), "diff": factor * p["diff_mean"],
+                         "low": factor * p["ci_low"], "high": factor * p["ci_high"],
                          "params_ratio": _mean_of(runs_at, "trainable_params") / _mean_of(lora_at, "trainable_params"),
                          "generator_share": _mean_of(runs_at, "diag_generator_share")})
     return pd.DataFrame(rows)
@@ -205,22 +211,35 @@ def table_markdown(manifest: Manifest, cells: pd.DataFrame) -> str:
         if mine.empty:
             continue
         by_column = {column_name(r.setting, r.fraction): format_interval(r.diff, r.low, r.high, r.n_pairs)
-                     for r in mine.itertuples()}
+                     + (" (one class predicted: says nothing)" if r.one_class else "") for r in mine.itertuples()}
         row = [f"{form.label} (`{form.method}`)", format_params(mine), format_share(mine["generator_share"]),
                *(by_column.get(c, "") for c in columns)]
         lines.append("| " + " | ".join(row) + " |")
     studies = []
+    metrics = list(dict.fromkeys(cells["metric"]))
     for source in manifest.sources:
         files = ", ".join(f.relative_to(manifest.root).as_posix() for f in source.files)
+        metric = cells[cells["setting"] == source.setting]["metric"].iloc[0] if len(metrics) > 1 else None
         studies.append(f"- {source.setting} ({source.model}), {source.study}: {', '.join(source.methods)} from {files}"
+                       + (f"; metric: {score_text.name(metric)}" if metric else "")
                        + (f"; {source.note}" if source.note else ""))
     return "\n".join([
-        "Test accuracy of each form minus LoRA's, in points, paired by seed (same data subset, order and head "
+        f"{difference_words(metrics)}, paired by seed (same data subset, order and head "
         "initialisation), with the 95 % Student-t interval of the mean difference and the number of pairs; bold: "
-        "the interval excludes 0. Every method's learning rate was chosen on validation accuracy only. "
+        "the interval excludes 0. Every method's learning rate was chosen on the validation score only. "
         "params / LoRA: trainable parameters (adapter and any classification head) over LoRA's at equal rank. "
         f"{report.diagnostic_label('generator_share')}: {report.DIAGNOSTICS['generator_share'][1]}.", "",
         *lines, "", "Sources (one per cell; files relative to the manifest's folder):", "", *studies, ""])
+
+
+def difference_words(metrics: list[str]) -> str:
+    """What a cell holds: "Test accuracy of each form minus LoRA's, in percentage points" for one metric; with
+    several, each source's metric named in the sources list."""
+    if len(metrics) == 1:
+        return (f"Test {score_text.name(metrics[0])} of each form minus LoRA's, in "
+                f"{score_text.difference_unit(metrics[0])}")
+    return ("Test score of each form minus LoRA's, by each source's metric (named with the source below; rates in "
+            "percentage points, correlations in correlation units)")
 
 
 def plot_forest(manifest: Manifest, cells: pd.DataFrame, path: str | Path) -> Path:
@@ -262,7 +281,10 @@ def plot_forest(manifest: Manifest, cells: pd.DataFrame, path: str | Path) -> Pa
             label.set_fontweight("bold")
             label.set_color(colors[headings.index(index) % len(colors)])
         ax.set_ylim(-0.8, n_rows - 0.2)
-        ax.set_xlabel("test accuracy − LoRA's (points), paired by seed; bars: 95 % t-interval")
+        metrics = list(dict.fromkeys(cells["metric"]))
+        what = (f"test {score_text.name(metrics[0])} − LoRA's ({score_text.difference_unit(metrics[0])})"
+                if len(metrics) == 1 else "test score − LoRA's (each source's metric and unit)")
+        ax.set_xlabel(f"{what}, paired by seed; bars: 95 % t-interval")
         ax.set_title("Each form against LoRA (rows: setting, data fraction, pairs of seeds)", fontsize=10)
         ax.grid(axis="x", alpha=0.3)
         fig.tight_layout()

@@ -19,8 +19,12 @@ Base models (``--model``)
     a Hub ID     anything ``from_pretrained`` takes, e.g. ``roberta-base`` or ``Qwen/Qwen2.5-0.5B`` (``--revision``
                  a branch, tag or commit): downloaded and cached by ``huggingface_hub`` as usual. Offline
                  (``HF_HUB_OFFLINE=1``) it is read from the cache (``HF_HUB_CACHE``); one not cached is one line
-                 saying so and how to fetch it. timm models load through transformers' ``TimmWrapper`` (``pip
-                 install 'hora[timm]'``): a timm Hub ID (``timm/vit_base_patch16_224.augreg2_in21k_ft_in1k``) or,
+                 saying so and how to fetch it. A name that is no folder, built-in or cached ID: one close to a
+                 built-in name is refused at once with "did you mean" (no network); otherwise the Hub is asked
+                 once, with a short timeout and no retries (:data:`HUB_PROBE_SECONDS`), and a failure is one
+                 line naming the closest cached IDs, how to fetch it, or to point ``--model`` at a folder.
+                 timm models load through transformers' ``TimmWrapper`` (``pip install 'hora[timm]'``): a timm
+                 Hub ID (``timm/vit_base_patch16_224.augreg2_in21k_ft_in1k``) or,
                  where timm is installed, a timm model name (``vit_base_patch16_224.augreg_in21k``), which is the
                  Hub ID timm's pretrained config names; their heads are found from timm's attention modules.
 
@@ -43,6 +47,7 @@ DECODER_MODELS = ("smollm2",)  # the built-in models that --objective sft can tr
 MODELS = TEXT_MODELS + IMAGE_MODELS
 DEFAULT_MODEL = {"text": "minilm", "image": "vit"}
 VIT_CACHE_NAME = "vit-fashion-mnist"
+HUB_PROBE_SECONDS = 5.0  # the one request that asks the Hub whether an uncached model exists
 
 
 def vit_dir(must_exist: bool = True) -> Path:
@@ -86,6 +91,7 @@ def _hub_file(model_id: str, filename: str, revision: str | None) -> Path:
 
     at = f" at revision '{revision}'" if revision else ""
     try:
+        _probe_hub(model_id, filename, revision)
         return Path(hf_hub_download(model_id, filename, revision=revision))
     except HFValidationError:
         raise HoraError(f"unknown model '{model_id}': use one of {', '.join(MODELS)}, a local model folder or a "
@@ -96,16 +102,55 @@ def _hub_file(model_id: str, filename: str, revision: str | None) -> Path:
                             f"cache ({constants.HF_HUB_CACHE}) and "
                             f"HF_HUB_OFFLINE=1 is set: fetch it once with network (hf download {model_id}"
                             + (f" --revision {revision}" if revision else "") + "), or pass a local folder") from None
-        raise HoraError(f"model '{model_id}'{at} could not be downloaded (no connection?) and is not in the Hugging "
-                        f"Face cache ({constants.HF_HUB_CACHE})") from None
+        raise HoraError(f"{did_you_mean(model_id, cached_model_ids())}model '{model_id}'{at} is not in the Hugging "
+                        f"Face cache ({constants.HF_HUB_CACHE}) and the Hub could not be reached: fetch it where there "
+                        f"is network (hf download {model_id}" + (f" --revision {revision}" if revision else "")
+                        + ") or point --model at a local model folder") from None
     except RevisionNotFoundError:
         raise HoraError(f"model '{model_id}' has no revision '{revision}'") from None
     except RepositoryNotFoundError:
-        raise HoraError(f"{did_you_mean(model_id, MODELS)}no model '{model_id}' on the Hugging Face Hub (or it is "
-                        "private: log in with hf auth "
-                        "login); use a built-in name, a local folder or a Hub ID") from None
+        raise HoraError(f"{did_you_mean(model_id, MODELS + cached_model_ids())}no model '{model_id}' on the Hugging "
+                        "Face Hub (or it is private: log in with hf auth login); use a built-in name, a local "
+                        "folder or a Hub ID") from None
     except EntryNotFoundError:
         raise HoraError(f"model '{model_id}'{at} has no {filename}: not a transformers or timm model") from None
+
+
+def _probe_hub(model_id: str, filename: str, revision: str | None) -> None:
+    """Ask the Hub once for ``filename`` of ``model_id`` when it is not cached: one request of at most
+    :data:`HUB_PROBE_SECONDS`, no retries (``huggingface_hub`` would otherwise retry a failed connection for
+    about 30 s). Raises what ``huggingface_hub`` raises: ``LocalEntryNotFoundError`` when the Hub cannot be
+    reached, ``RepositoryNotFoundError`` and the like when it answers no; nothing offline or when cached."""
+    from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url, try_to_load_from_cache
+    from huggingface_hub.errors import HfHubHTTPError, HFValidationError, LocalEntryNotFoundError
+
+    if constants.HF_HUB_OFFLINE or isinstance(try_to_load_from_cache(model_id, filename, revision=revision), str):
+        return
+    try:
+        get_hf_file_metadata(hf_hub_url(model_id, filename, revision=revision), timeout=HUB_PROBE_SECONDS)
+    except (HfHubHTTPError, HFValidationError):  # the Hub answered (no such model, revision or file), or a bad ID
+        raise
+    except Exception as exc:  # the HTTP client's own error: no connection, a timeout
+        raise LocalEntryNotFoundError(f"the Hub could not be reached: {exc}") from None
+
+
+def cached_model_ids() -> tuple[str, ...]:
+    """The Hub IDs of the models in the Hugging Face cache (its ``models--ORG--NAME`` folders), for "did you
+    mean"."""
+    from huggingface_hub import constants
+
+    root = Path(constants.HF_HUB_CACHE)
+    folders = sorted(root.glob("models--*")) if root.is_dir() else []
+    return tuple(f.name.removeprefix("models--").replace("--", "/") for f in folders)
+
+
+def check_not_misspelt(model: str) -> None:
+    """Refuse, before any network request, a ``--model`` without "/" that is no folder or built-in name but close
+    to one ("minlm"): one line with "did you mean". A Hub ID (ORG/NAME) is left to the Hub, which is asked once."""
+    suggestion = did_you_mean(model, MODELS)
+    if model not in MODELS and "/" not in model and suggestion and not is_local(model):
+        raise HoraError(f"unknown model '{model}': {suggestion}--model takes a built-in name ({', '.join(MODELS)}), "
+                        "a local model folder or a Hub ID (ORG/NAME)")
 
 
 def is_timm(config: dict) -> bool:
@@ -183,9 +228,11 @@ def offline_model(name: str = "minilm") -> str:
 
 
 def load_tokenizer(ref: str | Path, revision: str | None = None):
+    """The tokenizer of ``ref``: a decoder pads with EOS; its "sequence length is longer than the specified
+    maximum" note is off (the harness reports truncation itself, :func:`quiet.no_token_length_note`)."""
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(ref, **source_kwargs(ref, revision))
+    tok = quiet.no_token_length_note(AutoTokenizer.from_pretrained(ref, **source_kwargs(ref, revision)))
     if tok.pad_token is None:  # decoders (SmolLM2, Llama): pad with EOS, see the module docstring
         tok.pad_token = tok.eos_token
     return tok

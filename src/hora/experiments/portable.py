@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hora.experiments import assets
+from hora.experiments import assets, score_text
 from hora.experiments.errors import AssetMissingError
 from hora.io import atomic_write_text
 
@@ -52,10 +52,6 @@ def portable_name(model_path: str | Path) -> str:
     return folder.name
 
 
-def _percent(value: float | None) -> str:
-    return "n/a" if value is None or value != value else f"{100 * value:.2f} %"
-
-
 def model_card(metrics: dict, base_name: str, folder: str) -> str:
     """The text of README.md for the adapter of a run whose ``metrics`` (metrics.json without its config) are
     given: YAML metadata for the Hub, what the adapter is, its scores, and the code that loads it from
@@ -68,7 +64,9 @@ def model_card(metrics: dict, base_name: str, folder: str) -> str:
     method = str(metrics["method"])
     is_hora = metrics.get("base_method", method) == "hora"
     what = "HoRA, cross-head low-rank adaptation with a joint hypernetwork, a PEFT method" if is_hora else "PEFT"
-    score = "exact match of the greedy answer" if objective == "sft" else "accuracy"
+    metric = metrics.get("metric") or ("exact" if objective == "sft" else "accuracy")
+    one_class = (f" ({score_text.ONE_CLASS})" if score_text.predicts_one_class(metrics.get("predicted_classes"))
+                 else "")
     label_arg = f", id2label={dict(enumerate(labels))!r}" if labels else ""
     lora_row = (f" (LoRA of equal rank: {metrics['lora_equivalent_params']:,})"
                 if "lora_equivalent_params" in metrics else "")
@@ -86,7 +84,9 @@ def model_card(metrics: dict, base_name: str, folder: str) -> str:
         f"# {method} adapter for {base_name} on {metrics.get('task')}",
         "",
         f"A `{method}` adapter ({what}) trained by `hora train` on {metrics.get('task')} "
-        + (f"({len(labels)} classes: {', '.join(map(str, labels))})." if labels else "(prompts and answers)."),
+        + (f"({len(labels)} classes: {', '.join(map(str, labels))})." if labels
+           else "(a regression: one predicted value per example)." if metrics.get("regression")
+           else "(prompts and answers)."),
         "",
         "| | |",
         "|---|---|",
@@ -96,8 +96,10 @@ def model_card(metrics: dict, base_name: str, folder: str) -> str:
         f"| task | {metrics.get('task')} ({metrics.get('kind')}, objective {objective}) |",
         f"| training | {metrics.get('steps')} steps of batch {metrics.get('batch_size')}, lr {metrics.get('lr'):g}, "
         f"{metrics.get('n_train'):,} examples (fraction {metrics.get('fraction'):g}), seed {metrics.get('seed')} |",
-        f"| test {score} | {_percent(metrics.get('accuracy'))} (n = {metrics.get('n_test')}) |",
-        f"| validation {score} | {_percent(metrics.get('val_accuracy'))} (n = {metrics.get('n_val')}) |",
+        f"| test {score_text.name(metric)} | {score_text.text(metrics.get('accuracy'), metric)} "
+        f"(n = {metrics.get('n_test')}){one_class} |",
+        f"| validation {score_text.name(metric)} | {score_text.text(metrics.get('val_accuracy'), metric)} "
+        f"(n = {metrics.get('n_val')}) |",
         f"| trainable parameters | {metrics.get('trainable_params'):,}{lora_row} |",
         "",
         "## Load it",

@@ -114,10 +114,16 @@ class Benchmark:
         return replace(self, methods=tuple(methods) if methods else self.methods, seeds=seeds_, tune_seeds=tune,
                        lrs=tuple(lrs) if lrs else self.lrs)
 
+    def runs(self) -> list[tuple[str, float | None, int]]:
+        """One task's runs as (method, lr, seed): every lr on the tuning seeds, then the other seeds at the lr chosen
+        on validation (None: not known before the tuning runs)."""
+        others = [s for s in self.seeds if s not in self.tune_seeds]
+        return ([(m, lr, s) for m in self.methods for lr in self.lrs for s in self.tune_seeds]
+                + [(m, None, s) for m in self.methods for s in others])
+
     def runs_per_task(self) -> int:
         """Runs of one task's grid: every lr on the tuning seeds, the other seeds at the chosen lr, per method."""
-        others = len([s for s in self.seeds if s not in self.tune_seeds])
-        return len(self.methods) * (len(self.lrs) * len(self.tune_seeds) + others)
+        return len(self.runs())
 
 
 def estimate_hours(benchmark: Benchmark, task: Task) -> float:
@@ -251,7 +257,8 @@ def benchmark(name: str) -> Benchmark:
 
 @dataclass
 class Plan:
-    """What ``hora study --preset NAME --dry-run`` prints: each task's runs and estimated GPU-hours."""
+    """What ``hora study --preset NAME --dry-run`` prints: every run (task, method, lr, seed), then each task's
+    number of runs and estimated GPU-hours, and the totals."""
 
     benchmark: Benchmark
     rows: list[tuple[str, int, float]] = field(default_factory=list)  # (task, runs, GPU-hours of all its runs)
@@ -268,7 +275,11 @@ class Plan:
         b = self.benchmark
         out = [f"{b.title}: model {b.model}; methods {', '.join(b.methods)}; seeds {', '.join(map(str, b.seeds))} "
                f"(lr tried on {', '.join(map(str, b.tune_seeds))}); lrs {', '.join(f'{x:g}' for x in b.lrs)}",
-               f"{'task':<22} {'runs':>5} {'GPU-h':>8}"]
+               "", f"{'task':<22} {'method':<16} {'lr':>8} {'seed':>4}"]
+        out += [f"{task:<22} {method:<16} {'chosen' if lr is None else f'{lr:g}':>8} {seed:>4}"
+                for task, _, _ in self.rows for method, lr, seed in b.runs()]
+        out += ["(chosen: the lr with the best mean validation score on the tuning seeds)", "",
+                f"{'task':<22} {'runs':>5} {'GPU-h':>8}"]
         out += [f"{task:<22} {runs:>5} {hours:>8.1f}" for task, runs, hours in self.rows]
         out.append(f"{'total':<22} {self.runs:>5} {self.hours:>8.1f}  (one H200 in bfloat16; basis: "
                    "hora.experiments.presets, within a factor of about 2)")

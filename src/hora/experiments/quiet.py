@@ -10,7 +10,12 @@ What the libraries say on every run, and the library's own switch that silences 
   deprecated alias, for LoRA as for HoRA; nothing a user can change. A warnings filter on that message only.
 - With bitsandbytes installed, its import looks up a CPU kernel on the Hub and logs ``Failed to load CPU
   gemm_4bit_forward from kernels-community ...`` (and ``kernels`` logs ``Skipping publisher trust check ...
-  offline mode``): logging filters on those two messages only, so its other messages still show.
+  offline mode``): logging filters on those two messages only (:mod:`hora.kernel_lookup`, installed by ``import
+  hora`` already), so its other messages still show.
+- ``Token indices sequence length is longer than the specified maximum sequence length for this model``: a
+  tokenizer's note when a text is tokenised whole, as the harness does to count the texts ``--max-length`` cuts;
+  the harness says so itself, in its own words (:func:`hora.experiments.tasks.warn_truncated`). The tokenizer's
+  own once-only flag marks the note as given (:func:`no_token_length_note`, on every tokenizer the harness loads).
 - Progress bars off a terminal (a log file, CI, ``| tee``): tqdm redraws its bar with ``\\r``, hundreds of times
   per run. There the Trainer's bar gives way to one line per logging interval, and transformers' and
   huggingface_hub's loading bars are switched off (``transformers.utils.logging.disable_progress_bar``). On a
@@ -32,23 +37,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TextIO
 
+from hora.kernel_lookup import drop_kernel_lookup_messages
+
 GRADIENT_CHECKPOINTING_ALIAS = r"`is_gradient_checkpointing` is deprecated"
-# (logger, start of the message) of what bitsandbytes' import logs while looking for a CPU kernel on the Hub
-KERNEL_LOOKUP = (
-    ("bitsandbytes.backends.cpu.ops", "Failed to load CPU gemm_4bit_forward from kernels-community"),
-    ("kernels._internals.hf_hub", "Skipping publisher trust check for 'kernels-community/"),
-)
-
-
-class DropMessage(logging.Filter):
-    """Drops the records of one logger whose message starts with ``prefix``."""
-
-    def __init__(self, prefix: str):
-        super().__init__()
-        self.prefix = prefix
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith(self.prefix)
 
 
 def interactive(stream: TextIO | None = None) -> bool:
@@ -76,16 +67,25 @@ def quiet_libraries() -> None:
     imported it sets what can be set without importing it (warnings and logging filters); once it is, its
     verbosity and, off a terminal, its progress bars."""
     warnings.filterwarnings("ignore", message=GRADIENT_CHECKPOINTING_ALIAS, category=FutureWarning)
-    for name, prefix in KERNEL_LOOKUP:
-        logger = logging.getLogger(name)
-        if not any(isinstance(f, DropMessage) and f.prefix == prefix for f in logger.filters):
-            logger.addFilter(DropMessage(prefix))
+    drop_kernel_lookup_messages()
     if "transformers" in sys.modules:  # imported already: its environment switches were read
         from transformers.utils import logging as hf_logging
 
         hf_logging.set_verbosity(transformers_verbosity())
         if not interactive():
             hf_logging.disable_progress_bar()
+
+
+TOKEN_LENGTH_NOTE = "sequence-length-is-longer-than-the-specified-maximum"  # the tokenizer's key for its note
+
+
+def no_token_length_note(tokenizer):
+    """``tokenizer`` with its "sequence length is longer than the specified maximum" note marked as given (the
+    flag transformers sets after giving it once), so it never prints: the harness reports truncation itself."""
+    warnings_given = getattr(tokenizer, "deprecation_warnings", None)
+    if isinstance(warnings_given, dict):
+        warnings_given[TOKEN_LENGTH_NOTE] = True
+    return tokenizer
 
 
 @contextmanager

@@ -24,7 +24,7 @@ sections ``study.md`` has the benchmark's table (:mod:`hora.experiments.benchmar
 runs, evaluation on 256 random examples): its numbers are not evidence, and 60 steps barely leave the
 loss plateau of the text task. ``full`` is the protocol of issue 4.
 ``OUTPUT/study.md`` collects every grid's summary and, where fraction 1 was run, the smallest fraction
-at which each method's mean test accuracy reaches LoRA's full-data mean.
+at which each method's mean test score reaches LoRA's full-data mean.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from hora.experiments import benchmark_report, methods, paths, presets, report
+from hora.experiments import benchmark_report, methods, paths, presets, report, score_text
 from hora.experiments.errors import HoraError, RunsFailed
 from hora.experiments.executors import Executor
 from hora.experiments.pretrain_vit import pretrain_vit
@@ -144,15 +144,15 @@ def select_grids(preset: str, only: list[str] | None = None, root: str | None = 
 
 
 def reach_fraction(summary: pd.DataFrame, method: str, reference: str = "lora") -> float | None:
-    """Smallest fraction at which ``method``'s mean test accuracy >= ``reference``'s mean at fraction 1.
+    """Smallest fraction at which ``method``'s mean test score >= ``reference``'s mean at fraction 1.
 
     None when fraction 1 of the reference was not run or the method never reaches it.
     """
     ref = summary[(summary["method"] == reference) & (summary["fraction"] == 1.0)]
     if ref.empty:
         return None
-    target = float(ref["accuracy_mean"].iloc[0])
-    rows = summary[(summary["method"] == method) & (summary["accuracy_mean"] >= target)]
+    target = float(ref["score_mean"].iloc[0])
+    rows = summary[(summary["method"] == method) & (summary["score_mean"] >= target)]
     return float(rows["fraction"].min()) if not rows.empty else None
 
 
@@ -163,8 +163,9 @@ def _reach_lines(df: pd.DataFrame) -> list[str]:
     ref = summ[(summ["method"] == "lora") & (summ["fraction"] == 1.0)]
     if ref.empty:
         return []
-    lines = ["", f"Smallest fraction reaching LoRA's full-data mean test accuracy "
-                 f"({100 * float(ref['accuracy_mean'].iloc[0]):.1f} %):", ""]
+    metric = report.metric_name(df)
+    lines = ["", f"Smallest fraction reaching LoRA's full-data mean test {score_text.name(metric)} "
+                 f"({score_text.text(float(ref['score_mean'].iloc[0]), metric, 1)}):", ""]
     for method in sorted(summ["method"].unique()):
         f = reach_fraction(summ, method)
         lines.append(f"- {method}: " + (f"{f:g}" if f is not None else "not reached at any fraction run"))
@@ -194,10 +195,10 @@ def _peft_results(df: pd.DataFrame, folder: Path) -> list[str]:
 
 def _task_tables(grid: Grid, df: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """The results of each task a grid scores: its own test split, or (with further test sets, e.g. the
-    commonsense preset's eight) one table per test set, its score as the ``accuracy`` column."""
+    commonsense preset's eight) one table per test set, its score as the ``score`` column."""
     if not grid.test_sets:
         return {grid.name: df}
-    return {name: df.assign(accuracy=df[f"test_{name}"]) for name in grid.test_sets}
+    return {name: df.assign(score=df[f"test_{name}"]) for name in grid.test_sets}
 
 
 def run_study(preset: str, output: str | Path, only: list[str] | None = None, progress: bool = True,

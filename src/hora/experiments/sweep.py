@@ -28,8 +28,9 @@ from hora.experiments.grid_progress import GridProgress
 from hora.experiments.train_config import RECORDED, TrainConfig
 from hora.io import atomic_dir, atomic_write
 
-RESULT_COLUMNS = ["method", "fraction", "seed", "lr", "accuracy", "val_accuracy", "metric", "trainable_params",
-                  "train_seconds", "steps", "n_train"]
+# results.csv's columns; score and val_score hold the run's metric (metrics.json's accuracy and val_accuracy)
+RESULT_COLUMNS = ["method", "fraction", "seed", "lr", "score", "val_score", "metric", "predicted_classes",
+                  "trainable_params", "train_seconds", "steps", "n_train"]
 
 
 def parse_list(text: str, kind: type, name: str) -> list:
@@ -103,8 +104,10 @@ def _copy_finished(run_dir: Path, cfg: TrainConfig, folders: list[Path]) -> dict
 
 
 def _row(metrics: dict, run_dir: Path) -> dict:
-    row = {k: metrics.get(k) for k in RESULT_COLUMNS}
-    row.update({k: v for k, v in metrics.items() if k.startswith(("diag_", "test_"))})  # diagnostics, test sets
+    key = {new: old for old, new in report.OLD_NAMES.items()}  # score <- metrics.json's accuracy
+    row = {k: metrics.get(key.get(k, k)) for k in RESULT_COLUMNS}
+    settings = {f.name for f in dataclasses.fields(TrainConfig)}  # test_split, test_sets: settings, not scores
+    row.update({k: v for k, v in metrics.items() if k.startswith(("diag_", "test_")) and k not in settings})
     row["run_dir"] = str(run_dir)
     return row
 
@@ -176,7 +179,7 @@ def run_compare(base: TrainConfig, method_list: list[str], fractions: list[float
             rows[place] = _row(metrics, Path(spec.cfg.output))
             table = pd.DataFrame([rows[k] for k in sorted(rows)])
             atomic_write(output / "results.csv", lambda tmp: table.to_csv(tmp, index=False))
-            bar.finish(spec.name, how, metrics.get("accuracy"), metrics.get("val_accuracy"), seconds)
+            bar.finish(spec.name, how, metrics, seconds)
 
         def run_batch(batch: dict[tuple, RunSpec]) -> None:
             """Reuse what is finished (in ``output``, else in a ``reuse_from`` folder); the executor runs the rest."""

@@ -70,6 +70,7 @@ class TaskData:
     source: str = ""
     pairs: list[str] | None = None
     regression: bool = False
+    dropped: dict[str, int] = field(default_factory=dict)  # rows left out of the source, by reason ("empty text")
 
     @property
     def num_labels(self) -> int:
@@ -153,9 +154,10 @@ def check_utf8(path: str | Path, chunk_size: int = 1 << 20) -> None:
 
 
 def read_table(path: str | Path, columns: dict[str, str], as_written: bool = False) -> pd.DataFrame:
-    """The rows of a CSV / TSV / JSON Lines file that have every column of ``columns`` (role -> column name),
+    """The rows of a CSV / TSV / JSON Lines file that has every column of ``columns`` (role -> column name),
     e.g. ``{"text": "review", "label": "sentiment"}``; a one-line HoraError naming what is wrong otherwise.
-    ``as_written``: a CSV / TSV's cells of these columns are read as strings as written (" 3" stays " 3").
+    ``as_written``: a CSV / TSV's cells of these columns are read as strings as written (" 3" stays " 3"). An
+    empty cell is kept as a missing value: :mod:`hora.experiments.datasource` drops its row and counts it.
 
     UTF-8 only: another encoding is reported with the line and byte where decoding fails.
     """
@@ -186,10 +188,6 @@ def read_table(path: str | Path, columns: dict[str, str], as_written: bool = Fal
             )
     if len(df) == 0:
         raise HoraError(f"data file {path} has no data rows")
-    names = list(columns.values())
-    df = df[df[names].notna().all(axis=1)]
-    if len(df) == 0:
-        raise HoraError(f"no rows with both '{names[0]}' and '{names[-1]}' in {path}")
     return df
 
 

@@ -350,7 +350,8 @@ def evaluate(cfg: TrainConfig, trainer, data: tasks.TaskData, encoded: Encoded, 
     """The run's scores by its metric (``--metric``, :meth:`TrainConfig.resolved_metric`) on validation, test and
     each further test set (``test_NAME``): a metric of the predictions (classification, regression) or of the
     greedily generated answers (``sft``, with the longest answer's token budget). With further test sets and no
-    test split, the test score (``accuracy``) is their mean. Scores are fractions (correlations in [-1, 1])."""
+    test split, the test score (``accuracy``) is their mean. Scores are fractions (correlations in [-1, 1]). A
+    classification also records ``predicted_classes``, the number of distinct classes it predicted on test."""
     metric = cfg.resolved_metric(data.regression)
     extra: dict = {}
     if sft is not None:
@@ -360,14 +361,17 @@ def evaluate(cfg: TrainConfig, trainer, data: tasks.TaskData, encoded: Encoded, 
 
         def score(ds, task=None):
             return answer_score(metric, model, encoded.tokenizer, ds.prompts, ds.answers, cfg.eval_batch_size,
-                                budget, task)
+                                budget, task), None
         extra["max_new_tokens"] = budget
     else:
         def score(ds, task=None):
-            return evaluation.score(trainer, ds, metric, data.regression)
-    scores = {"metric": metric, "accuracy": score(encoded.test), "val_accuracy": score(encoded.val), **extra}
+            return evaluation.score_and_classes(trainer, ds, metric, data.regression)
+    test, classes = score(encoded.test)
+    scores = {"metric": metric, "accuracy": test, "val_accuracy": score(encoded.val)[0], **extra}
+    if classes is not None:
+        scores["predicted_classes"] = classes
     for name, ds in encoded.tests.items():
-        scores[f"test_{name}"] = score(ds, name)
+        scores[f"test_{name}"] = score(ds, name)[0]
     if encoded.tests and len(encoded.test) == 0:
         scores["accuracy"] = float(np.mean([scores[f"test_{name}"] for name in encoded.tests]))
     return scores
@@ -381,14 +385,14 @@ def train(cfg: TrainConfig, splits: tasks.Splits | None = None, callbacks: Seque
     (e.g. :mod:`hora.experiments.dynamics`' update recorder).
     """
     check_output(cfg)
+    source = datasource.DataSource.of(cfg)
+    base = resolve_base_model(cfg, source.kind)  # before torch and the Trainer load: a wrong --model fails at once
     import torch
 
     warn_if_fsdp_falls_back(torch.cuda.is_available())
     quiet.quiet_libraries()
     t_start = time.perf_counter()
     resume_from, save_every = resume_point(cfg)
-    source = datasource.DataSource.of(cfg)
-    base = resolve_base_model(cfg, source.kind)
     if splits is None:
         splits = datasource.load_splits(source)
     data = splits.data
@@ -437,6 +441,7 @@ def train(cfg: TrainConfig, splits: tasks.Splits | None = None, callbacks: Seque
         "kind": data.kind,
         "regression": data.regression,
         "label_names": list(data.label_names) if sft is None else [],  # sft: answers, not classes
+        "dropped_rows": dict(data.dropped),  # rows left out of the source: empty text or label, by reason
         "steps": steps_done,  # the steps taken (set by --epochs when given)
         "n_train": len(encoded.train),
         "n_val": len(encoded.val),

@@ -177,6 +177,7 @@ class TrainConfig:
         methods.check_method(self.method, self.epochs)
         self._check_data()
         if self.model is not None and self.model not in models.MODELS:
+            models.check_not_misspelt(self.model)
             _check_hub_or_folder(self.model, "model", f"use one of {', '.join(models.MODELS)}, a local model folder "
                                  "or a Hub ID (ORG/NAME)")
         if self.objective not in OBJECTIVES:
