@@ -230,7 +230,8 @@ def test_simulate_is_wired_to_run_simulation(monkeypatch, tmp_path):
     (["compare", "--lrs", "1e-3,1e-2", "--tune-seeds", "7"], ["tune-seeds must be among --seeds"]),
     (["study", "--preset", "medium"], ["unknown preset 'medium'"]),
     (["study", "--only", "text,audio"], ["unknown study grid(s) audio"]),
-    (["study", "--preset", "quick", "--steps", "3"], ["apply to the benchmark presets (glue, commonsense, vtab1k)"]),
+    (["study", "--preset", "quick", "--steps", "3"],
+     ["apply to the benchmark presets (glue, commonsense, vtab1k, metamathqa)"]),
     (["study", "--preset", "glue", "--only", "mnli", "--dry-run"], ["unknown task 'mnli' of preset glue"]),
     (["export", "/nonexistent/adapter", "/tmp/x"], ["adapter folder not found"]),
 ])

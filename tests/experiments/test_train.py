@@ -235,8 +235,9 @@ def test_a_failing_optional_step_costs_the_run_nothing(tiny_bert, tiny_csv, tmp_
     saved_before = []
 
     def broken(model, method):
-        saved_before.append((tmp_path / "run" / "adapter_model.safetensors").is_file()
-                            and (tmp_path / "run" / "metrics.json").is_file())
+        first = json.loads((tmp_path / "run" / "metrics.json").read_text())  # a grid would not reuse it yet
+        saved_before.append((tmp_path / "run" / "adapter_model.safetensors").is_file() and first["pending"] == [
+            "parameter report", "diagnostics", "model card"])
         raise RuntimeError("diagnostics exploded")
 
     monkeypatch.setattr(train_mod, "_adapter_diagnostics", broken)
@@ -244,6 +245,7 @@ def test_a_failing_optional_step_costs_the_run_nothing(tiny_bert, tiny_csv, tmp_
     assert saved_before == [True]
     saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert saved["missing"] == {"diagnostics": "RuntimeError: diagnostics exploded"} == m["missing"]
+    assert "pending" not in saved
     assert saved["accuracy"] == m["accuracy"] and saved["lora_equivalent_params"] > 0  # the other steps ran
     assert (tmp_path / "run" / "README.md").is_file()
     err = capsys.readouterr().err

@@ -25,7 +25,7 @@ from hora.experiments import datasource, methods, models, paths, report
 from hora.experiments.errors import HoraError, RunsFailed
 from hora.experiments.executors import Executor, RunResult, RunSpec, SequentialExecutor
 from hora.experiments.grid_progress import GridProgress
-from hora.experiments.train_config import RECORDED, TrainConfig
+from hora.experiments.train_config import PENDING, RECORDED, TrainConfig
 from hora.io import atomic_dir, atomic_write
 
 # results.csv's columns; score and val_score hold the run's metric (metrics.json's accuracy and val_accuracy)
@@ -82,6 +82,8 @@ def _finished(run_dir: Path, cfg: TrainConfig) -> dict | None:
     except ValueError:
         return None
     if cfg.differences(metrics.get("config", {}), RECORDED) or metrics.get("lr") != cfg.resolved_lr():
+        return None
+    if PENDING in metrics:  # stopped after its save, before its optional steps (diagnostics): not finished
         return None
     return metrics
 

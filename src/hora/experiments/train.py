@@ -56,7 +56,7 @@ from hora.experiments import (
 )
 from hora.experiments.errors import HoraError, HoraWarning, TrainingInterrupted
 from hora.experiments.evaluation import answer_score, generation_budget
-from hora.experiments.train_config import RECORDED, TRAJECTORY, TrainConfig, world_size
+from hora.experiments.train_config import PENDING, RECORDED, TRAJECTORY, TrainConfig, world_size
 from hora.io import atomic_save_files, atomic_write_json
 
 
@@ -453,12 +453,12 @@ def train(cfg: TrainConfig, splits: tasks.Splits | None = None, callbacks: Seque
         "base_method": variants.resolve(cfg.method).method,  # a named variant counts as its base method
     }
     writer = trainer.is_world_process_zero()  # under torchrun / accelerate launch only one process writes
-    if writer:  # what the run trained is safe before any optional step runs
-        save_run(cfg, model, metrics)
     steps = {"parameter report": lambda: _parameter_report(model, metrics["base_method"]),
              "diagnostics": lambda: _adapter_diagnostics(model, metrics["base_method"])}
     if writer and cfg.save:
         steps["model card"] = lambda: portable.write_card(model, cfg.output, metrics, cfg.output)
+    if writer:  # what the run trained is safe before any optional step runs; "pending" until they have run
+        save_run(cfg, model, {**metrics, PENDING: list(steps)})
     missing = run_optional_steps(steps, metrics)
     if missing:
         metrics["missing"] = missing

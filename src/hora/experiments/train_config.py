@@ -29,6 +29,9 @@ from hora.experiments.errors import HoraError, did_you_mean
 TRAJECTORY = "trajectory"  # fixes what is trained: a resumed run must match it
 EVALUATION = "evaluation"  # changes the reported scores only
 RECORDED = (TRAJECTORY, EVALUATION)  # recorded in metrics.json; a reused finished run must match them
+# metrics.json's list of the optional steps still to run (diagnostics, ...): written with a run's first save, gone
+# once they ran; a grid retrains a run stopped in between, so that every finished run has the same metrics
+PENDING = "pending"
 BOTH = ("train", "compare")
 LR_SCHEDULERS = ("linear", "cosine", "constant")
 OBJECTIVES = ("classify", "sft")
