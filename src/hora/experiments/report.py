@@ -211,8 +211,8 @@ def summary_markdown(df: pd.DataFrame, title: str = "HoRA comparison", context: 
                                  for r in one_class.itertuples()) + ".")
     lines.append("")
     diag_cols = [c for c in summ.columns if c.startswith("diag_")]
-    unit = f" ({score_text.unit(metric)})" if score_text.is_rate(metric) else ""
-    header = ["method", "fraction", "n", f"test {name}{unit} (mean ± sd)", "95% CI", f"val {name}{unit}", "lr",
+    unit = f" in {score_text.unit(metric)}" if score_text.is_rate(metric) else ""
+    header = ["method", "fraction", "n", f"test {name} (mean ± sd{unit})", "95% CI", f"val {name}{unit}", "lr",
               "trainable params", "train s"] + [diagnostic_label(c) for c in diag_cols]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
 
