@@ -18,6 +18,7 @@ from safetensors import SafetensorError, safe_open
 from torch import nn
 
 from .config import PEFT_TYPE, HoraConfig
+from .registration import register
 
 CONFIG_NAME = "adapter_config.json"
 WEIGHTS_NAME = "adapter_model.safetensors"
@@ -129,7 +130,7 @@ def load_adapter(base_model: nn.Module, folder: str | Path, adapter_name: str = 
     Raises:
         AdapterLoadError: the folder is incomplete, corrupt, not HoRA, or made for another base model.
     """
-    import hora  # noqa: F401  (registration with PEFT)
+    register()  # HoRA in PEFT's mapping tables, so PeftModel.from_pretrained reads the config
 
     read_adapter_config(folder)
     file_keys = set(check_weights_file(folder))
