@@ -133,10 +133,10 @@ def test_prompts_and_answers_from_a_parquet_file(tmp_path):
 def test_the_source_of_a_config_and_its_name(tiny_csv):
     from hora.experiments.train_config import TrainConfig
 
-    source = DataSource.of(TrainConfig(data=str(tiny_csv), text_columns="review, other", label_column="sentiment"))
+    source = TrainConfig(data=str(tiny_csv), text_columns="review, other", label_column="sentiment").data_source()
     assert source.dataset == str(tiny_csv) and source.text_columns == ("review", "other")
     assert source.name == "reviews" and source.kind == "text"
-    assert DataSource.of(TrainConfig(task="mnist")).kind == "image"
+    assert TrainConfig(task="mnist").data_source().kind == "image"
     assert DataSource(dataset="nyu-mll/glue", config="sst2").name == "nyu-mll/glue:sst2"
 
 

@@ -24,7 +24,7 @@ import torch
 from conftest import make_rows
 
 from hora.experiments import executors, sweep
-from hora.experiments.datasource import DataSource, load_splits
+from hora.experiments.datasource import load_splits
 from hora.experiments.errors import GridInterrupted, HoraError, RunsFailed
 from hora.experiments.executors import ExecutionSettings, RayExecutor, SequentialExecutor, check_reachable
 from hora.experiments.grid_progress import GridProgress
@@ -355,5 +355,5 @@ def test_the_sequential_executor_sets_the_threads_of_each_run_and_restores_them(
     before = torch.get_num_threads()
     seen = []
     spec = executors.RunSpec("one", dataclasses.replace(base, output=str(tmp_path / "one")), tmp_path / "one.log")
-    SequentialExecutor(cpus_per_run=1).run([spec], load_splits(DataSource.of(base)), lambda name: None, seen.append)
+    SequentialExecutor(cpus_per_run=1).run([spec], load_splits(base.data_source()), lambda name: None, seen.append)
     assert seen[0].metrics["torch_threads"] == 1 and torch.get_num_threads() == before

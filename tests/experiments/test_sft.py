@@ -52,7 +52,7 @@ def test_sft_run_learns_the_answer_scores_exact_match_and_saves_a_reloadable_ada
 
     model, meta = methods.load_trained(tmp_path / "run")  # the recorded base model, loaded as a causal LM
     assert type(model).__name__ == "PeftModelForCausalLM" and meta["objective"] == "sft"
-    splits = datasource.load_splits(datasource.DataSource.of(cfg))
+    splits = datasource.load_splits(cfg.data_source())
     data, test = splits.data, splits.test
     tok = models.load_tokenizer(tiny_llama)
     prompts = sft_mod.prepare(data, test, tok, cfg.max_length)

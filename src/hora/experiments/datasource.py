@@ -1,6 +1,6 @@
 """The one place that turns a data source into :class:`~hora.experiments.tasks.Splits`.
 
-A source (:class:`DataSource`, built from a run's settings by :meth:`DataSource.of`) is
+A source (:class:`DataSource`, built from a run's settings by ``TrainConfig.data_source()``) is
     a built-in task        ``--task rotten_tomatoes|mnist|fashion_mnist`` (:mod:`hora.experiments.tasks`);
     a local table file     ``--data`` or ``--dataset`` PATH.csv / .tsv / .jsonl (read by ``tasks.read_table``,
                            UTF-8 checked);
@@ -36,15 +36,11 @@ import math
 import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from hora.experiments import commonsense, filelist, metamathqa, tasks
 from hora.experiments.errors import HoraError, HoraWarning
-
-if TYPE_CHECKING:
-    from hora.experiments.train_config import TrainConfig
 
 TABLE_SUFFIXES = (".csv", ".tsv", ".jsonl", ".ndjson")  # read by tasks.read_table (UTF-8 checked)
 DATASETS_BUILDERS = {".parquet": "parquet", ".json": "json", ".arrow": "arrow"}  # read by datasets
@@ -72,16 +68,6 @@ class DataSource:
     split_seed: int = 0
     prompt_template: str | None = None
     test_from_train: bool = True  # a missing test split is taken from train (False: further test sets score)
-
-    @classmethod
-    def of(cls, cfg: TrainConfig) -> DataSource:
-        """The source a run's settings name: ``--dataset`` or ``--data`` (a local file), else ``--task``."""
-        return cls(task=cfg.task, dataset=cfg.dataset or cfg.data, config=cfg.dataset_config,
-                   text_columns=parse_columns(cfg.text_columns), label_column=cfg.label_column,
-                   image_column=cfg.image_column, prompt_column=cfg.prompt_column, answer_column=cfg.answer_column,
-                   objective=cfg.objective, train_split=cfg.train_split, validation_split=cfg.validation_split,
-                   test_split=cfg.test_split, split_seed=cfg.split_seed, prompt_template=cfg.prompt_template,
-                   test_from_train=cfg.test_sets is None)
 
     @property
     def name(self) -> str:

@@ -149,7 +149,7 @@ def run_compare(base: TrainConfig, method_list: list[str], fractions: list[float
     reuse_folders = [Path(f) for f in reuse_from or []]
     executor = executor or SequentialExecutor()
 
-    source = datasource.DataSource.of(base)
+    source = base.data_source()
     models.resolve_model(base.model, source.kind, base.revision)  # fail fast on a model that does not fit the task
     splits = datasource.load_splits(source)  # read once, shared by every run
     data = splits.data

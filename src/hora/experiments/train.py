@@ -194,7 +194,7 @@ def load_test_sets(cfg: TrainConfig, data: tasks.TaskData) -> dict[str, tasks.Ta
     test set must have the run's classes."""
     if cfg.test_sets is None:
         return {}
-    source = datasource.DataSource.of(cfg)
+    source = cfg.data_source()
     loaded = {name: datasource.load_test_set(source, where)
               for name, where in datasource.parse_test_sets(cfg.test_sets).items()}
     for name, tested in loaded.items():
@@ -385,7 +385,7 @@ def train(cfg: TrainConfig, splits: tasks.Splits | None = None, callbacks: Seque
     (e.g. :mod:`hora.experiments.dynamics`' update recorder).
     """
     check_output(cfg)
-    source = datasource.DataSource.of(cfg)
+    source = cfg.data_source()
     base = resolve_base_model(cfg, source.kind)  # before torch and the Trainer load: a wrong --model fails at once
     import torch
 

@@ -172,6 +172,17 @@ class TrainConfig:
                                     commands=("train",))
     stop_on_nan: bool = setting(True, help="Stop with an error at the first NaN/inf training loss.", commands=())
 
+    def data_source(self) -> datasource.DataSource:
+        """The source these settings name: ``--dataset`` or ``--data`` (a local file), else ``--task``, with the
+        columns' roles and the split rule's settings."""
+        return datasource.DataSource(
+            task=self.task, dataset=self.dataset or self.data, config=self.dataset_config,
+            text_columns=datasource.parse_columns(self.text_columns), label_column=self.label_column,
+            image_column=self.image_column, prompt_column=self.prompt_column, answer_column=self.answer_column,
+            objective=self.objective, train_split=self.train_split, validation_split=self.validation_split,
+            test_split=self.test_split, split_seed=self.split_seed, prompt_template=self.prompt_template,
+            test_from_train=self.test_sets is None)
+
     def __post_init__(self) -> None:
         self._check()
 
