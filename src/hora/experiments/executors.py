@@ -391,8 +391,12 @@ class RayExecutor:
                     self._show_warnings(result, splits)
                     finished(result)
         except KeyboardInterrupt:
-            for ref in pending:  # queued runs are dropped, running ones interrupted; finished ones are kept
-                ray.cancel(ref)
+            # queued runs are dropped, running ones killed with their worker process; finished ones are kept.
+            # Not force=False: its KeyboardInterrupt can land inside an import (e.g. torch's), and Ray then reuses
+            # that worker with half-imported modules ("partially initialized module 'torch' has no attribute
+            # 'fx'", seen in CI on the resumed grid)
+            for ref in pending:
+                ray.cancel(ref, force=True)
             raise GridInterrupted(len(pending)) from None
 
     def task_options(self, name: str) -> dict:
