@@ -24,10 +24,10 @@ import torch
 from conftest import make_rows
 
 from hora.experiments import executors, sweep
+from hora.experiments.console.grid_progress import GridProgress
 from hora.experiments.datasource import load_splits
 from hora.experiments.errors import GridInterrupted, HoraError, RunsFailed
 from hora.experiments.executors import ExecutionSettings, RayExecutor, SequentialExecutor, check_reachable
-from hora.experiments.grid_progress import GridProgress
 from hora.experiments.train_config import PENDING, TrainConfig
 
 GRID = dict(method_list=["hora", "lora"], fractions=[0.5], seeds=[0, 1], lrs=[1e-3, 1e-2], tune_seeds=[0])

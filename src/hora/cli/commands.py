@@ -39,7 +39,7 @@ def main(
                                  help="Show the installed version of hora and exit."),
 ) -> None:
     """Every command runs quietly: only hora's own progress and warnings that ask something of you."""
-    from hora.experiments.quiet import quiet_libraries
+    from hora.experiments.console.quiet import quiet_libraries
 
     quiet_libraries()
 
@@ -60,7 +60,7 @@ def train(ctx: typer.Context, settings: dict) -> None:
         try:
             metrics = train_mod.train(cfg)
         except TrainingInterrupted as exc:  # Ctrl-C: what was saved, and the command that resumes
-            from hora.experiments.interrupt import interrupted_message
+            from hora.experiments.console.interrupt import interrupted_message
 
             typer.echo(interrupted_message(exc, ctx), err=True)
             raise typer.Exit(130) from None

@@ -42,7 +42,7 @@ def warnings_as_lines() -> Iterator[None]:
     """Inside a command: every HoraWarning printed once per call site as 'hora: warning: ...' on stderr,
     even where an outer context (a test harness recording warnings) has replaced warnings.showwarning; other
     warnings as Python shows them (those that ask nothing of the user are filtered by
-    :mod:`hora.experiments.quiet`). The process's warning settings are restored on exit."""
+    :mod:`hora.experiments.console.quiet`). The process's warning settings are restored on exit."""
     with warnings.catch_warnings():
         shown = warnings.showwarning
 

@@ -38,7 +38,8 @@ import json
 import warnings
 from pathlib import Path
 
-from hora.experiments import assets, quiet
+from hora.experiments import assets
+from hora.experiments.console import quiet
 from hora.experiments.errors import HoraError, HoraWarning, did_you_mean
 
 TEXT_MODELS = ("minilm", "smollm2")

@@ -22,12 +22,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..io import atomic_write
-from . import paths
-from .grid_progress import format_seconds
-from .quiet import interactive
-from .simulate_fit import lbfgs
-from .simulate_model import (
+from hora.experiments import paths
+from hora.experiments.console.grid_progress import format_seconds
+from hora.experiments.console.quiet import interactive
+from hora.experiments.simulate_fit import lbfgs
+from hora.experiments.simulate_model import (
     KINDS,
     Base,
     Data,
@@ -42,7 +41,8 @@ from .simulate_model import (
     param_shapes,
     updates,
 )
-from .simulate_stats import fit_slope
+from hora.experiments.simulate_stats import fit_slope
+from hora.io import atomic_write
 
 ESTIMATORS = KINDS
 METRICS = ("update_error", "excess_test_mse", "factor_error")

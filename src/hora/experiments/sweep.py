@@ -22,9 +22,9 @@ from pathlib import Path
 import pandas as pd
 
 from hora.experiments import datasource, methods, models, paths, report
+from hora.experiments.console.grid_progress import GridProgress
 from hora.experiments.errors import HoraError, RunsFailed
 from hora.experiments.executors import Executor, RunResult, RunSpec, SequentialExecutor
-from hora.experiments.grid_progress import GridProgress
 from hora.experiments.train_config import PENDING, RECORDED, TrainConfig
 from hora.io import atomic_dir, atomic_write
 

@@ -50,10 +50,10 @@ from hora.experiments import (
     paths,
     portable,
     quantization,
-    quiet,
     tasks,
     variants,
 )
+from hora.experiments.console import quiet
 from hora.experiments.errors import HoraError, HoraWarning, TrainingInterrupted
 from hora.experiments.evaluation import answer_score, generation_budget
 from hora.experiments.train_config import PENDING, RECORDED, TRAJECTORY, TrainConfig, world_size

@@ -6,7 +6,7 @@ import io
 
 import pytest
 
-from hora.experiments.grid_progress import GridProgress, format_seconds
+from hora.experiments.console.grid_progress import GridProgress, format_seconds
 
 
 @pytest.mark.parametrize("seconds, text", [(0, "0 s"), (42.4, "42 s"), (425, "7 min 05 s"), (7380, "2 h 03 min")])
@@ -16,7 +16,7 @@ def test_format_seconds(seconds, text):
 
 def test_lines_mode_prints_one_line_per_run_with_an_eta(monkeypatch):
     clock = iter([0.0, 10.0, 10.0, 10.0, 10.0, 30.0])
-    monkeypatch.setattr("hora.experiments.grid_progress.time.perf_counter", lambda: next(clock))
+    monkeypatch.setattr("hora.experiments.console.grid_progress.time.perf_counter", lambda: next(clock))
     out = io.StringIO()  # not a terminal
     with GridProgress(4, stream=out) as bar:
         assert bar.mode == "lines"

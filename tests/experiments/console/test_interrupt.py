@@ -1,4 +1,4 @@
-"""What ``hora train`` prints when stopped with Ctrl-C (hora.experiments.interrupt), on the real parsed
+"""What ``hora train`` prints when stopped with Ctrl-C (hora.experiments.console.interrupt), on the real parsed
 command line of ``hora train``. The end-to-end Ctrl-C run is in tests/cli/test_commands.py."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from pathlib import Path
 import typer
 
 from hora.cli import app
+from hora.experiments.console.interrupt import given_options, interrupted_message, resume_command
 from hora.experiments.errors import TrainingInterrupted
-from hora.experiments.interrupt import given_options, interrupted_message, resume_command
 
 
 def _train_context(*args: str):

@@ -11,7 +11,7 @@ from typing import TextIO
 
 from transformers import ProgressCallback, TrainerCallback
 
-from hora.experiments.grid_progress import format_seconds
+from hora.experiments.console.grid_progress import format_seconds
 
 
 class StepTimer:

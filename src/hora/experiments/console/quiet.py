@@ -122,13 +122,13 @@ def loading_new_head() -> Iterator[None]:
 def configure_progress(trainer, enabled: bool, stream: TextIO | None = None) -> None:
     """The progress a Trainer shows: none when not ``enabled`` (e.g. inside a sweep's own progress); on a
     terminal (``stream``, default stderr) the Trainer's bar with one line per logging interval above it
-    (:class:`~hora.experiments.log_lines.BarWithLines`); in a notebook transformers' own widget; otherwise the
-    lines alone (:class:`~hora.experiments.log_lines.LogLines`), without the bar's ``\\r`` redraws. The raw log
+    (:class:`~hora.experiments.console.log_lines.BarWithLines`); in a notebook transformers' own widget; otherwise the
+    lines alone (:class:`~hora.experiments.console.log_lines.LogLines`), without the bar's ``\\r`` redraws. The raw log
     dicts are never printed."""
     from transformers import PrinterCallback, ProgressCallback
     from transformers.utils import is_in_notebook
 
-    from hora.experiments.log_lines import BarWithLines, LogLines
+    from hora.experiments.console.log_lines import BarWithLines, LogLines
 
     if enabled and is_in_notebook():
         return

@@ -1,4 +1,4 @@
-"""Training progress as plain lines (hora.experiments.log_lines): one per logging interval, main process only."""
+"""Training progress as plain lines (hora.experiments.console.log_lines): one per logging interval, main process."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import io
 
 from transformers import TrainerControl, TrainerState, TrainingArguments
 
-from hora.experiments.log_lines import BarWithLines, LogLines
+from hora.experiments.console.log_lines import BarWithLines, LogLines
 
 
 def test_one_line_per_log_with_step_loss_lr_and_eta(tmp_path):

@@ -1,4 +1,4 @@
-"""A quiet run (hora.experiments.quiet): our own progress and the warnings that ask something of the user only."""
+"""A quiet run (hora.experiments.console.quiet): our own progress and the warnings that ask something of the user."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from hora.experiments import quiet
+from hora.experiments.console import quiet
 from hora.kernel_lookup import DropMessage
 
 SRC = Path(__file__).resolve().parents[2] / "src"
