@@ -18,8 +18,8 @@ from hora.experiments import datasource, methods, models, tasks  # noqa: E402
 from hora.experiments import sft as sft_mod  # noqa: E402
 from hora.experiments import train as train_mod  # noqa: E402
 from hora.experiments.errors import HoraError, TruncationWarning  # noqa: E402
-from hora.experiments.evaluation import exact_match  # noqa: E402
 from hora.experiments.exporting import export_run  # noqa: E402
+from hora.experiments.scoring.evaluation import exact_match  # noqa: E402
 from hora.experiments.train_config import TrainConfig  # noqa: E402
 
 
@@ -254,7 +254,7 @@ def test_training_continues_from_the_prompt_tokens_that_evaluation_generates_fro
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from hora.experiments.evaluation import generate
+    from hora.experiments.scoring.evaluation import generate
     from hora.experiments.train import training_arguments
 
     tok = real_tokenizer

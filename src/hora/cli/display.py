@@ -97,9 +97,9 @@ def process_seconds() -> float:
 
 def train_rows(m: dict, output: Path, wall_seconds: float) -> list[tuple[str, str]]:
     """The rows of ``hora train``'s result table, from its metrics; ``wall_seconds``: the command's whole time.
-    Scores under their metric's name and unit (:mod:`hora.experiments.score_text`); a run that predicted one
+    Scores under their metric's name and unit (:mod:`hora.experiments.scoring.score_text`); a run that predicted one
     class on test is flagged, and rows dropped from the data are counted."""
-    from hora.experiments import score_text
+    from hora.experiments.scoring import score_text
 
     metric = m.get("metric", "accuracy")
     rows = [(f"{split} {score_text.name(metric)}", f"{score_text.text(m[key], metric)}  (n={m[count]})")

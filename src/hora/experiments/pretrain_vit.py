@@ -17,7 +17,7 @@ import numpy as np
 from hora.experiments import assets, models, tasks
 from hora.experiments.console import quiet
 from hora.experiments.errors import HoraError
-from hora.experiments.evaluation import accuracy
+from hora.experiments.scoring.evaluation import accuracy
 from hora.io import atomic_dir, atomic_write_json
 
 

@@ -6,7 +6,7 @@ tables written before the score columns had their metric-neutral names call them
 ``val_accuracy``, and read the same). When several learning rates were run, each method's learning rate is
 chosen per fraction on mean validation score over seeds (never on the test score); the summary reports the
 test score at that choice. Every score is shown with its metric's name and unit
-(:mod:`hora.experiments.score_text`), and runs that predicted one class on test (``predicted_classes`` = 1)
+(:mod:`hora.experiments.scoring.score_text`), and runs that predicted one class on test (``predicted_classes`` = 1)
 are flagged: a mean or a paired difference made only of them says nothing.
 
 The paired difference HoRA − LoRA pairs runs by seed at each fraction (same seed: same data subset,
@@ -23,8 +23,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from hora.experiments import score_text
 from hora.experiments.errors import HoraError
+from hora.experiments.scoring import score_text
 from hora.io import atomic_write, atomic_write_text
 
 REQUIRED = ("method", "fraction", "seed", "lr", "score", "val_score")

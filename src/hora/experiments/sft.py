@@ -19,7 +19,7 @@ stop at the first NaN/inf loss.
 
 A prompt whose tokens, with its answer and EOS, exceed ``--max-length`` loses its start (:func:`prepare`), the
 same for training and scoring, so no answer is ever cut. Scoring is
-:func:`hora.experiments.evaluation.exact_match`.
+:func:`hora.experiments.scoring.evaluation.exact_match`.
 """
 
 from __future__ import annotations
@@ -63,11 +63,11 @@ def encode(tokenizer, prompts: Sequence[str], answers: Sequence[str]) -> list[tu
     """(prompt tokens, answer and EOS tokens) of each prompt and answer, the sequence trained on.
 
     The prompt's tokens are those evaluation generates after: the prompt tokenised alone (with the special tokens
-    the tokenizer adds, as :func:`hora.experiments.evaluation.generate` tokenises it). The answer's are those that
-    follow them in prompt + answer tokenised as one text when that starts with them (the usual case: the answer as
-    it reads in context), else the answer tokenised alone: the prompt's last token merges with the answer's first
-    (a prompt ending in spaces: "...:" + newline + 16 spaces, then "the", tokenises as a newline + 15 spaces and
-    " the"). EOS as TRL appends it to a completion, when the tokenizer has one."""
+    the tokenizer adds, as :func:`hora.experiments.scoring.evaluation.generate` tokenises it). The answer's are those
+    that follow them in prompt + answer tokenised as one text when that starts with them (the usual case: the answer as
+    it reads in context), else the answer tokenised alone: the prompt's last token merges with the answer's first (a
+    prompt ending in spaces: "...:" + newline + 16 spaces, then "the", tokenises as a newline + 15 spaces and " the").
+    EOS as TRL appends it to a completion, when the tokenizer has one."""
     if not prompts:
         return []
     alone = tokenizer(list(prompts))["input_ids"]

@@ -36,10 +36,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from hora.experiments import benchmark_report, methods, paths, presets, report, score_text
+from hora.experiments import benchmark_report, methods, paths, presets, report
 from hora.experiments.errors import HoraError, RunsFailed
 from hora.experiments.executors import Executor
 from hora.experiments.pretrain_vit import pretrain_vit
+from hora.experiments.scoring import score_text
 from hora.experiments.sweep import run_compare
 from hora.experiments.train_config import TrainConfig
 from hora.io import atomic_write

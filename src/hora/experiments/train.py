@@ -41,21 +41,11 @@ from typing import Any
 
 import numpy as np
 
-from hora.experiments import (
-    datasource,
-    devices,
-    evaluation,
-    methods,
-    models,
-    paths,
-    portable,
-    quantization,
-    tasks,
-    variants,
-)
+from hora.experiments import datasource, devices, methods, models, paths, portable, quantization, tasks, variants
 from hora.experiments.console import quiet
 from hora.experiments.errors import HoraError, HoraWarning, TrainingInterrupted
-from hora.experiments.evaluation import answer_score, generation_budget
+from hora.experiments.scoring import evaluation
+from hora.experiments.scoring.evaluation import answer_score, generation_budget
 from hora.experiments.train_config import PENDING, RECORDED, TRAJECTORY, TrainConfig, world_size
 from hora.io import atomic_save_files, atomic_write_json
 

@@ -23,8 +23,9 @@ from dataclasses import MISSING, Field, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from hora.experiments import datasource, evaluation, methods, metrics, models, paths, quantization, tasks
+from hora.experiments import datasource, methods, models, paths, quantization, tasks
 from hora.experiments.errors import HoraError, did_you_mean
+from hora.experiments.scoring import evaluation, metrics
 
 TRAJECTORY = "trajectory"  # fixes what is trained: a resumed run must match it
 EVALUATION = "evaluation"  # changes the reported scores only

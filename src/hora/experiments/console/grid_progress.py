@@ -13,7 +13,7 @@ import sys
 import time
 from typing import TextIO
 
-from hora.experiments import score_text
+from hora.experiments.scoring import score_text
 
 
 def format_seconds(seconds: float) -> str:

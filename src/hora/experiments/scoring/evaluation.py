@@ -1,4 +1,4 @@
-"""Scoring a trained model: a metric (:mod:`hora.experiments.metrics`: accuracy, F1, Matthews, Pearson,
+"""Scoring a trained model: a metric (:mod:`hora.experiments.scoring.metrics`: accuracy, F1, Matthews, Pearson,
 Spearman) of a transformers ``Trainer``'s predictions on an encoded data set (classification or regression), or for
 ``--objective sft`` a score of greedily generated answers: ``exact`` (the generation equals the answer) or
 ``llm-adapters`` (the answer word LLM-Adapters' rule reads from the generation equals the gold one,
@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from hora.experiments import metrics
+from hora.experiments.scoring import metrics
 
 ANSWER_METRICS = ("exact", "llm-adapters", "gsm8k")
 

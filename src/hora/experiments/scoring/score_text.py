@@ -1,10 +1,10 @@
 """How a score is named and written wherever it is shown (a run's table, the model card, progress lines,
 summary.md, plots, the method map, study and benchmark tables): its metric's name and its unit.
 
-A run's scores are fractions (:mod:`hora.experiments.metrics`, :mod:`hora.experiments.evaluation`). Rates
-(accuracy, F1, exact match, the LLM-Adapters answer accuracy) are shown in percent, x 100 with a "%" sign;
-correlations (Matthews, Pearson, Spearman) are numbers in [-1, 1] shown as they are, never with a "%". A
-difference of two rates is in percentage points, a difference of two correlations in correlation units.
+A run's scores are fractions (:mod:`hora.experiments.scoring.metrics`, :mod:`hora.experiments.scoring.evaluation`).
+Rates (accuracy, F1, exact match, the LLM-Adapters answer accuracy) are shown in percent, x 100 with a "%" sign;
+correlations (Matthews, Pearson, Spearman) are numbers in [-1, 1] shown as they are, never with a "%". A difference of
+two rates is in percentage points, a difference of two correlations in correlation units.
 
 A classification run that predicts one class for every test example (``predicted_classes`` = 1) has learned
 nothing about the input: its score, and any comparison made only of such runs, says nothing.

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from hora.experiments.evaluation import accuracy
+from hora.experiments.scoring.evaluation import accuracy
 
 
 class _Predicting:
@@ -39,7 +39,7 @@ def test_exact_match_batched_left_padded_equals_one_prompt_at_a_time(tiny_llama)
     import torch
 
     from hora.experiments import models
-    from hora.experiments.evaluation import answer_tokens, exact_match
+    from hora.experiments.scoring.evaluation import answer_tokens, exact_match
 
     tok, model = models.load_tokenizer(tiny_llama), models.load_causal_lm(tiny_llama)
     prompts = ["Review: good film\nSentiment:", "Review: the plot was very dull and weak\nSentiment:",
@@ -59,7 +59,7 @@ def test_exact_match_batched_left_padded_equals_one_prompt_at_a_time(tiny_llama)
 
 
 def test_score_by_metric_on_a_regression_head_and_answer_scores(monkeypatch):
-    from hora.experiments import evaluation
+    from hora.experiments.scoring import evaluation
 
     regression = _Predicting(np.array([[0.1], [0.5], [0.9], [0.4]]), np.array([[0.0], [1.0], [2.0], [1.5]]))
     assert evaluation.score(regression, [0] * 4, "pearson", regression=True) == pytest.approx(

@@ -8,8 +8,8 @@ import pytest
 from scipy import stats
 from sklearn import metrics as skm
 
-from hora.experiments import metrics
 from hora.experiments.errors import HoraError
+from hora.experiments.scoring import metrics
 
 
 @pytest.mark.parametrize("n_classes", [2, 3, 5])
