@@ -18,7 +18,8 @@ import torch
 from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
 import hora
-from hora.experiments import assets, models, tasks
+from hora.experiments import assets, models
+from hora.experiments.data import tasks
 from hora.quantized import _restore_standard_4bit_layout
 
 QUANTIZATIONS = {

@@ -25,7 +25,7 @@ from conftest import make_rows
 
 from hora.experiments import executors, sweep
 from hora.experiments.console.grid_progress import GridProgress
-from hora.experiments.datasource import load_splits
+from hora.experiments.data.datasource import load_splits
 from hora.experiments.errors import GridInterrupted, HoraError, RunsFailed
 from hora.experiments.executors import ExecutionSettings, RayExecutor, SequentialExecutor, check_reachable
 from hora.experiments.train_config import PENDING, TrainConfig

@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from hora.cli import app
-from hora.experiments import tasks
+from hora.experiments.data import tasks
 from hora.experiments.errors import HoraError
 
 runner = CliRunner()

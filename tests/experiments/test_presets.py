@@ -7,7 +7,8 @@ import math
 
 import pytest
 
-from hora.experiments import commonsense, presets
+from hora.experiments import presets
+from hora.experiments.data import commonsense
 from hora.experiments.errors import HoraError
 
 

@@ -14,9 +14,10 @@ from safetensors.torch import load_file
 
 trl = pytest.importorskip("trl", reason="pip install 'hora[trl]' (TRL's SFTTrainer)")
 
-from hora.experiments import datasource, methods, models, tasks  # noqa: E402
+from hora.experiments import methods, models  # noqa: E402
 from hora.experiments import sft as sft_mod  # noqa: E402
 from hora.experiments import train as train_mod  # noqa: E402
+from hora.experiments.data import datasource, tasks  # noqa: E402
 from hora.experiments.errors import HoraError, TruncationWarning  # noqa: E402
 from hora.experiments.exporting import export_run  # noqa: E402
 from hora.experiments.scoring.evaluation import exact_match  # noqa: E402

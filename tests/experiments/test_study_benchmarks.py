@@ -14,7 +14,8 @@ import pandas as pd
 import pytest
 from benchmark_fixtures import write_commonsense, write_glue, write_vtab
 
-from hora.experiments import commonsense, study
+from hora.experiments import study
+from hora.experiments.data import commonsense
 
 TINY = {"methods": ["hora", "lora"], "seeds": [0], "lrs": [1e-3]}
 

@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from hora.experiments.data.tasks import Splits
 from hora.experiments.errors import GridInterrupted, HoraError, HoraWarning, TrainingInterrupted, TruncationWarning
-from hora.experiments.tasks import Splits
 from hora.experiments.train import train
 from hora.experiments.train_config import TrainConfig
 

@@ -28,7 +28,7 @@ Base models (``--model``)
                  where timm is installed, a timm model name (``vit_base_patch16_224.augreg_in21k``), which is the
                  Hub ID timm's pretrained config names; their heads are found from timm's attention modules.
 
-The data the models are adapted to, and its splits, are :mod:`hora.experiments.tasks`.
+The data the models are adapted to, and its splits, are :mod:`hora.experiments.data.tasks`.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Our runs beside PEFT's published MetaMathQA results (``hora report RESULTS --peft-results DIR``).
 
 DIR is PEFT's ``method_comparison/MetaMathQA/results`` in a clone: one JSON per experiment in the format of
-``utils.log_results`` (:func:`hora.experiments.metamathqa.result` writes ours the same way). Our rows are the
+``utils.log_results`` (:func:`hora.experiments.data.metamathqa.result` writes ours the same way). Our rows are the
 selected runs (the lr chosen on validation, every seed) of the given results.csv files, each made into that format
 from its metrics.json and folder. The table (``peft_comparison.md`` and ``.csv``): experiment, ours or PEFT's,
 test accuracy, train time, peak accelerator memory, adapter file size, trainable parameters and the accelerator,
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from hora.experiments import metamathqa
+from hora.experiments.data import metamathqa
 from hora.experiments.errors import HoraError
 from hora.io import atomic_write
 

@@ -8,7 +8,7 @@ one row per method, one column per task and the average.
     commonsense  a decoder fine-tuned once on commonsense_170k, scored on eight test sets by LLM-Adapters' rule
     vtab1k       ViT-B/16 (ImageNet-21k) on the 19 VTAB-1k tasks, NOAH's data layout
     metamathqa   PEFT's own method comparison: Llama-3.2-3B trained on MetaMathQA, scored on GSM8K, PEFT's
-                 training parameters read from a copy of its defaults file (:mod:`hora.experiments.metamathqa`)
+                 training parameters read from a copy of its defaults file (:mod:`hora.experiments.data.metamathqa`)
 
 Where each format, recipe and number was read: docs/benchmarks.md. A task's settings may name the data root as
 ``{root}``: the benchmark's published layout on disk or its Hub ID (``--data-root`` replaces the default).
@@ -33,7 +33,7 @@ import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from hora.experiments import commonsense, metamathqa
+from hora.experiments.data import commonsense, metamathqa
 from hora.experiments.errors import HoraError
 
 RATE = 7e13  # parameter-tokens per second of a training step, one H200, bfloat16 (see the module docstring)

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from hora.experiments import assets, models, tasks
+from hora.experiments import assets, models
 from hora.experiments.console import quiet
+from hora.experiments.data import tasks
 from hora.experiments.errors import HoraError
 from hora.experiments.scoring.evaluation import accuracy
 from hora.io import atomic_dir, atomic_write_json

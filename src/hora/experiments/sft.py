@@ -32,8 +32,8 @@ import numpy as np
 from trl import SFTConfig, SFTTrainer
 
 from hora.experiments.checkpoints import HoraTrainerMixin
+from hora.experiments.data.tasks import PromptData
 from hora.experiments.errors import HoraError, TruncationWarning
-from hora.experiments.tasks import PromptData
 
 
 @dataclass

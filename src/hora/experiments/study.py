@@ -184,7 +184,7 @@ def _grid_section(grid: Grid, output: Path, df: pd.DataFrame) -> list[str]:
 def _peft_results(df: pd.DataFrame, folder: Path) -> list[str]:
     """Each selected run (the lr chosen on validation, every seed) as PEFT's result JSON in ``folder``; the line of
     study.md that says where."""
-    from hora.experiments.metamathqa import RunRecord, write_results
+    from hora.experiments.data.metamathqa import RunRecord, write_results
 
     runs = [Path(d) for d in df.loc[df["selected"], "run_dir"]]
     records = [RunRecord(json.loads((d / "metrics.json").read_text()), d) for d in runs]

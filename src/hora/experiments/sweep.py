@@ -21,8 +21,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from hora.experiments import datasource, methods, models, paths, report
+from hora.experiments import methods, models, paths, report
 from hora.experiments.console.grid_progress import GridProgress
+from hora.experiments.data import datasource
 from hora.experiments.errors import HoraError, RunsFailed
 from hora.experiments.executors import Executor, RunResult, RunSpec, SequentialExecutor
 from hora.experiments.train_config import PENDING, RECORDED, TrainConfig

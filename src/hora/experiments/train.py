@@ -1,5 +1,5 @@
 """One training run on transformers' ``Trainer``, in steps: the base model (:func:`resolve_base_model`), the data
-source's splits (:mod:`hora.experiments.datasource`), the run's examples encoded for the model
+source's splits (:mod:`hora.experiments.data.datasource`), the run's examples encoded for the model
 (:func:`encode_splits`), the adapted model (:func:`adapted_model`), the trainer (:func:`training_arguments`,
 :func:`make_trainer`), training (:func:`run_training`), scores (:func:`evaluate`), outputs (:func:`save_run`).
 
@@ -11,7 +11,7 @@ trainer mixin (optimizer groups, checkpoints, NaN stop) and the outputs below.
 
 The run is deterministic given its seed (on one device): the seed fixes the head and adapter
 initialisation, the data order, dropout and the data-fraction subsample. The split into train /
-validation / test depends on ``split_seed`` only (see :mod:`hora.experiments.datasource`).
+validation / test depends on ``split_seed`` only (see :mod:`hora.experiments.data.datasource`).
 
 Outputs in ``output``:
     adapter_config.json, adapter_model.safetensors   the adapter (``save_pretrained``); full model for ``full``
@@ -41,8 +41,9 @@ from typing import Any
 
 import numpy as np
 
-from hora.experiments import datasource, devices, methods, models, paths, portable, quantization, tasks, variants
+from hora.experiments import devices, methods, models, paths, portable, quantization, variants
 from hora.experiments.console import quiet
+from hora.experiments.data import datasource, tasks
 from hora.experiments.errors import HoraError, HoraWarning, TrainingInterrupted
 from hora.experiments.scoring import evaluation
 from hora.experiments.scoring.evaluation import answer_score, generation_budget
@@ -370,7 +371,7 @@ def evaluate(cfg: TrainConfig, trainer, data: tasks.TaskData, encoded: Encoded, 
 def train(cfg: TrainConfig, splits: tasks.Splits | None = None, callbacks: Sequence = ()) -> dict:
     """Run one training job; returns the metrics dict (also written to ``cfg.output``/metrics.json).
 
-    ``splits`` (:func:`hora.experiments.datasource.load_splits` of the run's source) may be passed to reuse
+    ``splits`` (:func:`hora.experiments.data.datasource.load_splits` of the run's source) may be passed to reuse
     loaded data across the runs of a sweep; ``callbacks`` are extra ``transformers.TrainerCallback`` objects
     (e.g. :mod:`hora.experiments.dynamics`' update recorder).
     """

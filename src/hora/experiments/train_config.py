@@ -23,7 +23,8 @@ from dataclasses import MISSING, Field, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from hora.experiments import datasource, methods, models, paths, quantization, tasks
+from hora.experiments import methods, models, paths, quantization
+from hora.experiments.data import datasource, tasks
 from hora.experiments.errors import HoraError, did_you_mean
 from hora.experiments.scoring import evaluation, metrics
 

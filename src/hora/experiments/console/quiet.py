@@ -14,7 +14,7 @@ What the libraries say on every run, and the library's own switch that silences 
   hora`` already), so its other messages still show.
 - ``Token indices sequence length is longer than the specified maximum sequence length for this model``: a
   tokenizer's note when a text is tokenised whole, as the harness does to count the texts ``--max-length`` cuts;
-  the harness says so itself, in its own words (:func:`hora.experiments.tasks.warn_truncated`). The tokenizer's
+  the harness says so itself, in its own words (:func:`hora.experiments.data.tasks.warn_truncated`). The tokenizer's
   own once-only flag marks the note as given (:func:`no_token_length_note`, on every tokenizer the harness loads).
 - Progress bars off a terminal (a log file, CI, ``| tee``): tqdm redraws its bar with ``\\r``, hundreds of times
   per run. There the Trainer's bar gives way to one line per logging interval, and transformers' and

@@ -2,8 +2,8 @@
 Spearman) of a transformers ``Trainer``'s predictions on an encoded data set (classification or regression), or for
 ``--objective sft`` a score of greedily generated answers: ``exact`` (the generation equals the answer) or
 ``llm-adapters`` (the answer word LLM-Adapters' rule reads from the generation equals the gold one,
-:mod:`hora.experiments.commonsense`) or ``gsm8k`` (the final number PEFT's MetaMathQA rule reads from the
-generation equals the gold one, :mod:`hora.experiments.metamathqa`)."""
+:mod:`hora.experiments.data.commonsense`) or ``gsm8k`` (the final number PEFT's MetaMathQA rule reads from the
+generation equals the gold one, :mod:`hora.experiments.data.metamathqa`)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ ANSWER_METRICS = ("exact", "llm-adapters", "gsm8k")
 
 def predict(trainer, dataset, regression: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """(predictions, labels) of ``trainer``'s model on ``dataset`` (a non-empty
-    :class:`~hora.experiments.tasks.EncodedDataset`): argmax classes, or a regression head's values."""
+    :class:`~hora.experiments.data.tasks.EncodedDataset`): argmax classes, or a regression head's values."""
     out = trainer.predict(dataset)
     logits = out.predictions[0] if isinstance(out.predictions, tuple) else out.predictions
     labels = np.asarray(out.label_ids)
@@ -51,7 +51,7 @@ def generation_budget(metric: str, tokenizer, answers: Sequence[str]) -> int:
     """New tokens generated per prompt: PEFT's MetaMathQA cap for ``gsm8k`` (a worked solution), else the
     longest answer's tokens (:func:`answer_tokens`)."""
     if metric == "gsm8k":
-        from hora.experiments import metamathqa
+        from hora.experiments.data import metamathqa
 
         return metamathqa.MAX_NEW_TOKENS
     return answer_tokens(tokenizer, answers)
@@ -108,11 +108,11 @@ def answer_score(metric: str, model, tokenizer, prompts: Sequence[str], answers:
         return float("nan")
     texts = generate(model, tokenizer, prompts, batch_size, max_new_tokens or answer_tokens(tokenizer, answers))
     if metric == "gsm8k":
-        from hora.experiments import metamathqa
+        from hora.experiments.data import metamathqa
 
         return metamathqa.accuracy(texts, list(answers))
     if metric == "llm-adapters":
-        from hora.experiments import commonsense
+        from hora.experiments.data import commonsense
 
         return commonsense.accuracy(texts, answers, task if task in commonsense.ANSWER_PATTERNS else None)
     return sum(text.strip() == answer.strip() for text, answer in zip(texts, answers, strict=True)) / len(prompts)

@@ -1,7 +1,7 @@
-"""The one place that turns a data source into :class:`~hora.experiments.tasks.Splits`.
+"""The one place that turns a data source into :class:`~hora.experiments.data.tasks.Splits`.
 
 A source (:class:`DataSource`, built from a run's settings by ``TrainConfig.data_source()``) is
-    a built-in task        ``--task rotten_tomatoes|mnist|fashion_mnist`` (:mod:`hora.experiments.tasks`);
+    a built-in task        ``--task rotten_tomatoes|mnist|fashion_mnist`` (:mod:`hora.experiments.data.tasks`);
     a local table file     ``--data`` or ``--dataset`` PATH.csv / .tsv / .jsonl (read by ``tasks.read_table``,
                            UTF-8 checked);
     a ``datasets`` dataset ``--dataset`` a Hub dataset ID (``--dataset-config`` its configuration; downloaded
@@ -12,7 +12,7 @@ Whatever the source, its columns play roles: ``--text-columns a`` or ``a,b`` (a 
 pair), ``--image-column`` (any image feature; the model's image processor reads it), ``--label-column`` (class
 names from a ``ClassLabel`` feature, else the sorted distinct values; a float column is a regression target,
 e.g. STS-B's similarity score: in a CSV/JSON Lines file, one with non-integer values), or for ``--objective
-sft`` ``--prompt-column`` and ``--answer-column``. The result is one :class:`~hora.experiments.tasks.TaskData`
+sft`` ``--prompt-column`` and ``--answer-column``. The result is one :class:`~hora.experiments.data.tasks.TaskData`
 holding the examples of every split used, and the indices of each split into it. A row whose text (or prompt,
 or answer) is empty or blank, or whose label is missing, is left out; the rows left out are counted by reason in
 ``TaskData.dropped`` (a run's metrics.json records it as ``dropped_rows``) and said in one warning.
@@ -21,7 +21,7 @@ The fixed split rule fills in the splits a source lacks. The source's ``--train-
 required; ``--validation-split`` (default ``validation``) and ``--test-split`` (default ``test``) are used when
 the source has them (``none`` says: do not use it). From the train split the rule takes, stratified by class and
 seeded by ``split_seed`` only, the missing test split (20 %) and then the missing validation split (10 % of the
-rest): :func:`hora.experiments.tasks.split_indices`. A source of one table (a built-in task, a CSV file) is
+rest): :func:`hora.experiments.data.tasks.split_indices`. A source of one table (a built-in task, a CSV file) is
 thus split 72 / 8 / 20 exactly as before this module existed; a source with train and test gets its validation
 split from train; a source with all three keeps them as published. A split whose every label is missing (GLUE's
 test splits, labelled -1) is refused with the option that chooses another.
@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hora.experiments import commonsense, filelist, metamathqa, tasks
+from hora.experiments.data import commonsense, filelist, metamathqa, tasks
 from hora.experiments.errors import HoraError, HoraWarning
 
 TABLE_SUFFIXES = (".csv", ".tsv", ".jsonl", ".ndjson")  # read by tasks.read_table (UTF-8 checked)

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 from conftest import write_images, write_pairs
 
-from hora.experiments import datasource, models, tasks
-from hora.experiments.datasource import DataSource
+from hora.experiments import models
+from hora.experiments.data import datasource, tasks
+from hora.experiments.data.datasource import DataSource
 from hora.experiments.errors import HoraError
 
 
@@ -158,7 +159,7 @@ def test_a_template_makes_the_prompts_and_test_sets_leave_train_unsplit_for_test
 
     from benchmark_fixtures import write_commonsense
 
-    from hora.experiments import commonsense
+    from hora.experiments.data import commonsense
 
     root = write_commonsense(tmp_path)
     source = DataSource(dataset=str(root / "ft-training_set" / "commonsense_170k.json"), objective="sft",

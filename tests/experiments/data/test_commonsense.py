@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from hora.experiments import commonsense
+from hora.experiments.data import commonsense
 from hora.experiments.errors import HoraError
 
 OBQA = ("Please choose the correct answer to the question: A hemisphere experiences summer when\n\n"

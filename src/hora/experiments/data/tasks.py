@@ -7,9 +7,9 @@ Built-in tasks
 Generative (``--objective sft``, :func:`load_prompt_task`): prompts and the answers to generate after them
     ``rotten_tomatoes``  prompt ``"Review: {text}\nSentiment:"``, answer ``" positive"`` / ``" negative"``; the
                          same examples, split and subsamples as the classification task.
-Users' data (``--dataset``, ``--data``: files, folders, Hub datasets) is read by :mod:`hora.experiments.datasource`,
-the one place that turns any source into :class:`Splits`; this module gives it the readers of the built-in tasks
-and of table files, the split rule and the encoding for the Trainer.
+Users' data (``--dataset``, ``--data``: files, folders, Hub datasets) is read by
+:mod:`hora.experiments.data.datasource`, the one place that turns any source into :class:`Splits`; this module gives it
+the readers of the built-in tasks and of table files, the split rule and the encoding for the Trainer.
 
 Splits are stratified, seeded with ``split_seed`` only, and computed from the labels alone: test 20 %,
 then validation 10 % of the rest, the remainder is train. They never depend on the method, the run seed
@@ -99,7 +99,7 @@ class PromptData(TaskData):
 @dataclass
 class Splits:
     """Train / validation / test indices; with ``data``, the examples they index (one table of every split,
-    as :func:`hora.experiments.datasource.load_splits` makes it)."""
+    as :func:`hora.experiments.data.datasource.load_splits` makes it)."""
 
     train: np.ndarray
     val: np.ndarray
@@ -157,7 +157,7 @@ def read_table(path: str | Path, columns: dict[str, str], as_written: bool = Fal
     """The rows of a CSV / TSV / JSON Lines file that has every column of ``columns`` (role -> column name),
     e.g. ``{"text": "review", "label": "sentiment"}``; a one-line HoraError naming what is wrong otherwise.
     ``as_written``: a CSV / TSV's cells of these columns are read as strings as written (" 3" stays " 3"). An
-    empty cell is kept as a missing value: :mod:`hora.experiments.datasource` drops its row and counts it.
+    empty cell is kept as a missing value: :mod:`hora.experiments.data.datasource` drops its row and counts it.
 
     UTF-8 only: another encoding is reported with the line and byte where decoding fails.
     """
@@ -212,7 +212,7 @@ def load_prompt_task(task: str = "rotten_tomatoes") -> PromptData:
 
 
 def load_task(task: str = "rotten_tomatoes") -> TaskData:
-    """The data of a built-in task (a user's data is read by :mod:`hora.experiments.datasource`)."""
+    """The data of a built-in task (a user's data is read by :mod:`hora.experiments.data.datasource`)."""
     if task == "rotten_tomatoes":
         texts, raw = assets.load_rotten_tomatoes()
         labels, names = encode_labels(raw)

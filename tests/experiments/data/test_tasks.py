@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hora.experiments import datasource, models, tasks
+from hora.experiments import models
+from hora.experiments.data import datasource, tasks
 from hora.experiments.errors import HoraError
 
 

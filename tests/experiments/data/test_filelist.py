@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from benchmark_fixtures import VTAB_SPLITS, write_vtab
 
-from hora.experiments import filelist
+from hora.experiments.data import filelist
 from hora.experiments.errors import HoraError
 
 

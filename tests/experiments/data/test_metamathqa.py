@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 from benchmark_fixtures import write_metamathqa, write_peft_result
 
-from hora.experiments import metamathqa, presets, study
+from hora.experiments import presets, study
+from hora.experiments.data import metamathqa
 from hora.experiments.errors import HoraError
 
 
