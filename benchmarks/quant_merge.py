@@ -18,8 +18,9 @@ import torch
 from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
 import hora
-from hora.experiments import assets, models
+from hora.experiments import assets
 from hora.experiments.data import tasks
+from hora.experiments.models import loaders
 from hora.quantized import _restore_standard_4bit_layout
 
 QUANTIZATIONS = {
@@ -64,7 +65,7 @@ def main() -> None:
     warnings.simplefilter("ignore")
     torch.manual_seed(0)
     folder = assets.smollm2_dir()
-    tokenizer = models.load_tokenizer(folder)
+    tokenizer = loaders.load_tokenizer(folder)
     texts = list(tasks.load_task("rotten_tomatoes").inputs[:TEXTS])
     batch = dict(tokenizer(texts, padding=True, truncation=True, max_length=MAX_TOKENS, return_tensors="pt"))
     labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)

@@ -19,7 +19,7 @@ from .registration import register_when_peft_is_imported
 if TYPE_CHECKING:
     from .config import HoraConfig
     from .diagnostics import parameter_report
-    from .experiments.models import offline_model
+    from .experiments.models.catalogue import offline_model
     from .export import export_lora
     from .heads import HeadLayoutError, find_attention_targets
     from .layer import HoraLayer
@@ -36,7 +36,7 @@ _EXPORTS = {
     "UnsupportedQuantizationError": "quantized",
     "export_lora": "export",
     "find_attention_targets": "heads",
-    "offline_model": "experiments.models",  # the harness's, re-exported for the quickstart
+    "offline_model": "experiments.models.catalogue",  # the harness's, re-exported for the quickstart
     "param_groups": "optim",
     "parameter_report": "diagnostics",
 }

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from hora.experiments import methods, models
+from hora.experiments import methods
 from hora.experiments.errors import HoraError
+from hora.experiments.models import loaders
 
 
 def _base(folder):
     import torch
 
     torch.manual_seed(0)
-    return models.load_base_model(folder, "text", ["neg", "pos"])
+    return loaders.load_base_model(folder, "text", ["neg", "pos"])
 
 
 @pytest.mark.parametrize("method", methods.METHODS)

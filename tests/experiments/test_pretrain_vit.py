@@ -7,8 +7,9 @@ import gzip
 import numpy as np
 import pytest
 
-from hora.experiments import assets, models
+from hora.experiments import assets
 from hora.experiments.errors import HoraError
+from hora.experiments.models import catalogue
 from hora.experiments.pretrain_vit import pretrain_vit
 from hora.experiments.train import TrainConfig, train
 
@@ -32,7 +33,7 @@ def test_pretrain_vit_then_adapt_to_mnist(monkeypatch, tmp_path):
     _fake_fashion_mnist(tmp_path / "fm")
     monkeypatch.setattr(assets, "FASHION_MNIST_SYSTEM_DIR", tmp_path / "fm")
     pre = pretrain_vit(epochs=1, batch_size=32, progress=False)
-    assert (models.vit_dir() / "config.json").is_file() and 0 <= pre["fashion_mnist_test_accuracy"] <= 1
+    assert (catalogue.vit_dir() / "config.json").is_file() and 0 <= pre["fashion_mnist_test_accuracy"] <= 1
     again = pretrain_vit(epochs=1, batch_size=32, progress=False)  # cached: not retrained
     assert again["train_seconds"] == pre["train_seconds"]
     m = train(TrainConfig(task="mnist", method="hora", steps=2, batch_size=16, max_eval_samples=32,
@@ -46,4 +47,4 @@ def test_pretrain_vit_then_adapt_to_mnist(monkeypatch, tmp_path):
 def test_no_epochs_is_refused_before_anything_is_cached(epochs):
     with pytest.raises(HoraError, match="epochs must be > 0"):
         pretrain_vit(epochs=epochs, progress=False)
-    assert not models.vit_dir(must_exist=False).exists()
+    assert not catalogue.vit_dir(must_exist=False).exists()

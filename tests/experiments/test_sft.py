@@ -14,12 +14,13 @@ from safetensors.torch import load_file
 
 trl = pytest.importorskip("trl", reason="pip install 'hora[trl]' (TRL's SFTTrainer)")
 
-from hora.experiments import methods, models  # noqa: E402
+from hora.experiments import methods  # noqa: E402
 from hora.experiments import sft as sft_mod  # noqa: E402
 from hora.experiments import train as train_mod  # noqa: E402
 from hora.experiments.data import datasource, tasks  # noqa: E402
 from hora.experiments.errors import HoraError, TruncationWarning  # noqa: E402
 from hora.experiments.exporting import export_run  # noqa: E402
+from hora.experiments.models import catalogue, loaders  # noqa: E402
 from hora.experiments.scoring.evaluation import exact_match  # noqa: E402
 from hora.experiments.train_config import TrainConfig  # noqa: E402
 
@@ -55,7 +56,7 @@ def test_sft_run_learns_the_answer_scores_exact_match_and_saves_a_reloadable_ada
     assert type(model).__name__ == "PeftModelForCausalLM" and meta["objective"] == "sft"
     splits = datasource.load_splits(cfg.data_source())
     data, test = splits.data, splits.test
-    tok = models.load_tokenizer(tiny_llama)
+    tok = loaders.load_tokenizer(tiny_llama)
     prompts = sft_mod.prepare(data, test, tok, cfg.max_length)
     assert exact_match(model, tok, prompts.prompts, prompts.answers) == m["accuracy"]  # reloaded: same answers
     assert export_run(tmp_path / "run", tmp_path / "lora") < 1e-5  # hora export: a LoRA adapter, same logits
@@ -110,8 +111,8 @@ def test_the_sft_trainer_builds_adamw_over_hora_param_groups(tiny_llama, tiny_qa
     from hora.experiments.train import training_arguments
 
     data = _prompt_data(tiny_qa_csv)
-    tok = models.load_tokenizer(tiny_llama)
-    model, _ = methods.build_adapted_model("hora-lr16", models.load_causal_lm(tiny_llama), objective="sft")
+    tok = loaders.load_tokenizer(tiny_llama)
+    model, _ = methods.build_adapted_model("hora-lr16", loaders.load_causal_lm(tiny_llama), objective="sft")
     cfg = TrainConfig(objective="sft", model=str(tiny_llama), data=str(tiny_qa_csv), lr=1e-3)
     args = sft_mod.arguments(training_arguments(cfg, Path("unused"), 8, None, "text"), 64)
     trainer = sft_mod.HoraSFTTrainer(model=model, args=args, processing_class=tok,
@@ -126,7 +127,7 @@ def test_the_sft_trainer_builds_adamw_over_hora_param_groups(tiny_llama, tiny_qa
 
 
 def test_a_long_prompt_loses_its_start_never_its_answer(tiny_llama):
-    tok = models.load_tokenizer(tiny_llama)
+    tok = loaders.load_tokenizer(tiny_llama)
     long = "Review: " + " ".join(["good"] * 20) + " and dull\nSentiment:"
     data = tasks.PromptData("d", "text", [long, "Review: good\nSentiment:"], None, [], answers=[" negative"] * 2)
     with pytest.warns(TruncationWarning, match="1 of 2 prompts of d with their answers are longer than 12 tokens"):
@@ -209,13 +210,13 @@ def smollm2_tokenizer():
 def qwen2_tokenizer():
     """A Qwen2 tokenizer (Qwen2.5's class: its pre-tokenizer, byte-level BPE, EOS <|endoftext|>, no BOS) whose
     vocabulary is learned here from the two prompt formats (offline, a few hundred tokens)."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from tokenizers import Tokenizer, pre_tokenizers, trainers
     from transformers import Qwen2Tokenizer
 
     texts = [datasource.PROMPT_TEMPLATES["llm-adapters"](r["instruction"]) + r["output"] for r in COMMONSENSE_RECORDS]
     texts += [datasource.PROMPT_TEMPLATES["llm-adapters"](r["instruction"]) for r in COMMONSENSE_RECORDS]
     texts += [row["prompt"] + row["answer"] for row in make_prompt_rows(20)]
-    backend = Tokenizer(models.BPE())
+    backend = Tokenizer(catalogue.BPE())
     backend.pre_tokenizer = Qwen2Tokenizer().backend_tokenizer.pre_tokenizer
     backend.train_from_iterator(texts, trainers.BpeTrainer(
         vocab_size=500, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), special_tokens=["<|endoftext|>"],

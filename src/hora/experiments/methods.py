@@ -21,6 +21,7 @@ from pathlib import Path
 
 from hora.experiments import peft_methods, variants
 from hora.experiments.errors import HoraError
+from hora.experiments.models import loaders
 from hora.projections import PROJECTIONS
 
 METHODS = ("hora", "lora", "dora", "vera", "full")
@@ -214,13 +215,13 @@ def load_trained(adapter_dir: str | Path):
 
 def _base_of_run(meta: dict):
     """The base model a finished run (its metrics.json ``meta``) adapted, with a fresh head of its classes."""
-    from hora.experiments import models, quantization
+    from hora.experiments.models import catalogue, qlora
 
     revision = meta.get("revision")
-    _, ref = models.resolve_model(meta["model"], meta["kind"], revision)
-    return models.load_model(ref, meta["kind"], meta["label_names"], meta.get("objective", "classify"), revision,
+    _, ref = catalogue.resolve_model(meta["model"], meta["kind"], revision)
+    return loaders.load_model(ref, meta["kind"], meta["label_names"], meta.get("objective", "classify"), revision,
                              bool(meta.get("regression", False)),
-                             quantization.quantization_of(meta))  # the base the adapter was trained on
+                             qlora.quantization_of(meta))  # the base the adapter was trained on
 
 
 def _input_shape(config) -> tuple[int, int, int]:
@@ -238,11 +239,11 @@ def verify_export(model, lora_dir: str | Path, meta: dict) -> float:
     import torch
     from peft import PeftModel
 
-    from hora.experiments import models
+    from hora.experiments.models import catalogue
 
-    _, ref = models.resolve_model(meta["model"], meta["kind"], meta.get("revision"))
+    _, ref = catalogue.resolve_model(meta["model"], meta["kind"], meta.get("revision"))
     if meta["kind"] == "text":
-        tok = models.load_tokenizer(ref, meta.get("revision"))
+        tok = loaders.load_tokenizer(ref, meta.get("revision"))
         batch = dict(tok(["a fine, moving film", "dull and far too long", "it is what it is"],
                          padding=True, return_tensors="pt"))
     else:
@@ -267,14 +268,14 @@ def hora_parameter_report(model: str, *, r: int, alpha: float, hidden: int | Non
     """HoRA's :func:`hora.parameter_report` on ``model`` (a known name or a local folder) at these settings,
     and the number of adapted modules."""
     import hora
-    from hora.experiments import models
+    from hora.experiments.models import catalogue
 
-    if model in models.MODELS:
-        kind = "image" if model in models.IMAGE_MODELS else "text"
+    if model in catalogue.MODELS:
+        kind = "image" if model in catalogue.IMAGE_MODELS else "text"
     else:
-        kind = models.model_kind(models.read_config(models.timm_hub_id(model) or model))
-    _, ref = models.resolve_model(model, kind)
-    base = models.load_base_model(ref, kind, ["0", "1"])
+        kind = catalogue.model_kind(catalogue.read_config(catalogue.timm_hub_id(model) or model))
+    _, ref = catalogue.resolve_model(model, kind)
+    base = loaders.load_base_model(ref, kind, ["0", "1"])
     peft_model, built = build_adapted_model("hora", base, r=r, alpha=alpha, hidden=hidden,
                                             projections=parse_projections(targets), kind=kind)
     return hora.parameter_report(peft_model), len(built["targets"])

@@ -1,7 +1,7 @@
 """``hora pretrain-vit``: the small ViT that the vision tasks adapt, pre-trained here on Fashion-MNIST.
 
 No pretrained ViT ships in any offline package, so this builds one (4 layers, 4 heads, hidden 128, 4x4
-patches on 28x28 grayscale) and caches it where :func:`hora.experiments.models.vit_dir` finds it.
+patches on 28x28 grayscale) and caches it where :func:`hora.experiments.models.catalogue.vit_dir` finds it.
 """
 
 from __future__ import annotations
@@ -14,10 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from hora.experiments import assets, models
+from hora.experiments import assets
 from hora.experiments.console import quiet
 from hora.experiments.data import tasks
 from hora.experiments.errors import HoraError
+from hora.experiments.models import catalogue
 from hora.experiments.scoring.evaluation import accuracy
 from hora.io import atomic_dir, atomic_write_json
 
@@ -36,7 +37,7 @@ def pretrain_vit(epochs: float = 1.0, batch_size: int = 128, lr: float = 1e-3, s
     from transformers import Trainer, TrainingArguments, ViTConfig, ViTForImageClassification, set_seed
 
     quiet.quiet_libraries()
-    target = models.vit_dir(must_exist=False)
+    target = catalogue.vit_dir(must_exist=False)
     if force and target.exists():
         shutil.rmtree(target)
     if (target / "config.json").exists():

@@ -21,11 +21,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from hora.experiments import methods, models, paths, report
+from hora.experiments import methods, paths, report
 from hora.experiments.console.grid_progress import GridProgress
 from hora.experiments.data import datasource
 from hora.experiments.errors import HoraError, RunsFailed
 from hora.experiments.executors import Executor, RunResult, RunSpec, SequentialExecutor
+from hora.experiments.models import catalogue
 from hora.experiments.train_config import PENDING, RECORDED, TrainConfig
 from hora.io import atomic_dir, atomic_write
 
@@ -151,7 +152,7 @@ def run_compare(base: TrainConfig, method_list: list[str], fractions: list[float
     executor = executor or SequentialExecutor()
 
     source = base.data_source()
-    models.resolve_model(base.model, source.kind, base.revision)  # fail fast on a model that does not fit the task
+    catalogue.resolve_model(base.model, source.kind, base.revision)  # fail fast on a model that does not fit the task
     splits = datasource.load_splits(source)  # read once, shared by every run
     data = splits.data
     base.resolved_metric(data.regression)  # fail fast on a metric that does not fit the task (a regression's: pearson)
@@ -231,7 +232,7 @@ def run_compare(base: TrainConfig, method_list: list[str], fractions: list[float
     df = report.select_lr(pd.DataFrame([rows[k] for k in sorted(rows)]))
     atomic_write(output / "results.csv", lambda tmp: df.to_csv(tmp, index=False))
     context = (f"Task: {base.dataset or base.data or base.task}; "
-               f"model: {base.model or models.DEFAULT_MODEL[data.kind]}; "
+               f"model: {base.model or catalogue.DEFAULT_MODEL[data.kind]}; "
                f"rank {base.r}, alpha {base.alpha:g}; "
                + (f"{base.epochs:g} epochs" if base.epochs is not None else f"{base.steps} steps")
                + f" at batch {base.batch_size}; targets {base.targets}; split seed {base.split_seed}.")

@@ -41,10 +41,11 @@ from typing import Any
 
 import numpy as np
 
-from hora.experiments import devices, methods, models, paths, portable, quantization, variants
+from hora.experiments import devices, methods, paths, portable, variants
 from hora.experiments.console import quiet
 from hora.experiments.data import datasource, tasks
 from hora.experiments.errors import HoraError, HoraWarning, TrainingInterrupted
+from hora.experiments.models import catalogue, loaders, qlora
 from hora.experiments.scoring import evaluation
 from hora.experiments.scoring.evaluation import answer_score, generation_budget
 from hora.experiments.train_config import PENDING, RECORDED, TRAJECTORY, TrainConfig, world_size
@@ -140,12 +141,12 @@ class Encoded:
 def resolve_base_model(cfg: TrainConfig, kind: str) -> BaseModel:
     """``--model`` (or the default for the data's ``kind``, text or image) resolved and checked against the kind
     and the objective, before any data is read."""
-    name, ref = models.resolve_model(cfg.model, kind, cfg.revision)
-    config = models.read_config(ref, cfg.revision)
-    if cfg.objective == "sft" and not models.is_causal_lm(config):
+    name, ref = catalogue.resolve_model(cfg.model, kind, cfg.revision)
+    config = catalogue.read_config(ref, cfg.revision)
+    if cfg.objective == "sft" and not catalogue.is_causal_lm(config):
         raise HoraError(f"--objective sft needs a decoder, and {name} is no causal LM (its config.json names no "
                         "...ForCausalLM architecture)")
-    quantization.check_model(vars(cfg), name, config)
+    qlora.check_model(vars(cfg), name, config)
     return BaseModel(name, ref, cfg.revision, config)
 
 
@@ -157,13 +158,13 @@ def encode_splits(cfg: TrainConfig, data: tasks.TaskData, indices: tuple, base: 
     cut to ``--max-length``."""
     tokenizer, max_length = None, 0
     if data.kind == "image":
-        transform = models.load_image_transform(base.ref, base.revision) if cfg.image_column else None
+        transform = loaders.load_image_transform(base.ref, base.revision) if cfg.image_column else None
 
         def encode(d, idx):
             return tasks.encode(d, idx, image_transform=transform)
     else:
-        tokenizer = models.load_tokenizer(base.ref, base.revision)
-        max_length = models.cap_max_length(cfg.max_length, base.config, tokenizer)
+        tokenizer = loaders.load_tokenizer(base.ref, base.revision)
+        max_length = catalogue.cap_max_length(cfg.max_length, base.config, tokenizer)
         encode_text = sft.prepare if sft is not None else tasks.encode  # sft: prompts and answers, cut to fit
 
         def encode(d, idx):
@@ -200,12 +201,12 @@ def adapted_model(cfg: TrainConfig, data: tasks.TaskData, base: BaseModel):
     from transformers import set_seed
 
     set_seed(cfg.seed)
-    bits = quantization.quantization_of(vars(cfg))
-    model = models.load_model(base.ref, data.kind, data.label_names, cfg.objective, base.revision, data.regression,
+    bits = qlora.quantization_of(vars(cfg))
+    model = loaders.load_model(base.ref, data.kind, data.label_names, cfg.objective, base.revision, data.regression,
                               bits)
     if bits is not None:
-        model = quantization.prepare(model)
-    heads = models.head_module_names(model) if cfg.objective != "sft" else []  # sft: the LM head is the model's
+        model = qlora.prepare(model)
+    heads = loaders.head_module_names(model) if cfg.objective != "sft" else []  # sft: the LM head is the model's
     return methods.build_adapted_model(
         cfg.method, model, r=cfg.r, alpha=cfg.alpha, dropout=cfg.dropout, hidden=cfg.hidden,
         projections=methods.parse_projections(cfg.targets), kind=data.kind, head_modules=heads,

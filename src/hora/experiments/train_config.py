@@ -23,9 +23,10 @@ from dataclasses import MISSING, Field, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from hora.experiments import methods, models, paths, quantization
+from hora.experiments import methods, paths
 from hora.experiments.data import datasource, tasks
 from hora.experiments.errors import HoraError, did_you_mean
+from hora.experiments.models import catalogue, qlora
 from hora.experiments.scoring import evaluation, metrics
 
 TRAJECTORY = "trajectory"  # fixes what is trained: a resumed run must match it
@@ -192,16 +193,16 @@ class TrainConfig:
         """Every setting's check, with a one-line HoraError that names the option."""
         methods.check_method(self.method, self.epochs)
         self._check_data()
-        if self.model is not None and self.model not in models.MODELS:
-            models.check_not_misspelt(self.model)
-            _check_hub_or_folder(self.model, "model", f"use one of {', '.join(models.MODELS)}, a local model folder "
+        if self.model is not None and self.model not in catalogue.MODELS:
+            catalogue.check_not_misspelt(self.model)
+            _check_hub_or_folder(self.model, "model", f"use one of {', '.join(catalogue.MODELS)}, a local model folder "
                                  "or a Hub ID (ORG/NAME)")
         if self.objective not in OBJECTIVES:
             raise HoraError(f"--objective must be one of {', '.join(OBJECTIVES)}, got '{self.objective}'")
         if self.objective == "sft":
             self._check_sft()
         self._check_scoring()
-        quantization.check(vars(self))
+        qlora.check(vars(self))
         tasks.check_fraction(self.fraction)
         methods.parse_projections(self.targets)
         _at_least(1, r=self.r, batch_size=self.batch_size, eval_batch_size=self.eval_batch_size,
@@ -266,10 +267,10 @@ class TrainConfig:
                             f"{' or '.join(tasks.TEXT_TASKS)} or --dataset with prompt and answer columns")
         if self.model is None:
             raise HoraError(f"--objective sft needs a decoder and the default model, minilm, is an encoder: {use}")
-        if self.model in models.MODELS:
-            if self.model not in models.DECODER_MODELS:
+        if self.model in catalogue.MODELS:
+            if self.model not in catalogue.DECODER_MODELS:
                 raise HoraError(f"--objective sft needs a decoder, and '{self.model}' is not one: {use}")
-        elif models.is_local(self.model) and not models.is_causal_lm(models.read_config(self.model)):
+        elif catalogue.is_local(self.model) and not catalogue.is_causal_lm(catalogue.read_config(self.model)):
             # (a Hub ID is checked when the run resolves it: reading its config may need the network)
             raise HoraError(f"--objective sft needs a decoder, and {self.model} holds no causal LM (its config.json "
                             f"names no ...ForCausalLM architecture): {use}")

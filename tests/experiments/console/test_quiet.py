@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from hora.experiments.console import quiet
+from hora.experiments.models import loaders
 from hora.kernel_lookup import DropMessage
 
 SRC = Path(__file__).resolve().parents[2] / "src"
@@ -132,7 +133,6 @@ def test_a_tokenizer_the_harness_loads_gives_no_token_length_note(tiny_bert):
     from transformers import AutoTokenizer
     from transformers.utils import logging as hf_logging
 
-    from hora.experiments import models
 
     records: list[logging.LogRecord] = []
     handler = logging.Handler()
@@ -142,7 +142,7 @@ def test_a_tokenizer_the_harness_loads_gives_no_token_length_note(tiny_bert):
     hf_logging.set_verbosity_warning()
     logger.addHandler(handler)
     try:
-        for tokenizer in (AutoTokenizer.from_pretrained(tiny_bert), models.load_tokenizer(tiny_bert)):
+        for tokenizer in (AutoTokenizer.from_pretrained(tiny_bert), loaders.load_tokenizer(tiny_bert)):
             tokenizer.model_max_length = 4
             tokenizer("a text of more than four tokens, tokenised whole")
     finally:

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from conftest import write_images, write_pairs
 
-from hora.experiments import models
 from hora.experiments.data import datasource, tasks
 from hora.experiments.data.datasource import DataSource
 from hora.experiments.errors import HoraError
+from hora.experiments.models import loaders
 
 
 def _disjoint(splits) -> None:
@@ -63,7 +63,7 @@ def test_a_parquet_folder_keeps_its_test_split_and_takes_validation_from_train(t
 def test_pairs_are_tokenised_as_pairs(tmp_path, tiny_bert):
     splits = datasource.load_splits(DataSource(dataset=str(write_pairs(tmp_path / "pairs")),
                                                text_columns=("sentence1", "sentence2")))
-    tok = models.load_tokenizer(tiny_bert)
+    tok = loaders.load_tokenizer(tiny_bert)
     item = tasks.encode(splits.data, np.array([0]), tok, max_length=64).items[0]
     ids, types = item["input_ids"], item["token_type_ids"]
     first, second = splits.data.inputs[0].split(), splits.data.pairs[0].split()
@@ -92,7 +92,7 @@ def test_a_save_to_disk_image_dataset_keeps_all_three_splits_and_reads_images_la
     data = splits.data
     assert data.kind == "image" and data.label_names == ["red", "green", "blue"]
     assert (len(splits.train), len(splits.val), len(splits.test)) == (36, 12, 12)
-    ds = tasks.encode(data, splits.test, image_transform=models.load_image_transform(tiny_vit))
+    ds = tasks.encode(data, splits.test, image_transform=loaders.load_image_transform(tiny_vit))
     item = ds[4]  # the model's processor: resized to 8x8, 3 channels, normalised to [-1, 1]
     assert tuple(item["pixel_values"].shape) == (3, 8, 8) and item["labels"].item() == data.labels[splits.test[4]]
     channel = int(data.labels[splits.test[4]])

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hora.experiments import models
 from hora.experiments.data import datasource, tasks
 from hora.experiments.errors import HoraError
+from hora.experiments.models import loaders
 
 
 def _labels(n0: int = 300, n1: int = 200, n2: int = 50) -> np.ndarray:
@@ -110,7 +110,7 @@ def test_real_mnist5k():
 def test_encode_text_keeps_labels_and_truncates(tiny_csv, tiny_bert):
     data = datasource.load_splits(datasource.DataSource(dataset=str(tiny_csv), text_columns=("review",),
                                                         label_column="sentiment")).data
-    tok = models.load_tokenizer(tiny_bert)
+    tok = loaders.load_tokenizer(tiny_bert)
     ds = tasks.encode(data, np.arange(10), tok, max_length=4)
     assert len(ds) == 10
     assert all(len(item["input_ids"]) <= 4 for item in ds.items)

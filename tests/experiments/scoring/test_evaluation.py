@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from hora.experiments.models import loaders
 from hora.experiments.scoring.evaluation import accuracy
 
 
@@ -38,10 +39,9 @@ def test_exact_match_batched_left_padded_equals_one_prompt_at_a_time(tiny_llama)
     stripped generation is its stripped answer."""
     import torch
 
-    from hora.experiments import models
     from hora.experiments.scoring.evaluation import answer_tokens, exact_match
 
-    tok, model = models.load_tokenizer(tiny_llama), models.load_causal_lm(tiny_llama)
+    tok, model = loaders.load_tokenizer(tiny_llama), loaders.load_causal_lm(tiny_llama)
     prompts = ["Review: good film\nSentiment:", "Review: the plot was very dull and weak\nSentiment:",
                "Review: a lovely story\nSentiment:", "Review: boring\nSentiment:"]
     singly = []

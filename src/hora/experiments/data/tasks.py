@@ -21,7 +21,7 @@ validation split is there for choices such as the learning rate.
 For generative data the split is stratified by the answer when answers repeat (every distinct answer at least
 ``MIN_PER_ANSWER`` times, e.g. a label word or a choice letter), else it is a plain seeded split.
 
-The base models the tasks are adapted from (``--model``) are :mod:`hora.experiments.models`.
+The base models the tasks are adapted from (``--model``) are :mod:`hora.experiments.models.catalogue`.
 """
 
 from __future__ import annotations

@@ -8,53 +8,54 @@ from pathlib import Path
 import pytest
 
 import hora
-from hora.experiments import assets, models
+from hora.experiments import assets
 from hora.experiments.errors import AssetMissingError, HoraError, HoraWarning
+from hora.experiments.models import catalogue, loaders
 
 
 def test_model_kind_mismatch_and_unknown_model():
     with pytest.raises(HoraError, match="model 'vit' is for image tasks"):
-        models.resolve_model("vit", "text")
+        catalogue.resolve_model("vit", "text")
     with pytest.raises(HoraError, match="unknown model 'not/a/hub id'"):
-        models.resolve_model("not/a/hub id", "text")
+        catalogue.resolve_model("not/a/hub id", "text")
 
 
 def test_missing_vit_names_the_pretrain_command():
     with pytest.raises(HoraError, match="hora pretrain-vit"):
-        models.resolve_model("vit", "image")
+        catalogue.resolve_model("vit", "image")
 
 
 def test_a_local_folder_is_resolved_by_the_kind_its_config_names(tiny_bert, tmp_path):
-    assert models.model_kind(models.read_config(tiny_bert)) == "text"
-    assert models.resolve_model(str(tiny_bert), "text") == (str(tiny_bert.resolve()), tiny_bert.resolve())
+    assert catalogue.model_kind(catalogue.read_config(tiny_bert)) == "text"
+    assert catalogue.resolve_model(str(tiny_bert), "text") == (str(tiny_bert.resolve()), tiny_bert.resolve())
     vision = tmp_path / "vision"
     vision.mkdir()
     (vision / "config.json").write_text(json.dumps({"model_type": "vit"}))
-    assert models.model_kind(models.read_config(vision)) == "image"
+    assert catalogue.model_kind(catalogue.read_config(vision)) == "image"
     with pytest.raises(HoraError, match="is for image tasks, but this task is text"):
-        models.resolve_model(str(vision), "text")
+        catalogue.resolve_model(str(vision), "text")
     with pytest.raises(HoraError, match="cannot read"):
-        models.read_config(tmp_path)
+        catalogue.read_config(tmp_path)
     with pytest.raises(HoraError, match="has no config.json"):
-        models.resolve_model(str(tmp_path), "text")
+        catalogue.resolve_model(str(tmp_path), "text")
     timm_config = {"architecture": "vit_base_patch16_224", "num_classes": 1000, "pretrained_cfg": {}}
-    assert models.is_timm(timm_config) and models.model_kind(timm_config) == "image"
+    assert catalogue.is_timm(timm_config) and catalogue.model_kind(timm_config) == "image"
 
 
 def test_max_length_is_capped_at_the_models_limit(tiny_bert):
-    config = models.read_config(tiny_bert)
-    assert models.model_max_tokens(config) == 64  # the tiny BERT's max_position_embeddings
-    assert models.cap_max_length(16, config) == 16
+    config = catalogue.read_config(tiny_bert)
+    assert catalogue.model_max_tokens(config) == 64  # the tiny BERT's max_position_embeddings
+    assert catalogue.cap_max_length(16, config) == 16
     with pytest.warns(HoraWarning, match="above the model's limit of 64 tokens; using 64"):
-        assert models.cap_max_length(100, config) == 64
+        assert catalogue.cap_max_length(100, config) == 64
 
 
 def test_base_model_gets_a_fresh_head_named_by_head_module_names(tiny_bert):
-    base = models.load_base_model(tiny_bert, "text", ["neg", "pos"])
-    assert models.head_module_names(base) == ["classifier"]
+    base = loaders.load_base_model(tiny_bert, "text", ["neg", "pos"])
+    assert loaders.head_module_names(base) == ["classifier"]
     assert base.classifier.out_features == 2 and base.config.id2label == {0: "neg", 1: "pos"}
     with pytest.raises(HoraError, match="cannot find the classification head"):
-        models.head_module_names(base.bert)
+        loaders.head_module_names(base.bert)
 
 
 def test_offline_model_is_the_minilm_folder():
@@ -76,50 +77,50 @@ def test_offline_model_names_the_choices_and_the_install_command(monkeypatch, tm
 
 
 def test_a_causal_lm_folder_is_told_from_an_encoder(tiny_llama, tiny_bert, tmp_path):
-    assert models.is_causal_lm(models.read_config(tiny_llama))
-    assert not models.is_causal_lm(models.read_config(tiny_bert))
-    model = models.load_causal_lm(tiny_llama)  # its own LM head, the tokenizer's pad id
+    assert catalogue.is_causal_lm(catalogue.read_config(tiny_llama))
+    assert not catalogue.is_causal_lm(catalogue.read_config(tiny_bert))
+    model = loaders.load_causal_lm(tiny_llama)  # its own LM head, the tokenizer's pad id
     assert type(model).__name__ == "LlamaForCausalLM" and model.config.pad_token_id == 0
-    assert models.DECODER_MODELS == ("smollm2",)
+    assert catalogue.DECODER_MODELS == ("smollm2",)
 
 
 def test_a_hub_id_resolves_and_loads_from_the_offline_cache(hub_cache, tiny_bert):
-    name, ref = models.resolve_model("hora-test/tiny-bert", "text")
+    name, ref = catalogue.resolve_model("hora-test/tiny-bert", "text")
     assert name == ref == "hora-test/tiny-bert"
-    assert models.read_config(ref) == json.loads((tiny_bert / "config.json").read_text())
-    assert models.resolve_model("hora-test/tiny-bert", "text", revision="v1")[1] == "hora-test/tiny-bert"
-    base = models.load_base_model(ref, "text", ["neg", "pos"])
+    assert catalogue.read_config(ref) == json.loads((tiny_bert / "config.json").read_text())
+    assert catalogue.resolve_model("hora-test/tiny-bert", "text", revision="v1")[1] == "hora-test/tiny-bert"
+    base = loaders.load_base_model(ref, "text", ["neg", "pos"])
     assert type(base).__name__ == "BertForSequenceClassification" and base.classifier.out_features == 2
-    assert models.load_tokenizer(ref).sep_token == "[SEP]"
+    assert loaders.load_tokenizer(ref).sep_token == "[SEP]"
     with pytest.raises(HoraError, match="model hora-test/tiny-vit is for image tasks, but this task is text"):
-        models.resolve_model("hora-test/tiny-vit", "text")
+        catalogue.resolve_model("hora-test/tiny-vit", "text")
 
 
 def test_an_uncached_hub_id_offline_is_one_line_that_says_how_to_fetch_it(hub_cache):
     with pytest.raises(HoraError) as error:
-        models.resolve_model("hora-test/absent", "text")
+        catalogue.resolve_model("hora-test/absent", "text")
     assert str(error.value) == (f"model 'hora-test/absent' is not in the Hugging Face cache ({hub_cache}) and "
                                 "HF_HUB_OFFLINE=1 is set: fetch it once with network (hf download hora-test/absent), "
                                 "or pass a local folder")
     with pytest.raises(HoraError, match="at revision 'v2' is not in the Hugging Face cache .*--revision v2"):
-        models.resolve_model("hora-test/tiny-bert", "text", revision="v2")
+        catalogue.resolve_model("hora-test/tiny-bert", "text", revision="v2")
     with pytest.raises(HoraError, match="^did you mean 'minilm'\\? model 'minilmm' is not in the Hugging Face"):
-        models.resolve_model("minilmm", "text")  # a misspelt built-in name reads as a Hub ID: suggest the name
+        catalogue.resolve_model("minilmm", "text")  # a misspelt built-in name reads as a Hub ID: suggest the name
 
 
 def test_a_regression_head_has_one_output_and_the_regression_problem_type(tiny_bert):
-    base = models.load_base_model(tiny_bert, "text", [], regression=True)
+    base = loaders.load_base_model(tiny_bert, "text", [], regression=True)
     assert base.classifier.out_features == 1 and base.config.problem_type == "regression"
 
 
 def test_an_image_transform_is_the_models_own_processor(tiny_vit):
     from PIL import Image
 
-    transform = models.load_image_transform(tiny_vit)
+    transform = loaders.load_image_transform(tiny_vit)
     pixels = transform(Image.new("L", (30, 20), color=255))  # grayscale in, RGB 8x8 out, normalised
     assert tuple(pixels.shape) == (3, 8, 8) and float(pixels.min()) == 1.0
     with pytest.raises(HoraError, match="has no image processor"):
-        models.load_image_transform(tiny_vit.parent)
+        loaders.load_image_transform(tiny_vit.parent)
 
 
 def _save_tiny_timm_vit(timm, folder: Path) -> Path:
@@ -161,10 +162,10 @@ def test_a_timm_model_by_hub_id_loads_through_transformers_and_is_adapted_by_tim
     monkeypatch.setattr(modeling_timm_wrapper, "requires_backends", lambda *args, **kwargs: None)
     add_to_hub_cache(hub_cache, "timm/tiny-vit-test", _save_tiny_timm_vit(timm, tmp_path / "timm-vit"))
 
-    assert models.timm_hub_id("vit_base_patch16_224.augreg_in21k") == "timm/vit_base_patch16_224.augreg_in21k"
-    name, ref = models.resolve_model("timm/tiny-vit-test", "image")
-    base = models.load_base_model(ref, "image", ["a", "b"])
-    heads = models.head_module_names(base)
+    assert catalogue.timm_hub_id("vit_base_patch16_224.augreg_in21k") == "timm/vit_base_patch16_224.augreg_in21k"
+    name, ref = catalogue.resolve_model("timm/tiny-vit-test", "image")
+    base = loaders.load_base_model(ref, "image", ["a", "b"])
+    heads = loaders.head_module_names(base)
     assert type(base).__name__ == "TimmWrapperForImageClassification" and heads == ["timm_model.head"]
     model, info = methods.build_adapted_model("hora", base, kind="image", head_modules=heads)
     assert info["targets"] == ["timm_model.blocks.0.attn.qkv", "timm_model.blocks.1.attn.qkv"]  # fused q|k|v
@@ -184,7 +185,7 @@ def test_a_misspelt_built_in_name_is_refused_before_any_network(monkeypatch):
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", no_network)
     with pytest.raises(HoraError, match="^unknown model 'minlm': did you mean 'minilm'\\? --model takes a built-in"):
         TrainConfig(model="minlm")
-    models.check_not_misspelt("roberta-base")  # far from every built-in name: a Hub ID, left to the Hub
+    catalogue.check_not_misspelt("roberta-base")  # far from every built-in name: a Hub ID, left to the Hub
 
 
 def test_an_uncached_hub_id_online_is_asked_once_with_a_short_timeout(hub_cache, monkeypatch):
@@ -204,8 +205,8 @@ def test_an_uncached_hub_id_online_is_asked_once_with_a_short_timeout(hub_cache,
     monkeypatch.setattr(huggingface_hub, "get_hf_file_metadata", unreachable)
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", download)
     with pytest.raises(HoraError) as error:
-        models.resolve_model("hora-test/tiny-bertt", "text")
-    assert timeouts == [models.HUB_PROBE_SECONDS]
+        catalogue.resolve_model("hora-test/tiny-bertt", "text")
+    assert timeouts == [catalogue.HUB_PROBE_SECONDS]
     assert str(error.value) == (f"did you mean 'hora-test/tiny-bert' or 'hora-test/tiny-vit'? model "
                                 f"'hora-test/tiny-bertt' is not in the Hugging Face cache ({hub_cache}) and the Hub "
                                 "could not be reached: fetch it where there is network (hf download "

@@ -18,8 +18,8 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from hora.experiments import models
 from hora.experiments.errors import HoraError
+from hora.experiments.models import catalogue
 
 BITS = {"load_in_4bit": "4bit", "load_in_8bit": "8bit"}  # the TrainConfig fields and what each one asks for
 
@@ -54,11 +54,11 @@ def check(settings: Mapping[str, Any]) -> None:
     use = "use --model smollm2 or a local causal-LM folder"
     if model is None:
         raise HoraError(f"{option} is offered for decoders, and the default model is not one: {use}")
-    if model in models.MODELS:
-        if model not in models.DECODER_MODELS:
+    if model in catalogue.MODELS:
+        if model not in catalogue.DECODER_MODELS:
             raise HoraError(f"{option} is offered for decoders, and '{model}' is not one: {use}")
-    elif models.is_local(model):  # a Hub ID's config is read when the run resolves it (check_model)
-        check_model(settings, model, models.read_config(model))
+    elif catalogue.is_local(model):  # a Hub ID's config is read when the run resolves it (check_model)
+        check_model(settings, model, catalogue.read_config(model))
 
 
 def _cuda() -> bool:
@@ -70,7 +70,7 @@ def _cuda() -> bool:
 def check_model(settings: Mapping[str, Any], name: str, config: dict) -> None:
     """Refuse quantisation (when ``settings`` ask for it) of a model whose config.json is no causal LM."""
     bits = quantization_of(settings)
-    if bits is not None and not models.is_causal_lm(config):
+    if bits is not None and not catalogue.is_causal_lm(config):
         raise HoraError(f"--load-in-{bits} is offered for decoders, and {name} holds no causal LM (its config.json "
                         "names no ...ForCausalLM architecture): use --model smollm2 or a causal-LM folder or Hub ID")
 

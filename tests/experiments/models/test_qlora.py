@@ -9,10 +9,11 @@ import warnings
 import pytest
 import torch
 
-from hora.experiments import methods, quantization
+from hora.experiments import methods
 from hora.experiments import train as train_mod
 from hora.experiments.errors import HoraError
 from hora.experiments.exporting import export_run
+from hora.experiments.models import loaders, qlora
 from hora.experiments.train_config import TrainConfig
 
 bnb = pytest.importorskip("bitsandbytes")
@@ -36,27 +37,26 @@ def test_a_folder_without_a_causal_lm_is_refused(tiny_bert):
 
 
 def test_the_4bit_config_is_qloras_and_keeps_the_new_head_unquantized():
-    config = quantization.bnb_config("4bit", keep=("score",))
+    config = qlora.bnb_config("4bit", keep=("score",))
     assert config.load_in_4bit and config.bnb_4bit_quant_type == "nf4" and config.bnb_4bit_use_double_quant
     assert config.bnb_4bit_compute_dtype == (torch.bfloat16 if torch.cuda.is_available() else torch.float32)
     assert config.llm_int8_skip_modules == ["score"]
-    assert quantization.bnb_config("8bit").load_in_8bit
-    assert quantization.quantization_of({"load_in_8bit": True}) == "8bit"
-    assert quantization.quantization_of({}) is None  # a run recorded before the options existed
+    assert qlora.bnb_config("8bit").load_in_8bit
+    assert qlora.quantization_of({"load_in_8bit": True}) == "8bit"
+    assert qlora.quantization_of({}) is None  # a run recorded before the options existed
 
 
 def test_under_a_launcher_with_cuda_each_rank_loads_the_quantized_model_onto_its_own_gpu(monkeypatch):
-    from hora.experiments import models
 
     monkeypatch.delenv("LOCAL_RANK", raising=False)
-    assert quantization.device_map() is None  # no launcher: transformers' choice
+    assert qlora.device_map() is None  # no launcher: transformers' choice
     monkeypatch.setenv("LOCAL_RANK", "1")  # rank 1 of torchrun / accelerate launch on this node
     if not torch.cuda.is_available():
-        assert quantization.device_map() is None  # no CUDA: the CPU, transformers' choice
+        assert qlora.device_map() is None  # no CUDA: the CPU, transformers' choice
         monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert quantization.device_map() == {"": 1}
-    assert models._quantized("4bit")["device_map"] == {"": 1}
-    assert "device_map" not in models._quantized(None)
+    assert qlora.device_map() == {"": 1}
+    assert loaders._quantized("4bit")["device_map"] == {"": 1}
+    assert "device_map" not in loaders._quantized(None)
 
 
 @pytest.mark.parametrize("bits", ["4bit", "8bit"])
