@@ -14,7 +14,7 @@ from hora import HoraLayer, export_lora
 from hora.export import lora_state_dict
 from tiny_models import close, hora_model, logits, make_inputs
 
-# every generator form and the config switches the named variants set (hora.experiments.variants)
+# every generator form and the config switches the named variants set (hora.experiments.methods.named_variants)
 FORMS = {
     "residual": {},
     "non-residual": {"residual": False},

@@ -124,7 +124,7 @@ def test_export_never_overwrites_the_adapter_it_exports(tiny_bert, tiny_csv, tmp
 
 
 def test_train_checks_its_paths_before_any_work(tiny_bert, tiny_csv, tmp_path, monkeypatch):
-    from hora.experiments import datasource
+    from hora.experiments.data import datasource
 
     def no_work(*args, **kwargs):
         raise AssertionError("data were loaded before the paths were checked")

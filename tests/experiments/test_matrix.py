@@ -23,7 +23,7 @@ from conftest import make_prompt_rows, make_rows, write_pairs
 
 from hora.experiments import train as train_mod
 from hora.experiments.errors import HoraError
-from hora.experiments.exporting import export_run
+from hora.experiments.methods.run_export import export_run
 from hora.experiments.train_config import TrainConfig
 
 METHODS = ["hora", "hora-jointgen", "hora-nores", "lora", "dora", "vera", "full"]

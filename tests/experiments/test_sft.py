@@ -14,12 +14,12 @@ from safetensors.torch import load_file
 
 trl = pytest.importorskip("trl", reason="pip install 'hora[trl]' (TRL's SFTTrainer)")
 
-from hora.experiments import methods  # noqa: E402
 from hora.experiments import sft as sft_mod  # noqa: E402
 from hora.experiments import train as train_mod  # noqa: E402
 from hora.experiments.data import datasource, tasks  # noqa: E402
 from hora.experiments.errors import HoraError, TruncationWarning  # noqa: E402
-from hora.experiments.exporting import export_run  # noqa: E402
+from hora.experiments.methods import build  # noqa: E402
+from hora.experiments.methods.run_export import export_run  # noqa: E402
 from hora.experiments.models import catalogue, loaders  # noqa: E402
 from hora.experiments.scoring.evaluation import exact_match  # noqa: E402
 from hora.experiments.train_config import TrainConfig  # noqa: E402
@@ -52,7 +52,7 @@ def test_sft_run_learns_the_answer_scores_exact_match_and_saves_a_reloadable_ada
     assert m["accuracy"] >= 0.75 and m["val_accuracy"] >= 0.75  # the untrained model: 0; learned in 60 steps
     assert len(m["targets"]) == 4 and all(t.endswith(("q_proj", "v_proj")) for t in m["targets"])
 
-    model, meta = methods.load_trained(tmp_path / "run")  # the recorded base model, loaded as a causal LM
+    model, meta = build.load_trained(tmp_path / "run")  # the recorded base model, loaded as a causal LM
     assert type(model).__name__ == "PeftModelForCausalLM" and meta["objective"] == "sft"
     splits = datasource.load_splits(cfg.data_source())
     data, test = splits.data, splits.test
@@ -112,7 +112,7 @@ def test_the_sft_trainer_builds_adamw_over_hora_param_groups(tiny_llama, tiny_qa
 
     data = _prompt_data(tiny_qa_csv)
     tok = loaders.load_tokenizer(tiny_llama)
-    model, _ = methods.build_adapted_model("hora-lr16", loaders.load_causal_lm(tiny_llama), objective="sft")
+    model, _ = build.build_adapted_model("hora-lr16", loaders.load_causal_lm(tiny_llama), objective="sft")
     cfg = TrainConfig(objective="sft", model=str(tiny_llama), data=str(tiny_qa_csv), lr=1e-3)
     args = sft_mod.arguments(training_arguments(cfg, Path("unused"), 8, None, "text"), 64)
     trainer = sft_mod.HoraSFTTrainer(model=model, args=args, processing_class=tok,

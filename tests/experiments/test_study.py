@@ -6,8 +6,9 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from hora.experiments import methods, study
+from hora.experiments import study
 from hora.experiments.errors import HoraError
+from hora.experiments.methods import build
 
 
 def test_presets_cover_every_grid_and_the_full_protocol():
@@ -19,7 +20,7 @@ def test_presets_cover_every_grid_and_the_full_protocol():
     assert text.fractions == (0.02, 0.05, 0.1, 0.25, 0.5, 1.0) and len(text.seeds) >= 5
     # the same lr search for every method: its default times the same factors
     for m in text.methods:
-        assert text.lrs()[m] == [methods.default_lr(m) * f for f in study.LR_FACTORS]
+        assert text.lrs()[m] == [build.default_lr(m) * f for f in study.LR_FACTORS]
     assert full["decoder"].settings["model"] == "smollm2" and full["vision"].settings["task"] == "mnist"
     assert full["ablations-qkvo"].settings["targets"] == "q,k,v,o"
     # the ablations share text's protocol, so their HoRA and LoRA runs at 0.05 are text's runs
@@ -95,7 +96,7 @@ def test_every_grid_runs_through_the_given_executor(tiny_bert, tiny_csv, tmp_pat
              for name in ("text", "decoder")]
     monkeypatch.setitem(study.PRESETS, "quick", grids)
     study.run_study("quick", tmp_path / "st", progress=False, executor=Recording())
-    lr = methods.default_lr("lora")
+    lr = build.default_lr("lora")
     assert ran == [f"lora_f0.5_lr{lr:g}_s0"]  # decoder's run is text's, copied rather than run again
     assert (tmp_path / "st" / "decoder" / "runs" / ran[0] / "metrics.json").is_file()
 
@@ -123,7 +124,7 @@ def test_a_failing_run_does_not_stop_the_study_and_a_rerun_retries_only_it(tiny_
     out = tmp_path / "st"
     command = ["study", "--preset", "quick", "--output", str(out), "--no-progress"]
     result = CliRunner().invoke(app, command)
-    hora_run = f"hora_f0.5_lr{methods.default_lr('hora'):g}_s0"
+    hora_run = f"hora_f0.5_lr{build.default_lr('hora'):g}_s0"
     assert result.exit_code == 2, result.output
     assert result.stderr.startswith("hora: error: 1 runs of the study did not finish: "
                                     f"{hora_run} (RuntimeError: a bug that only HoRA runs hit; log: "

@@ -146,7 +146,7 @@ def _tiny_run(tmp_path, name: str, **kw) -> TrainConfig:
 
 
 def test_a_hub_model_trains_on_a_parquet_pair_dataset_and_reloads_offline(hub_cache, tmp_path):
-    from hora.experiments import methods
+    from hora.experiments.methods import build
 
     folder = write_pairs(tmp_path / "pairs")
     m = train_mod.train(_tiny_run(tmp_path, "pairs", model="hora-test/tiny-bert", dataset=str(folder),
@@ -154,7 +154,7 @@ def test_a_hub_model_trains_on_a_parquet_pair_dataset_and_reloads_offline(hub_ca
     assert m["model"] == m["model_path"] == "hora-test/tiny-bert" and m["task"] == "pairs"
     assert m["label_names"] == ["entailment", "not_entailment"] and not m["regression"]
     assert (m["n_train"], m["n_val"], m["n_test"]) == (65, 7, 18) and 0 <= m["accuracy"] <= 1
-    model, meta = methods.load_trained(tmp_path / "pairs")  # the base model again, by its Hub ID, offline
+    model, meta = build.load_trained(tmp_path / "pairs")  # the base model again, by its Hub ID, offline
     assert type(model.base_model.model).__name__ == "BertForSequenceClassification"
 
 

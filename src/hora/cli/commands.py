@@ -232,7 +232,7 @@ def export(
     inside it, nor hold a training run: the export never overwrites the adapter it exports.
     """
     with user_errors():
-        from hora.experiments.exporting import export_run
+        from hora.experiments.methods.run_export import export_run
 
         diff = export_run(adapter_dir, out_dir, check=check)
     suffix = f" (max |logit difference| vs HoRA: {diff:.2e})" if diff is not None else ""
@@ -249,7 +249,7 @@ def info(
 ) -> None:
     """Show HoRA's parameter count on a model against LoRA of equal rank on the same modules."""
     with user_errors():
-        from hora.experiments.methods import hora_parameter_report
+        from hora.experiments.methods.build import hora_parameter_report
 
         rep, modules = hora_parameter_report(model, r=r, alpha=alpha, hidden=hidden, targets=targets)
     print_table(f"HoRA on {model}: r={r}, alpha={alpha:g}, targets {targets} ({modules} modules)",
@@ -262,7 +262,7 @@ def list_methods() -> None:
     method (what each takes of --r, --alpha, --dropout), and the PEFT types refused, with why. A PEFT
     adapter_config.json (or its folder) is accepted too, named after its folder."""
     with user_errors():
-        from hora.experiments.methods import available
+        from hora.experiments.methods.build import available
 
         rows = available()
     width = max(len(name) for name, _ in rows)

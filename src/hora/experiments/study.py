@@ -36,9 +36,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from hora.experiments import benchmark_report, methods, paths, presets, report
+from hora.experiments import benchmark_report, paths, presets, report
 from hora.experiments.errors import HoraError, RunsFailed
 from hora.experiments.executors import Executor
+from hora.experiments.methods import build
 from hora.experiments.pretrain_vit import pretrain_vit
 from hora.experiments.scoring import score_text
 from hora.experiments.sweep import run_compare
@@ -70,7 +71,7 @@ class Grid:
         """Each method's lr grid: ``lr_grid``, else its default lr times each factor."""
         if self.lr_grid is not None:
             return {m: list(self.lr_grid) for m in self.methods}
-        return {m: [methods.default_lr(m) * f for f in self.lr_factors] for m in self.methods}
+        return {m: [build.default_lr(m) * f for f in self.lr_factors] for m in self.methods}
 
 
 def _presets() -> dict[str, list[Grid]]:

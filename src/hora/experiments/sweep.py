@@ -21,11 +21,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from hora.experiments import methods, paths, report
+from hora.experiments import paths, report
 from hora.experiments.console.grid_progress import GridProgress
 from hora.experiments.data import datasource
 from hora.experiments.errors import HoraError, RunsFailed
 from hora.experiments.executors import Executor, RunResult, RunSpec, SequentialExecutor
+from hora.experiments.methods import build
 from hora.experiments.models import catalogue
 from hora.experiments.train_config import PENDING, RECORDED, TrainConfig
 from hora.io import atomic_dir, atomic_write
@@ -72,7 +73,7 @@ def _tuning_seeds(seeds: list[int], tune_seeds: list[int] | None, n_lrs: int) ->
 
 
 def run_name(method: str, fraction: float, lr: float, seed: int) -> str:
-    return f"{methods.method_label(method)}_f{fraction:g}_lr{lr:g}_s{seed}"
+    return f"{build.method_label(method)}_f{fraction:g}_lr{lr:g}_s{seed}"
 
 
 def _finished(run_dir: Path, cfg: TrainConfig) -> dict | None:
@@ -138,7 +139,7 @@ def run_compare(base: TrainConfig, method_list: list[str], fractions: list[float
     """
     def lr_grid(method: str) -> list[float]:
         if lrs is None:
-            return [methods.default_lr(method)]
+            return [build.default_lr(method)]
         return list(lrs[method] if isinstance(lrs, dict) else lrs)
 
     for method in method_list:  # every method, fraction and lr is checked (by the config) before any work

@@ -15,7 +15,7 @@ validation / test depends on ``split_seed`` only (see :mod:`hora.experiments.dat
 
 Outputs in ``output``:
     adapter_config.json, adapter_model.safetensors   the adapter (``save_pretrained``); full model for ``full``
-    README.md                                         a model card (:mod:`hora.experiments.portable`)
+    README.md                                         a model card (:mod:`hora.experiments.methods.portable`)
     metrics.json                                      accuracy (test), val_accuracy, trainable_params, ...,
                                                       plus what ``hora export`` needs to rebuild the base model;
                                                       for sft, accuracy and val_accuracy are exact-match rates;
@@ -41,10 +41,11 @@ from typing import Any
 
 import numpy as np
 
-from hora.experiments import devices, methods, paths, portable, variants
+from hora.experiments import devices, paths
 from hora.experiments.console import quiet
 from hora.experiments.data import datasource, tasks
 from hora.experiments.errors import HoraError, HoraWarning, TrainingInterrupted
+from hora.experiments.methods import build, named_variants, portable
 from hora.experiments.models import catalogue, loaders, qlora
 from hora.experiments.scoring import evaluation
 from hora.experiments.scoring.evaluation import answer_score, generation_budget
@@ -207,9 +208,9 @@ def adapted_model(cfg: TrainConfig, data: tasks.TaskData, base: BaseModel):
     if bits is not None:
         model = qlora.prepare(model)
     heads = loaders.head_module_names(model) if cfg.objective != "sft" else []  # sft: the LM head is the model's
-    return methods.build_adapted_model(
+    return build.build_adapted_model(
         cfg.method, model, r=cfg.r, alpha=cfg.alpha, dropout=cfg.dropout, hidden=cfg.hidden,
-        projections=methods.parse_projections(cfg.targets), kind=data.kind, head_modules=heads,
+        projections=build.parse_projections(cfg.targets), kind=data.kind, head_modules=heads,
         objective=cfg.objective, total_steps=cfg.steps if cfg.epochs is None else None)
 
 
@@ -395,7 +396,7 @@ def train(cfg: TrainConfig, splits: tasks.Splits | None = None, callbacks: Seque
     indices = datasource.run_indices(splits, cfg.fraction, cfg.seed, cfg.max_eval_samples)
     encoded = encode_splits(cfg, data, indices, base, sft, load_test_sets(cfg, data))
     model, info = adapted_model(cfg, data, base)
-    trainable, total = methods.count_parameters(model)
+    trainable, total = build.count_parameters(model)
     warn_if_many_epochs(cfg, len(encoded.train))
     # Trainer needs an output_dir: the checkpoints folder when saving, else a scratch folder removed at the end
     # (none with --save-every, so a run killed hard leaves nothing in the temp dir)
@@ -419,7 +420,7 @@ def train(cfg: TrainConfig, splits: tasks.Splits | None = None, callbacks: Seque
     metrics = {
         **cfg.settings(RECORDED),  # every setting that fixes the run or its scores, as given (lr resolved)
         **scores,
-        "method": methods.method_label(cfg.method),  # a PEFT config path: its folder's name
+        "method": build.method_label(cfg.method),  # a PEFT config path: its folder's name
         "trainable_params": int(trainable),
         "total_params": int(total),
         "train_seconds": round(train_seconds, 3),
@@ -442,7 +443,7 @@ def train(cfg: TrainConfig, splits: tasks.Splits | None = None, callbacks: Seque
         "device": str(next(model.parameters()).device),
         "accelerator_memory_max": torch.cuda.max_memory_reserved() if torch.cuda.is_available() else None,
         "torch_threads": torch.get_num_threads(),
-        "base_method": variants.resolve(cfg.method).method,  # a named variant counts as its base method
+        "base_method": named_variants.resolve(cfg.method).method,  # a named variant counts as its base method
     }
     writer = trainer.is_world_process_zero()  # under torchrun / accelerate launch only one process writes
     steps = {"parameter report": lambda: _parameter_report(model, metrics["base_method"]),
@@ -487,7 +488,7 @@ def save_run(cfg: TrainConfig, model, metrics: dict) -> None:
     """The adapter (``--save``) and metrics.json, with the run's whole config, into ``cfg.output``, atomically."""
     out = Path(cfg.output)
     out.mkdir(parents=True, exist_ok=True)
-    if cfg.save:  # the adapter names its base model portably (hora.experiments.portable)
+    if cfg.save:  # the adapter names its base model portably (hora.experiments.methods.portable)
         atomic_save_files(out, lambda tmp: portable.save_adapter(model, tmp, metrics))
     write_metrics(cfg, metrics)
 

@@ -23,9 +23,10 @@ from dataclasses import MISSING, Field, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from hora.experiments import methods, paths
+from hora.experiments import paths
 from hora.experiments.data import datasource, tasks
 from hora.experiments.errors import HoraError, did_you_mean
+from hora.experiments.methods import build
 from hora.experiments.models import catalogue, qlora
 from hora.experiments.scoring import evaluation, metrics
 
@@ -191,7 +192,7 @@ class TrainConfig:
 
     def _check(self) -> None:
         """Every setting's check, with a one-line HoraError that names the option."""
-        methods.check_method(self.method, self.epochs)
+        build.check_method(self.method, self.epochs)
         self._check_data()
         if self.model is not None and self.model not in catalogue.MODELS:
             catalogue.check_not_misspelt(self.model)
@@ -204,7 +205,7 @@ class TrainConfig:
         self._check_scoring()
         qlora.check(vars(self))
         tasks.check_fraction(self.fraction)
-        methods.parse_projections(self.targets)
+        build.parse_projections(self.targets)
         _at_least(1, r=self.r, batch_size=self.batch_size, eval_batch_size=self.eval_batch_size,
                   max_length=self.max_length, save_every=self.save_every, keep_checkpoints=self.keep_checkpoints,
                   max_eval_samples=self.max_eval_samples, steps=self.steps if self.epochs is None else None)
@@ -297,7 +298,7 @@ class TrainConfig:
         return "exact" if self.objective == "sft" else "pearson" if regression else "accuracy"
 
     def resolved_lr(self) -> float:
-        return float(self.lr) if self.lr is not None else methods.default_lr(self.method)
+        return float(self.lr) if self.lr is not None else build.default_lr(self.method)
 
     def settings(self, roles: Iterable[str] = (TRAJECTORY,)) -> dict:
         """The settings with one of ``roles``, the learning rate resolved to the one used."""
@@ -317,7 +318,7 @@ def settings_of(values: dict, roles: Iterable[str]) -> dict:
     roles = tuple(roles)
     out = {f.name: _saved(values, f) for f in fields(TrainConfig) if f.metadata["role"] in roles}
     if "lr" in out and out["lr"] is None:
-        out["lr"] = methods.default_lr(values.get("method", "hora"))
+        out["lr"] = build.default_lr(values.get("method", "hora"))
     return out
 
 

@@ -16,7 +16,7 @@ from hora.experiments.console import quiet
 from hora.experiments.models import loaders
 from hora.kernel_lookup import DropMessage
 
-SRC = Path(__file__).resolve().parents[2] / "src"
+SRC = Path(__file__).resolve().parents[3] / "src"
 
 
 class Terminal(io.StringIO):

@@ -151,8 +151,8 @@ def test_a_timm_model_by_hub_id_loads_through_transformers_and_is_adapted_by_tim
     from conftest import add_to_hub_cache
     from transformers.models.timm_wrapper import modeling_timm_wrapper
 
-    monkeypatch.syspath_prepend(str(Path(__file__).parents[1]))  # tests/timm_like.py
-    from hora.experiments import methods
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[2]))  # tests/timm_like.py
+    from hora.experiments.methods import build
     from timm_like import import_timm
 
     timm, _ = import_timm()
@@ -167,7 +167,7 @@ def test_a_timm_model_by_hub_id_loads_through_transformers_and_is_adapted_by_tim
     base = loaders.load_base_model(ref, "image", ["a", "b"])
     heads = loaders.head_module_names(base)
     assert type(base).__name__ == "TimmWrapperForImageClassification" and heads == ["timm_model.head"]
-    model, info = methods.build_adapted_model("hora", base, kind="image", head_modules=heads)
+    model, info = build.build_adapted_model("hora", base, kind="image", head_modules=heads)
     assert info["targets"] == ["timm_model.blocks.0.attn.qkv", "timm_model.blocks.1.attn.qkv"]  # fused q|k|v
     out = model(pixel_values=torch.randn(2, 3, 8, 8), labels=torch.tensor([0, 1]))
     assert tuple(out.logits.shape) == (2, 2) and torch.isfinite(out.loss)

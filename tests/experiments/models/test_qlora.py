@@ -9,10 +9,10 @@ import warnings
 import pytest
 import torch
 
-from hora.experiments import methods
 from hora.experiments import train as train_mod
 from hora.experiments.errors import HoraError
-from hora.experiments.exporting import export_run
+from hora.experiments.methods import build
+from hora.experiments.methods.run_export import export_run
 from hora.experiments.models import loaders, qlora
 from hora.experiments.train_config import TrainConfig
 
@@ -69,7 +69,7 @@ def test_a_decoder_trains_on_a_quantized_base_and_its_adapter_reloads_and_export
         warnings.simplefilter("ignore")
         metrics = train_mod.train(cfg)
         assert metrics[f"load_in_{bits}"] is True and metrics["steps"] == 8
-        model, _ = methods.load_trained(tmp_path / "run")
+        model, _ = build.load_trained(tmp_path / "run")
         layers = [m for m in model.modules() if hasattr(m, "hora_plans")]
         quantized = bnb.nn.Linear4bit if bits == "4bit" else bnb.nn.Linear8bitLt
         assert len(layers) == 8 and all(isinstance(m.get_base_layer(), quantized) for m in layers)

@@ -10,8 +10,9 @@ import pytest
 import torch
 from peft.tuners.tuners_utils import BaseTunerLayer
 
-from hora.experiments import methods, peft_methods, sweep
+from hora.experiments import sweep
 from hora.experiments.errors import HoraError
+from hora.experiments.methods import build, peft_methods
 from hora.experiments.train import TrainConfig
 
 # PEFT defaults that do not fit a 32-wide model (they fit MiniLM's 384 or Llama's 3072 where PEFT says so):
@@ -38,13 +39,13 @@ def _config_file(folder, name: str, **settings):
 def test_every_supported_peft_method_adapts_hora_targets_and_trains_the_head(name, tiny_bert, tmp_path):
     model = _bert(tiny_bert)
     method = str(_config_file(tmp_path / name, name, **TINY_SETTINGS[name])) if name in TINY_SETTINGS else name
-    peft_model, info = methods.build_adapted_model(method, model, r=4, alpha=8.0, head_modules=["classifier"],
+    peft_model, info = build.build_adapted_model(method, model, r=4, alpha=8.0, head_modules=["classifier"],
                                                    total_steps=10)
     adapted = sorted(n.removeprefix("base_model.model.") for n, m in peft_model.named_modules()
                      if isinstance(m, BaseTunerLayer) and not n.split(".")[-1].startswith(("lora_", name)))
     assert set(info["targets"]) <= set(adapted)
     assert all(any(n.startswith(t) for t in info["targets"]) for n in adapted)  # nothing but HoRA's modules
-    assert info["targets"] == methods.attention_targets(_bert(tiny_bert))
+    assert info["targets"] == build.attention_targets(_bert(tiny_bert))
     head = [p for n, p in peft_model.named_parameters() if "classifier" in n and "modules_to_save" in n]
     assert head and all(p.requires_grad for p in head)
     out = peft_model(input_ids=torch.randint(0, model.config.vocab_size, (2, 6)), labels=torch.tensor([0, 1]))
@@ -88,7 +89,7 @@ def test_a_config_file_without_peft_type_or_adalora_with_epochs_is_refused(tmp_p
 
 def test_a_shape_peft_refuses_is_one_line(tiny_bert):
     with pytest.raises(HoraError, match="vector_length"):
-        methods.build_adapted_model("vblora", _bert(tiny_bert), r=4, head_modules=["classifier"])
+        build.build_adapted_model("vblora", _bert(tiny_bert), r=4, head_modules=["classifier"])
 
 
 def test_a_small_grid_of_peft_methods_and_a_config_folder_reports_every_one(tiny_bert, tiny_csv, tmp_path):
@@ -111,7 +112,7 @@ def test_a_small_grid_of_peft_methods_and_a_config_folder_reports_every_one(tiny
 def test_a_peft_experiment_folder_loads_as_it_is_with_the_runs_modules(tiny_bert, tmp_path):
     folder = _config_file(tmp_path / "ia3" / "llama-3.2-3B-all-attn", "ia3", target_modules=["k_proj", "v_proj",
                           "down_proj"], feedforward_modules=["down_proj"], init_ia3_weights=True)  # as PEFT's file
-    peft_model, info = methods.build_adapted_model(str(folder), _bert(tiny_bert), head_modules=["classifier"])
-    assert methods.method_label(str(folder)) == "llama-3.2-3B-all-attn"
+    peft_model, info = build.build_adapted_model(str(folder), _bert(tiny_bert), head_modules=["classifier"])
+    assert build.method_label(str(folder)) == "llama-3.2-3B-all-attn"
     assert sorted(peft_model.peft_config["default"].target_modules) == sorted(info["targets"])
     assert not peft_model.peft_config["default"].feedforward_modules

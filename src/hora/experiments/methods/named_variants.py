@@ -7,9 +7,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from hora.experiments import peft_methods
 from hora.experiments.errors import HoraError, did_you_mean
-from hora.experiments.peft_methods import PeftMethod
+from hora.experiments.methods import peft_methods
+from hora.experiments.methods.peft_methods import PeftMethod
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""A run's saved adapter travels (hora.experiments.portable): the base model by a portable name, each
+"""A run's saved adapter travels (hora.experiments.methods.portable): the base model by a portable name, each
 ``modules_to_save`` entry once, a model card whose code loads it on another machine."""
 
 from __future__ import annotations
@@ -13,11 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from hora.experiments import assets, portable
+from hora.experiments import assets
 from hora.experiments.errors import AssetMissingError
+from hora.experiments.methods import portable
 from hora.experiments.train_config import TrainConfig
 
-SRC = Path(__file__).resolve().parents[2] / "src"
+SRC = Path(__file__).resolve().parents[3] / "src"
 
 
 def test_a_built_in_asset_is_named_by_the_hub_id_it_came_from(tmp_path):
@@ -103,7 +104,8 @@ def test_a_saved_adapter_loads_on_another_machine(tiny_bert, tiny_csv, tmp_path,
     from peft import PeftModel
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from hora.experiments import methods, train
+    from hora.experiments import train
+    from hora.experiments.methods import build
 
     here = shutil.copytree(tiny_bert, tmp_path / "machine-a" / "tiny-bert")
     monkeypatch.setattr(portable, "asset_hub_ids", lambda: [(here, "hora-test/tiny-bert")])
@@ -117,7 +119,7 @@ def test_a_saved_adapter_loads_on_another_machine(tiny_bert, tiny_csv, tmp_path,
     card = (run / "README.md").read_text()
     assert "base_model: hora-test/tiny-bert" in card and "More Information Needed" not in card
 
-    trained, _ = methods.load_trained(run)
+    trained, _ = build.load_trained(run)
     batch = dict(AutoTokenizer.from_pretrained(here)(["good film", "dull plot"], padding=True, return_tensors="pt"))
     with torch.no_grad():
         expected = trained(**batch).logits

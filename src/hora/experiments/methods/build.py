@@ -6,7 +6,7 @@
 ``vera``  ``peft.VeraConfig`` (same rank as the others; VeRA's own papers use far larger ranks)
 ``full``  full fine-tuning, every weight trainable
 any other PEFT method, by name (``loha``, ``lokr``, ``ia3``, ...) or as an adapter config path: its PEFT config
-          class (:mod:`hora.experiments.peft_methods`, which says what each takes and ignores)
+          class (:mod:`hora.experiments.methods.peft_methods`, which says what each takes and ignores)
 
 Every adapter method targets exactly the same modules, the attention projections found by
 ``hora.find_attention_targets`` (default q and v), and trains and saves the classification head
@@ -19,8 +19,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from hora.experiments import peft_methods, variants
 from hora.experiments.errors import HoraError
+from hora.experiments.methods import named_variants, peft_methods
 from hora.experiments.models import loaders
 from hora.projections import PROJECTIONS
 
@@ -33,9 +33,9 @@ PEFT_LR = 1e-3
 
 
 def check_method(method: str, epochs: float | None = None) -> str:
-    """A method, a named variant of one (see :mod:`hora.experiments.variants`) or a PEFT method (by name or
-    config path) that can run with ``epochs``."""
-    variant = variants.resolve(method)
+    """A method, a named variant of one (see :mod:`hora.experiments.methods.named_variants`) or a PEFT method (by name
+    or config path) that can run with ``epochs``."""
+    variant = named_variants.resolve(method)
     if variant.peft is not None:
         peft_methods.check_run(variant.peft, epochs)
     return method
@@ -43,7 +43,7 @@ def check_method(method: str, epochs: float | None = None) -> str:
 
 def default_lr(method: str) -> float:
     """The default learning rate of a method or variant (that of its base method)."""
-    variant = variants.resolve(method)
+    variant = named_variants.resolve(method)
     if variant.peft is not None:
         return DEFAULT_LR.get(variant.peft.name, PEFT_LR)
     return DEFAULT_LR[variant.method]
@@ -51,7 +51,7 @@ def default_lr(method: str) -> float:
 
 def method_label(method: str) -> str:
     """What results call ``method``: itself, or for a PEFT adapter config path its folder's name."""
-    peft = variants.resolve(method).peft
+    peft = named_variants.resolve(method).peft
     return peft.label if peft is not None else method
 
 
@@ -72,7 +72,7 @@ def available() -> list[tuple[str, str]]:
     every other PEFT method (what it takes of r, alpha and dropout), then PEFT's types that are refused, and why."""
     import hora  # noqa: F401  (HoRA in PEFT's table: a HORA adapter config is accepted as a path)
 
-    rows = [(name, v.description) for name, v in variants.VARIANTS.items()]
+    rows = [(name, v.description) for name, v in named_variants.VARIANTS.items()]
     rows += [(name, "PEFT " + peft_methods.describe(name, cls)) for name, cls in peft_methods.supported().items()]
     rows += [(name, f"refused: {reason}") for name, cls in peft_methods.config_classes().items()
              if name not in peft_methods.OWN and (reason := peft_methods.refusal(name, cls)) is not None]
@@ -107,7 +107,7 @@ def build_adapted_model(method: str, model, *, r: int = 8, alpha: float = 16.0, 
     ``objective``: "classify" (PEFT task type SEQ_CLS for text) or "sft" (CAUSAL_LM).
     ``total_steps``: the run's optimiser steps (AdaLoRA's schedule reads them).
     """
-    variant = variants.resolve(method)
+    variant = named_variants.resolve(method)
     method = variant.method
     hora_options = {"hidden": hidden, **variant.options, **(hora_options or {})}
     info: dict = {"method": method, "callbacks": []}
@@ -138,7 +138,7 @@ def build_adapted_model(method: str, model, *, r: int = 8, alpha: float = 16.0, 
             raise HoraError(str(exc)) from None
     elif method == "lora":
         if variant.match_hora is not None:
-            matched_options = {"hidden": hidden, **variants.resolve(variant.match_hora).options}
+            matched_options = {"hidden": hidden, **named_variants.resolve(variant.match_hora).options}
             r = _rank_matching_hora(model, r, alpha, common, matched_options)
             info["matched_rank"] = r
         cfg = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, **common)
@@ -160,7 +160,7 @@ def _rank_matching_hora(model, r: int, alpha: float, common: dict, hora_options:
 
     probe = peft.get_peft_model(copy.deepcopy(model), hora.HoraConfig(r=r, alpha=alpha, **common, **hora_options))
     report = hora.parameter_report(probe)
-    return variants.matched_rank(r, report["hora"], report["lora_equivalent"])
+    return named_variants.matched_rank(r, report["hora"], report["lora_equivalent"])
 
 
 def count_parameters(model) -> tuple[int, int]:
@@ -181,7 +181,7 @@ def read_run(adapter_dir: str | Path) -> tuple[dict, str]:
         raise HoraError(f"{adapter_dir} has no metrics.json: not a folder written by 'hora train'")
     meta = json.loads(meta_path.read_text())
     method = meta.get("method")
-    return meta, variants.resolve(method).method if method in variants.VARIANTS else str(method)
+    return meta, named_variants.resolve(method).method if method in named_variants.VARIANTS else str(method)
 
 
 def load_trained(adapter_dir: str | Path):

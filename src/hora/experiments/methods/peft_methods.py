@@ -49,7 +49,7 @@ REFUSED = {
     "xlora": "it mixes already trained LoRA adapters (it has none to start from)",
     "cartridge": "it is a prompt-learning (KV-cache prefix) method",
     "cpt": "it is a prompt-learning method for causal LMs",
-    # measured with PEFT 0.21.2 (tests/experiments/test_peft_methods.py builds every other type)
+    # measured with PEFT 0.21.2 (tests/experiments/methods/test_peft_methods.py builds every other type)
     "shadow": "its layer fails on BERT-style attention in PEFT 0.21.2 ('ShadowCarrier' object has no attribute "
               "'view')",
 }

@@ -1,4 +1,4 @@
-"""``hora export``'s functions (hora.experiments.exporting): a trained HoRA run folder to a PEFT LoRA adapter
+"""``hora export``'s functions (hora.experiments.methods.run_export): a trained HoRA run folder to a PEFT LoRA adapter
 with hora_export.json beside it. The command-line runs of ``hora export`` are in tests/cli/test_commands.py."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from hora.experiments import methods
 from hora.experiments.errors import HoraError
-from hora.experiments.exporting import EXPORT_INFO, export_run, label_maps
+from hora.experiments.methods import build
+from hora.experiments.methods.run_export import EXPORT_INFO, export_run, label_maps
 from hora.experiments.train_config import TrainConfig
 
 
@@ -56,7 +56,7 @@ def test_export_run_writes_a_lora_adapter_loadable_as_its_docstring_says(hora_ru
     base = AutoModelForSequenceClassification.from_pretrained(
         info["base_model"], id2label={int(i): n for i, n in info["id2label"].items()}, label2id=info["label2id"])
     lora = PeftModel.from_pretrained(base, out_dir).eval()
-    trained, _ = methods.load_trained(hora_run)
+    trained, _ = build.load_trained(hora_run)
     batch = dict(AutoTokenizer.from_pretrained(tiny_bert)(["good film", "dull plot and weak acting"], padding=True,
                                                           return_tensors="pt"))
     with torch.no_grad():
@@ -66,7 +66,7 @@ def test_export_run_writes_a_lora_adapter_loadable_as_its_docstring_says(hora_ru
             assert float((lora(**batch).logits - expected).abs().max()) > 1e-3  # the adapter was trained
 
 
-OPERATIONS = Path(__file__).resolve().parents[2] / "docs" / "operations.md"
+OPERATIONS = Path(__file__).resolve().parents[3] / "docs" / "operations.md"
 
 
 def test_the_documented_label_recipe_works_with_a_pipeline(hora_run, tmp_path, monkeypatch):
@@ -81,7 +81,7 @@ def test_the_documented_label_recipe_works_with_a_pipeline(hora_run, tmp_path, m
     scope: dict = {"__name__": "operations_recipe"}
     exec(compile(code, "docs/operations.md", "exec"), scope)
     assert scope["model"].config.id2label == {0: "neg", 1: "pos"}
-    trained, _ = methods.load_trained(hora_run)
+    trained, _ = build.load_trained(hora_run)
     texts = ["a fine, moving film", "dull plot and weak acting", "great story"]
     batch = dict(scope["classify"].tokenizer(texts, padding=True, return_tensors="pt"))
     with torch.no_grad():
@@ -101,8 +101,8 @@ def test_export_run_checks_the_paths_before_loading_anything(tmp_path, monkeypat
     def no_work(*args, **kwargs):
         raise AssertionError("the run was read before the paths were checked")
 
-    monkeypatch.setattr(methods, "read_run", no_work)
-    monkeypatch.setattr(methods, "load_trained", no_work)
+    monkeypatch.setattr(build, "read_run", no_work)
+    monkeypatch.setattr(build, "load_trained", no_work)
     with pytest.raises(HoraError, match="adapter folder not found"):
         export_run(tmp_path / "missing", tmp_path / "lora")
     run = tmp_path / "run"

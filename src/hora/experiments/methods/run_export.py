@@ -23,7 +23,7 @@ from pathlib import Path
 
 from hora.experiments import paths
 from hora.experiments.errors import HoraError
-from hora.experiments.portable import portable_name
+from hora.experiments.methods.portable import portable_name
 from hora.io import atomic_write_json
 
 EXPORT_INFO = "hora_export.json"
@@ -41,17 +41,17 @@ def export_run(adapter_dir: str | Path, out_dir: str | Path, check: bool = True)
     Returns the max |logit difference| between the HoRA model and the exported LoRA (None without ``check``).
     """
     adapter_dir, out_dir = paths.check_export_paths(adapter_dir, out_dir)
-    from hora.experiments import methods
+    from hora.experiments.methods import build
 
-    meta, base_method = methods.read_run(adapter_dir)
+    meta, base_method = build.read_run(adapter_dir)
     if base_method != "hora":
         raise HoraError(f"{adapter_dir} holds a '{meta.get('method')}' run; only HoRA adapters are exported "
                         "(LoRA/DoRA/VeRA adapters are already PEFT adapters)")
-    model, meta = methods.load_trained(adapter_dir)
+    model, meta = build.load_trained(adapter_dir)
     import hora
 
     hora.export_lora(model, out_dir)
-    diff = methods.verify_export(model, out_dir, meta) if check else None
+    diff = build.verify_export(model, out_dir, meta) if check else None
     atomic_write_json(out_dir / EXPORT_INFO, {
         "source_adapter": str(adapter_dir.resolve()),
         "method": meta.get("method"),
