@@ -290,7 +290,7 @@ def test_a_hora_variant_trains_with_diagnostics_and_exports(tiny_bert, tiny_csv,
 
 def _interrupt_at(monkeypatch, step: int) -> None:
     """Make training raise KeyboardInterrupt (Ctrl-C) when it reaches ``step``."""
-    from hora.experiments import checkpoints
+    from hora.experiments.training import checkpoints
 
     real = checkpoints.HoraTrainer.training_step
 

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from hora.cli import app
 from hora.cli.options import config_fields, with_config_options, with_execution_options
 from hora.experiments.executors import ExecutionSettings
-from hora.experiments.train_config import TrainConfig
+from hora.experiments.training.train_config import TrainConfig
 
 runner = CliRunner()
 

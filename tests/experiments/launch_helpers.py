@@ -14,7 +14,7 @@ WRAPPER = """
 import os, sys
 from peft import get_peft_model_state_dict
 from safetensors.torch import save_file
-from hora.experiments import checkpoints
+from hora.experiments.training import checkpoints
 original = checkpoints.HoraTrainer.train
 def train(self, *args, **kwargs):
     result = original(self, *args, **kwargs)

@@ -28,7 +28,7 @@ from hora.experiments.console.grid_progress import GridProgress
 from hora.experiments.data.datasource import load_splits
 from hora.experiments.errors import GridInterrupted, HoraError, RunsFailed
 from hora.experiments.executors import ExecutionSettings, RayExecutor, SequentialExecutor, check_reachable
-from hora.experiments.train_config import PENDING, TrainConfig
+from hora.experiments.training.train_config import PENDING, TrainConfig
 
 GRID = dict(method_list=["hora", "lora"], fractions=[0.5], seeds=[0, 1], lrs=[1e-3, 1e-2], tune_seeds=[0])
 TIMING = ["train_seconds", "run_dir"]  # the only columns that may differ between two executions of a grid

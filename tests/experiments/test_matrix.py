@@ -21,10 +21,10 @@ import pytest
 import torch
 from conftest import make_prompt_rows, make_rows, write_pairs
 
-from hora.experiments import train as train_mod
 from hora.experiments.errors import HoraError
 from hora.experiments.methods.run_export import export_run
-from hora.experiments.train_config import TrainConfig
+from hora.experiments.training import train as train_mod
+from hora.experiments.training.train_config import TrainConfig
 
 METHODS = ["hora", "hora-jointgen", "hora-nores", "lora", "dora", "vera", "full"]
 HORA_METHODS = {"hora", "hora-jointgen", "hora-nores"}

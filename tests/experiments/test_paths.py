@@ -6,8 +6,9 @@ import os
 
 import pytest
 
-from hora.experiments import checkpoints, paths
+from hora.experiments import paths
 from hora.experiments.errors import HoraError
+from hora.experiments.training import checkpoints
 
 
 def test_checkpoint_folder_name_matches_the_trainer():

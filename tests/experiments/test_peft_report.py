@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from hora.cli.commands import app
 from hora.experiments import peft_report, sweep
 from hora.experiments.errors import HoraError
-from hora.experiments.train import TrainConfig
+from hora.experiments.training.train import TrainConfig
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import pytest
 
 from hora.experiments import sweep
 from hora.experiments.errors import HoraError
-from hora.experiments.train import TrainConfig
+from hora.experiments.training.train import TrainConfig
 
 
 def _base(tiny_bert, tiny_csv):

@@ -14,7 +14,7 @@ import typer
 from hora.cli.display import print_table, process_seconds, report_rows, train_rows, user_errors, version_text
 from hora.cli.options import with_config_options, with_execution_options
 from hora.experiments.errors import GridInterrupted, HoraError, TrainingInterrupted
-from hora.experiments.train_config import MODEL_HELP
+from hora.experiments.training.train_config import MODEL_HELP
 
 app = typer.Typer(
     name="hora",
@@ -53,8 +53,8 @@ def train(ctx: typer.Context, settings: dict) -> None:
     (a few minutes on 2 CPU cores). Writes the adapter, a model card (README.md) and metrics.json into --output.
     """
     with user_errors():
-        from hora.experiments import train as train_mod
-        from hora.experiments.train_config import TrainConfig
+        from hora.experiments.training import train as train_mod
+        from hora.experiments.training.train_config import TrainConfig
 
         cfg = TrainConfig(**settings)
         try:
@@ -106,7 +106,7 @@ def compare(
     an interrupted comparison resumes where it stopped.
     """
     with user_errors():
-        from hora.experiments.train_config import TrainConfig
+        from hora.experiments.training.train_config import TrainConfig
 
         # checked before pandas, scipy and torch load (a misspelt --model fails at once); a diverged run is a
         # result, not an error
@@ -300,9 +300,9 @@ def dynamics(
     """Update norm per step of every parameter group (seeds, generator bodies and output layers, LoRA's A
     and B) and of the factors they make, over the first steps of training (MiniLM-L6, Rotten Tomatoes)."""
     with user_errors():
-        from hora.experiments import dynamics as dyn
         from hora.experiments.sweep import parse_list
-        from hora.experiments.train_config import TrainConfig
+        from hora.experiments.training import dynamics as dyn
+        from hora.experiments.training.train_config import TrainConfig
 
         names = parse_list(methods, str, "methods")
         rates = parse_list(lrs, float, "lrs") if lrs else None
@@ -332,7 +332,7 @@ def pretrain_vit(
     and adapt it to MNIST digits. Needs Fashion-MNIST: 'make fashion-mnist' or 'hora assets --fetch-fashion-mnist'.
     """
     with user_errors():
-        from hora.experiments import pretrain_vit as pretrain_mod
+        from hora.experiments.training import pretrain_vit as pretrain_mod
 
         metrics = pretrain_mod.pretrain_vit(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, force=force,
                                          progress=progress)

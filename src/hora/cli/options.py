@@ -1,6 +1,6 @@
-"""``hora train`` / ``hora compare`` options generated from :class:`~hora.experiments.train_config.TrainConfig`,
-and the execution options of ``hora compare`` / ``hora study`` from
-:class:`~hora.experiments.executors.ExecutionSettings`.
+"""``hora train`` / ``hora compare`` options generated from
+:class:`~hora.experiments.training.train_config.TrainConfig`, and the execution options of ``hora compare`` /
+``hora study`` from :class:`~hora.experiments.executors.ExecutionSettings`.
 
 A TrainConfig field whose ``commands`` metadata names a command becomes that command's option: the
 field's name gives the flag (``max_length`` -> ``--max-length``, booleans get ``--x/--no-x``; ``aliases``
@@ -20,7 +20,7 @@ from typing import Any
 
 import typer
 
-from hora.experiments.train_config import TrainConfig
+from hora.experiments.training.train_config import TrainConfig
 
 SETTINGS = "settings"  # the parameter through which a decorated command receives its TrainConfig values
 EXECUTION = "execution"  # the parameter through which it receives its ExecutionSettings values

@@ -33,8 +33,8 @@ from typing import Any, Protocol
 
 from hora.experiments.data.tasks import Splits
 from hora.experiments.errors import GridInterrupted, HoraError, HoraWarning, TrainingInterrupted, TruncationWarning
-from hora.experiments.train import train
-from hora.experiments.train_config import TrainConfig
+from hora.experiments.training.train import train
+from hora.experiments.training.train_config import TrainConfig
 
 RAY_EXTRA = "pip install 'hora[ray]'"
 AUTH_HINT = ("; if the cluster uses Ray's token authentication, set RAY_AUTH_MODE=token and give this command the "
@@ -83,7 +83,7 @@ class RunSpec:
 
 @dataclass
 class RunResult:
-    """How a run ended: ``metrics`` (as :func:`~hora.experiments.train.train` returns them), or None and the
+    """How a run ended: ``metrics`` (as :func:`~hora.experiments.training.train.train` returns them), or None and the
     ``error`` that stopped it; ``seconds`` of wall time; the HoraWarnings it raised, as (category, message)."""
 
     spec: RunSpec

@@ -16,7 +16,7 @@ from hora.experiments.errors import HoraError
 
 METRICS = "metrics.json"
 ADAPTER_CONFIG = "adapter_config.json"
-CHECKPOINTS = "checkpoints"  # the same name as hora.experiments.checkpoints.CHECKPOINTS (checked in tests)
+CHECKPOINTS = "checkpoints"  # the same name as hora.experiments.training.checkpoints.CHECKPOINTS (checked in tests)
 
 
 def _nearest_existing(path: Path) -> Path:

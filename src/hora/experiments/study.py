@@ -40,10 +40,10 @@ from hora.experiments import benchmark_report, paths, presets, report
 from hora.experiments.errors import HoraError, RunsFailed
 from hora.experiments.executors import Executor
 from hora.experiments.methods import build
-from hora.experiments.pretrain_vit import pretrain_vit
 from hora.experiments.scoring import score_text
 from hora.experiments.sweep import run_compare
-from hora.experiments.train_config import TrainConfig
+from hora.experiments.training.pretrain_vit import pretrain_vit
+from hora.experiments.training.train_config import TrainConfig
 from hora.io import atomic_write
 
 LR_FACTORS = (1.0, 3.0, 10.0)

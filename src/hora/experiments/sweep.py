@@ -28,7 +28,7 @@ from hora.experiments.errors import HoraError, RunsFailed
 from hora.experiments.executors import Executor, RunResult, RunSpec, SequentialExecutor
 from hora.experiments.methods import build
 from hora.experiments.models import catalogue
-from hora.experiments.train_config import PENDING, RECORDED, TrainConfig
+from hora.experiments.training.train_config import PENDING, RECORDED, TrainConfig
 from hora.io import atomic_dir, atomic_write
 
 # results.csv's columns; score and val_score hold the run's metric (metrics.json's accuracy and val_accuracy)

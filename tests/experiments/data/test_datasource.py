@@ -132,7 +132,7 @@ def test_prompts_and_answers_from_a_parquet_file(tmp_path):
 
 
 def test_the_source_of_a_config_and_its_name(tiny_csv):
-    from hora.experiments.train_config import TrainConfig
+    from hora.experiments.training.train_config import TrainConfig
 
     source = TrainConfig(data=str(tiny_csv), text_columns="review, other", label_column="sentiment").data_source()
     assert source.dataset == str(tiny_csv) and source.text_columns == ("review", "other")

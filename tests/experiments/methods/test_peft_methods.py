@@ -13,7 +13,7 @@ from peft.tuners.tuners_utils import BaseTunerLayer
 from hora.experiments import sweep
 from hora.experiments.errors import HoraError
 from hora.experiments.methods import build, peft_methods
-from hora.experiments.train import TrainConfig
+from hora.experiments.training.train import TrainConfig
 
 # PEFT defaults that do not fit a 32-wide model (they fit MiniLM's 384 or Llama's 3072 where PEFT says so):
 # these methods are built from a config file with smaller settings instead of by name

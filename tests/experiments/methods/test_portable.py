@@ -16,7 +16,7 @@ import pytest
 from hora.experiments import assets
 from hora.experiments.errors import AssetMissingError
 from hora.experiments.methods import portable
-from hora.experiments.train_config import TrainConfig
+from hora.experiments.training.train_config import TrainConfig
 
 SRC = Path(__file__).resolve().parents[3] / "src"
 
@@ -104,8 +104,8 @@ def test_a_saved_adapter_loads_on_another_machine(tiny_bert, tiny_csv, tmp_path,
     from peft import PeftModel
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from hora.experiments import train
     from hora.experiments.methods import build
+    from hora.experiments.training import train
 
     here = shutil.copytree(tiny_bert, tmp_path / "machine-a" / "tiny-bert")
     monkeypatch.setattr(portable, "asset_hub_ids", lambda: [(here, "hora-test/tiny-bert")])
@@ -148,7 +148,7 @@ def test_a_saved_adapter_loads_on_another_machine(tiny_bert, tiny_csv, tmp_path,
 
 
 def test_a_lora_run_saves_its_head_once_and_a_card_without_hora(tiny_bert, tiny_csv, tmp_path):
-    from hora.experiments import train
+    from hora.experiments.training import train
 
     run = tmp_path / "lora"
     train.train(TrainConfig(model=str(tiny_bert), data=str(tiny_csv), text_columns="review", label_column="sentiment",

@@ -12,7 +12,7 @@ import pytest
 from hora.experiments.errors import HoraError
 from hora.experiments.methods import build
 from hora.experiments.methods.run_export import EXPORT_INFO, export_run, label_maps
-from hora.experiments.train_config import TrainConfig
+from hora.experiments.training.train_config import TrainConfig
 
 
 def test_label_maps_have_string_ids_like_a_transformers_config():
@@ -25,7 +25,7 @@ def test_label_maps_have_string_ids_like_a_transformers_config():
 @pytest.fixture
 def hora_run(tiny_bert, tiny_csv, tmp_path):
     """A ``hora train`` folder: HoRA on the tiny BERT, 3 steps."""
-    from hora.experiments import train as train_mod
+    from hora.experiments.training import train as train_mod
 
     out = tmp_path / "run"
     train_mod.train(TrainConfig(model=str(tiny_bert), data=str(tiny_csv), text_columns="review",
@@ -115,7 +115,7 @@ def test_export_run_checks_the_paths_before_loading_anything(tmp_path, monkeypat
 def test_a_run_on_a_hub_vit_with_rgb_images_exports_exactly(hub_cache, tmp_path):
     from conftest import write_images
 
-    from hora.experiments import train as train_mod
+    from hora.experiments.training import train as train_mod
 
     run = tmp_path / "vit-run"
     train_mod.train(TrainConfig(model="hora-test/tiny-vit", dataset=str(write_images(tmp_path / "colours")),

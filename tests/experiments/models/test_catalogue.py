@@ -176,7 +176,7 @@ def test_a_timm_model_by_hub_id_loads_through_transformers_and_is_adapted_by_tim
 def test_a_misspelt_built_in_name_is_refused_before_any_network(monkeypatch):
     import huggingface_hub
 
-    from hora.experiments.train_config import TrainConfig
+    from hora.experiments.training.train_config import TrainConfig
 
     def no_network(*args, **kwargs):
         raise AssertionError("no request may be made for a misspelt built-in name")

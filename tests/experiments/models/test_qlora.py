@@ -9,12 +9,12 @@ import warnings
 import pytest
 import torch
 
-from hora.experiments import train as train_mod
 from hora.experiments.errors import HoraError
 from hora.experiments.methods import build
 from hora.experiments.methods.run_export import export_run
 from hora.experiments.models import loaders, qlora
-from hora.experiments.train_config import TrainConfig
+from hora.experiments.training import train as train_mod
+from hora.experiments.training.train_config import TrainConfig
 
 bnb = pytest.importorskip("bitsandbytes")
 

@@ -12,7 +12,7 @@ Base models (``--model``)
                  as the encoder task, so methods compare on equal terms. With ``--objective sft`` it is
                  loaded as what it is, a causal LM (``load_causal_lm``), and learns to generate the answer.
     ``vit``      a small ViT (4 layers, 4 heads, hidden 128, 4x4 patches on 28x28 grayscale). No pretrained
-                 ViT ships offline, so ``hora pretrain-vit`` (:mod:`hora.experiments.pretrain_vit`) pre-trains
+                 ViT ships offline, so ``hora pretrain-vit`` (:mod:`hora.experiments.training.pretrain_vit`) pre-trains
                  it here on Fashion-MNIST and caches it; the ``mnist`` task then adapts it to digits with a
                  fresh classification head.
     a folder     any local Hugging Face model folder (config.json + weights + tokenizer for text); for

@@ -9,8 +9,8 @@ import warnings
 import pytest
 from conftest import write_images, write_pairs
 
-from hora.experiments import train as train_mod
-from hora.experiments.train_config import TrainConfig
+from hora.experiments.training import train as train_mod
+from hora.experiments.training.train_config import TrainConfig
 
 KEYS = {"accuracy", "val_accuracy", "trainable_params", "train_seconds", "method", "fraction", "seed", "model",
         "task", "lr", "r", "steps"}
@@ -70,7 +70,7 @@ def test_real_minilm_on_rotten_tomatoes(tmp_path):
 
 def test_fsdp_request_without_cuda_warns_that_it_runs_as_ddp(monkeypatch):
     from hora.experiments.errors import HoraWarning
-    from hora.experiments.train import warn_if_fsdp_falls_back
+    from hora.experiments.training.train import warn_if_fsdp_falls_back
 
     monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
     with pytest.warns(HoraWarning, match="plain DDP"):

@@ -32,7 +32,7 @@ from transformers import Trainer
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
 from hora import param_groups
-from hora.experiments.train_config import TrainConfig
+from hora.experiments.training.train_config import TrainConfig
 from hora.io import atomic_write_json, move_into_place
 
 CHECKPOINTS = "checkpoints"
@@ -70,7 +70,7 @@ def latest_checkpoint(folder: str | Path) -> Path | None:
 class HoraTrainerMixin:
     """What every trainer of the harness adds to a transformers ``Trainer`` (subclass): HoRA's optimizer groups,
     atomic checkpoints, an exact running sum of the step losses, and a stop on NaN/inf. Mixed into
-    :class:`HoraTrainer` (``Trainer``, classification) and into ``hora.experiments.sft.HoraSFTTrainer`` (TRL's
+    :class:`HoraTrainer` (``Trainer``, classification) and into ``hora.experiments.training.sft.HoraSFTTrainer`` (TRL's
     ``SFTTrainer``, generation); it goes first in the bases, so its methods wrap the trainer's own.
 
     ``stop_on_nan``: raise :class:`NonFiniteLossError` at the first non-finite loss (Trainer's default,

@@ -10,8 +10,8 @@ import pytest
 from hora.experiments import assets
 from hora.experiments.errors import HoraError
 from hora.experiments.models import catalogue
-from hora.experiments.pretrain_vit import pretrain_vit
-from hora.experiments.train import TrainConfig, train
+from hora.experiments.training.pretrain_vit import pretrain_vit
+from hora.experiments.training.train import TrainConfig, train
 
 
 def _fake_fashion_mnist(root, n: int = 64):

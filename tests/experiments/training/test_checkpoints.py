@@ -145,7 +145,7 @@ def test_trainer_builds_adamw_over_hora_param_groups(tiny_bert, tmp_path):
     from transformers import AutoModelForSequenceClassification, TrainingArguments
 
     from hora import HoraConfig
-    from hora.experiments.checkpoints import HoraTrainer
+    from hora.experiments.training.checkpoints import HoraTrainer
 
     base = AutoModelForSequenceClassification.from_pretrained(tiny_bert, num_labels=2)
     model = peft.get_peft_model(base, HoraConfig(r=2, generator_lr_ratio=16.0, task_type="SEQ_CLS"))

@@ -1,6 +1,6 @@
 """Training dynamics of the first steps: which parameters move, and how fast the factors they make move.
 
-For each method, a normal training run (:func:`hora.experiments.train.train`) records, at every optimiser
+For each method, a normal training run (:func:`hora.experiments.training.train.train`) records, at every optimiser
 step t, the update norm ||theta_{t+1} - theta_t||_F of every parameter group (summed in quadrature over the
 group's tensors), and the update norms of the effective factors of every adapted module, A (r x d_in) and
 B (d_out x r) with the scaling folded into B, summed in quadrature over modules:
@@ -24,8 +24,8 @@ import re
 from dataclasses import replace
 from pathlib import Path
 
-from hora.experiments.train import train
-from hora.experiments.train_config import TrainConfig
+from hora.experiments.training.train import train
+from hora.experiments.training.train_config import TrainConfig
 from hora.io import atomic_write_json
 
 GROUPS: tuple[tuple[str, str], ...] = (

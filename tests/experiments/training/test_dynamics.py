@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from hora.experiments import dynamics
-from hora.experiments.train import TrainConfig
+from hora.experiments.training import dynamics
+from hora.experiments.training.train import TrainConfig
 
 
 def test_group_names_cover_every_adapter_parameter():

@@ -4,8 +4,8 @@ source's splits (:mod:`hora.experiments.data.datasource`), the run's examples en
 :func:`make_trainer`), training (:func:`run_training`), scores (:func:`evaluate`), outputs (:func:`save_run`).
 
 Two objectives (``--objective``): ``classify`` trains a new classification head with the adapter
-(:class:`~hora.experiments.checkpoints.HoraTrainer`); ``sft`` trains a decoder to generate the answer after a
-prompt, through TRL's ``SFTTrainer`` (:mod:`hora.experiments.sft`), and scores the exact match of the greedy
+(:class:`~hora.experiments.training.checkpoints.HoraTrainer`); ``sft`` trains a decoder to generate the answer after a
+prompt, through TRL's ``SFTTrainer`` (:mod:`hora.experiments.training.sft`), and scores the exact match of the greedy
 answer. Both share the data, split and subsample, the method's adapter, the ``TrainingArguments``, the
 trainer mixin (optimizer groups, checkpoints, NaN stop) and the outputs below.
 
@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from hora.experiments import devices, paths
+from hora.experiments import paths
 from hora.experiments.console import quiet
 from hora.experiments.data import datasource, tasks
 from hora.experiments.errors import HoraError, HoraWarning, TrainingInterrupted
@@ -49,7 +49,8 @@ from hora.experiments.methods import build, named_variants, portable
 from hora.experiments.models import catalogue, loaders, qlora
 from hora.experiments.scoring import evaluation
 from hora.experiments.scoring.evaluation import answer_score, generation_budget
-from hora.experiments.train_config import PENDING, RECORDED, TRAJECTORY, TrainConfig, world_size
+from hora.experiments.training import devices
+from hora.experiments.training.train_config import PENDING, RECORDED, TRAJECTORY, TrainConfig, world_size
 from hora.io import atomic_save_files, atomic_write_json
 
 
@@ -271,7 +272,7 @@ def make_trainer(cfg: TrainConfig, model, encoded: Encoded, arguments: dict, cal
     at lr x generator_lr_ratio, atomic checkpoints, exact train_loss across resumes, stop at a NaN/inf loss)."""
     from transformers import DataCollatorWithPadding, TrainingArguments
 
-    from hora.experiments import checkpoints
+    from hora.experiments.training import checkpoints
 
     args = sft.arguments(arguments, encoded.max_length) if sft is not None else TrainingArguments(**arguments)
     devices.one_gpu_per_process(args)  # never nn.DataParallel over the GPUs of one process
@@ -290,7 +291,7 @@ def make_trainer(cfg: TrainConfig, model, encoded: Encoded, arguments: dict, cal
 def resume_point(cfg: TrainConfig) -> tuple[Path | None, int | None]:
     """(checkpoint to resume from or None, checkpoint interval): found and checked before any heavy work; with
     ``--overwrite`` the replaced run's checkpoints are removed (they must not be resumed later)."""
-    from hora.experiments import checkpoints
+    from hora.experiments.training import checkpoints
 
     ckpt_root = Path(cfg.output) / checkpoints.CHECKPOINTS
     if not cfg.resume:
@@ -312,7 +313,7 @@ def resume_point(cfg: TrainConfig) -> tuple[Path | None, int | None]:
 def run_training(cfg: TrainConfig, trainer, resume_from: Path | None, save_every: int | None) -> float:
     """Train (or, for a finished checkpoint, load its result); the seconds it took. Ctrl-C and a NaN loss
     become :class:`TrainingInterrupted` / a one-line HoraError naming the last checkpoint."""
-    from hora.experiments import checkpoints
+    from hora.experiments.training import checkpoints
 
     ckpt_root = Path(cfg.output) / checkpoints.CHECKPOINTS
     if resume_from is not None:
@@ -375,7 +376,7 @@ def train(cfg: TrainConfig, splits: tasks.Splits | None = None, callbacks: Seque
 
     ``splits`` (:func:`hora.experiments.data.datasource.load_splits` of the run's source) may be passed to reuse
     loaded data across the runs of a sweep; ``callbacks`` are extra ``transformers.TrainerCallback`` objects
-    (e.g. :mod:`hora.experiments.dynamics`' update recorder).
+    (e.g. :mod:`hora.experiments.training.dynamics`' update recorder).
     """
     check_output(cfg)
     source = cfg.data_source()
@@ -391,7 +392,7 @@ def train(cfg: TrainConfig, splits: tasks.Splits | None = None, callbacks: Seque
     data = splits.data
     sft = None
     if cfg.objective == "sft":
-        from hora.experiments import sft
+        from hora.experiments.training import sft
     cfg.resolved_metric(data.regression)  # fail before training on a metric that does not fit the task
     indices = datasource.run_indices(splits, cfg.fraction, cfg.seed, cfg.max_eval_samples)
     encoded = encode_splits(cfg, data, indices, base, sft, load_test_sets(cfg, data))
@@ -400,7 +401,7 @@ def train(cfg: TrainConfig, splits: tasks.Splits | None = None, callbacks: Seque
     warn_if_many_epochs(cfg, len(encoded.train))
     # Trainer needs an output_dir: the checkpoints folder when saving, else a scratch folder removed at the end
     # (none with --save-every, so a run killed hard leaves nothing in the temp dir)
-    from hora.experiments.checkpoints import CHECKPOINTS
+    from hora.experiments.training.checkpoints import CHECKPOINTS
 
     scratch = None if save_every else Path(tempfile.mkdtemp(prefix="hora-trainer-"))
     try:

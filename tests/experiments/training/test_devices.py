@@ -7,10 +7,10 @@ import pytest
 import torch
 from conftest import write_images
 
-from hora.experiments import devices
-from hora.experiments import train as train_mod
 from hora.experiments.errors import HoraError, HoraWarning
-from hora.experiments.train_config import TrainConfig
+from hora.experiments.training import devices
+from hora.experiments.training import train as train_mod
+from hora.experiments.training.train_config import TrainConfig
 
 
 def test_a_process_that_sees_two_gpus_trains_on_one_with_a_notice(monkeypatch, tmp_path):

@@ -8,7 +8,7 @@ import importlib.util
 import pytest
 
 from hora.experiments.errors import HoraError
-from hora.experiments.train_config import EVALUATION, RECORDED, TRAJECTORY, TrainConfig, settings_of
+from hora.experiments.training.train_config import EVALUATION, RECORDED, TRAJECTORY, TrainConfig, settings_of
 
 
 @pytest.mark.parametrize(("options", "message"), [

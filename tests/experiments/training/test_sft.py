@@ -14,15 +14,15 @@ from safetensors.torch import load_file
 
 trl = pytest.importorskip("trl", reason="pip install 'hora[trl]' (TRL's SFTTrainer)")
 
-from hora.experiments import sft as sft_mod  # noqa: E402
-from hora.experiments import train as train_mod  # noqa: E402
 from hora.experiments.data import datasource, tasks  # noqa: E402
 from hora.experiments.errors import HoraError, TruncationWarning  # noqa: E402
 from hora.experiments.methods import build  # noqa: E402
 from hora.experiments.methods.run_export import export_run  # noqa: E402
-from hora.experiments.models import catalogue, loaders  # noqa: E402
+from hora.experiments.models import loaders  # noqa: E402
 from hora.experiments.scoring.evaluation import exact_match  # noqa: E402
-from hora.experiments.train_config import TrainConfig  # noqa: E402
+from hora.experiments.training import sft as sft_mod  # noqa: E402
+from hora.experiments.training import train as train_mod  # noqa: E402
+from hora.experiments.training.train_config import TrainConfig  # noqa: E402
 
 
 def _prompt_data(path, **columns) -> tasks.PromptData:
@@ -108,7 +108,7 @@ def test_a_resumed_sft_run_ends_where_an_uninterrupted_one_ends(tiny_llama, tiny
 
 def test_the_sft_trainer_builds_adamw_over_hora_param_groups(tiny_llama, tiny_qa_csv):
     import hora
-    from hora.experiments.train import training_arguments
+    from hora.experiments.training.train import training_arguments
 
     data = _prompt_data(tiny_qa_csv)
     tok = loaders.load_tokenizer(tiny_llama)
@@ -210,13 +210,13 @@ def smollm2_tokenizer():
 def qwen2_tokenizer():
     """A Qwen2 tokenizer (Qwen2.5's class: its pre-tokenizer, byte-level BPE, EOS <|endoftext|>, no BOS) whose
     vocabulary is learned here from the two prompt formats (offline, a few hundred tokens)."""
-    from tokenizers import Tokenizer, pre_tokenizers, trainers
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
     from transformers import Qwen2Tokenizer
 
     texts = [datasource.PROMPT_TEMPLATES["llm-adapters"](r["instruction"]) + r["output"] for r in COMMONSENSE_RECORDS]
     texts += [datasource.PROMPT_TEMPLATES["llm-adapters"](r["instruction"]) for r in COMMONSENSE_RECORDS]
     texts += [row["prompt"] + row["answer"] for row in make_prompt_rows(20)]
-    backend = Tokenizer(catalogue.BPE())
+    backend = Tokenizer(models.BPE())
     backend.pre_tokenizer = Qwen2Tokenizer().backend_tokenizer.pre_tokenizer
     backend.train_from_iterator(texts, trainers.BpeTrainer(
         vocab_size=500, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), special_tokens=["<|endoftext|>"],
@@ -257,7 +257,7 @@ def test_training_continues_from_the_prompt_tokens_that_evaluation_generates_fro
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from hora.experiments.scoring.evaluation import generate
-    from hora.experiments.train import training_arguments
+    from hora.experiments.training.train import training_arguments
 
     tok = real_tokenizer
     data = _template_data(template, tmp_path)

@@ -17,7 +17,7 @@ import os
 import warnings
 
 from hora.experiments.errors import HoraWarning
-from hora.experiments.train_config import world_size
+from hora.experiments.training.train_config import world_size
 
 MAX_WORKERS = 8  # beyond this, more workers rarely feed one GPU faster; each holds a copy of the dataset's state
 

@@ -10,7 +10,7 @@
 Each setting is checked once, when the config is built (``__post_init__``; ``dataclasses.replace`` builds
 a new one and checks it again), so bad input fails with one line before any heavy work.
 
-Adding a training option is one field here plus its use in :func:`hora.experiments.train.train`.
+Adding a training option is one field here plus its use in :func:`hora.experiments.training.train.train`.
 """
 
 from __future__ import annotations

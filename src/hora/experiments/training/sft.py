@@ -12,7 +12,7 @@ checkpointing (off unless ``--gradient-checkpointing``) come from the run's sett
 ``TrainingArguments`` (batch, accumulation, schedule, steps, seeds, checkpoints), which :func:`arguments` turns
 into an ``SFTConfig``; packing is off.
 
-:class:`HoraSFTTrainer` is ``SFTTrainer`` with :class:`~hora.experiments.checkpoints.HoraTrainerMixin`, the
+:class:`HoraSFTTrainer` is ``SFTTrainer`` with :class:`~hora.experiments.training.checkpoints.HoraTrainerMixin`, the
 same mixin as the classification runs' trainer: AdamW over :func:`hora.param_groups` (HoRA's generator at
 ``lr * generator_lr_ratio``), atomic checkpoints that ``--resume`` continues, an exact running loss, and a
 stop at the first NaN/inf loss.
@@ -31,9 +31,9 @@ from dataclasses import dataclass
 import numpy as np
 from trl import SFTConfig, SFTTrainer
 
-from hora.experiments.checkpoints import HoraTrainerMixin
 from hora.experiments.data.tasks import PromptData
 from hora.experiments.errors import HoraError, TruncationWarning
+from hora.experiments.training.checkpoints import HoraTrainerMixin
 
 
 @dataclass
@@ -127,7 +127,7 @@ def arguments(common: dict, max_length: int) -> SFTConfig:
 
 
 class HoraSFTTrainer(HoraTrainerMixin, SFTTrainer):
-    """TRL's ``SFTTrainer`` with :class:`~hora.experiments.checkpoints.HoraTrainerMixin`."""
+    """TRL's ``SFTTrainer`` with :class:`~hora.experiments.training.checkpoints.HoraTrainerMixin`."""
 
     def __init__(self, *args, **kwargs):
         from datasets.utils import disable_progress_bars, enable_progress_bars, is_progress_bar_enabled
