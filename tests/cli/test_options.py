@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from hora.cli import app
 from hora.cli.options import config_fields, with_config_options, with_execution_options
-from hora.experiments.executors import ExecutionSettings
+from hora.experiments.grid.executors import ExecutionSettings
 from hora.experiments.training.train_config import TrainConfig
 
 runner = CliRunner()

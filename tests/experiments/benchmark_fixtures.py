@@ -1,4 +1,4 @@
-"""Tiny data sets in the real formats of the benchmarks of :mod:`hora.experiments.presets`, written into a folder
+"""Tiny data sets in the real formats of the benchmarks of :mod:`hora.experiments.grid.presets`, written into a folder
 by the tests (nothing large is committed). Formats and where they were read: docs/benchmarks.md.
 
 - GLUE: the Hub repository layout of ``nyu-mll/glue`` (``<config>/{train,validation,test}-00000-of-00001.parquet``

@@ -24,7 +24,7 @@ def _isolated_cache(tmp_path, monkeypatch):
 def trained_configs(monkeypatch) -> list:
     """The TrainConfig of every run that ``run_compare`` trains in this process (rather than resumes or copies),
     in order."""
-    from hora.experiments import executors
+    from hora.experiments.grid import executors
 
     configs: list = []
     real_train = executors.train

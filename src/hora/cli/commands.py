@@ -111,8 +111,8 @@ def compare(
         # checked before pandas, scipy and torch load (a misspelt --model fails at once); a diverged run is a
         # result, not an error
         base = TrainConfig(**settings, stop_on_nan=False)
-        from hora.experiments import sweep
-        from hora.experiments.executors import ExecutionSettings, open_executor
+        from hora.experiments.grid import sweep
+        from hora.experiments.grid.executors import ExecutionSettings, open_executor
 
         grid = sweep.parse_grid(methods=methods, fractions=fractions, seeds=seeds, lrs=lrs, tune_seeds=tune_seeds)
         try:
@@ -156,10 +156,10 @@ def study(
     continue. Writes OUTPUT/<grid>/{results.csv,summary.md,accuracy_vs_fraction.png} and OUTPUT/study.md.
     """
     with user_errors():
-        from hora.experiments import presets
-        from hora.experiments import study as study_mod
-        from hora.experiments.executors import ExecutionSettings, open_executor
-        from hora.experiments.sweep import parse_list
+        from hora.experiments.grid import presets
+        from hora.experiments.grid import study as study_mod
+        from hora.experiments.grid.executors import ExecutionSettings, open_executor
+        from hora.experiments.grid.sweep import parse_list
 
         grids = parse_list(only, str, "only") if only else None
         protocol = {"methods": parse_list(methods, str, "methods") if methods else None,
@@ -300,7 +300,7 @@ def dynamics(
     """Update norm per step of every parameter group (seeds, generator bodies and output layers, LoRA's A
     and B) and of the factors they make, over the first steps of training (MiniLM-L6, Rotten Tomatoes)."""
     with user_errors():
-        from hora.experiments.sweep import parse_list
+        from hora.experiments.grid.sweep import parse_list
         from hora.experiments.training import dynamics as dyn
         from hora.experiments.training.train_config import TrainConfig
 

@@ -1,6 +1,6 @@
 """``hora train`` / ``hora compare`` options generated from
 :class:`~hora.experiments.training.train_config.TrainConfig`, and the execution options of ``hora compare`` /
-``hora study`` from :class:`~hora.experiments.executors.ExecutionSettings`.
+``hora study`` from :class:`~hora.experiments.grid.executors.ExecutionSettings`.
 
 A TrainConfig field whose ``commands`` metadata names a command becomes that command's option: the
 field's name gives the flag (``max_length`` -> ``--max-length``, booleans get ``--x/--no-x``; ``aliases``
@@ -49,10 +49,10 @@ def with_config_options(command: str, **defaults: Any) -> Callable[[Callable], C
 
 
 def with_execution_options() -> Callable[[Callable], Callable]:
-    """Give a typer command the options of :class:`~hora.experiments.executors.ExecutionSettings` (``--ray``,
+    """Give a typer command the options of :class:`~hora.experiments.grid.executors.ExecutionSettings` (``--ray``,
     ``--ray-address``, ``--cpus-per-run``, ``--gpus-per-run``); the command declares an ``execution: dict``
     parameter and receives the values there, ready for ``ExecutionSettings(**execution)``."""
-    from hora.experiments.executors import ExecutionSettings
+    from hora.experiments.grid.executors import ExecutionSettings
 
     return _with_fields(ExecutionSettings, list(fields(ExecutionSettings)), EXECUTION, {})
 

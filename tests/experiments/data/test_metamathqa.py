@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 from benchmark_fixtures import write_metamathqa, write_peft_result
 
-from hora.experiments import presets, study
 from hora.experiments.data import metamathqa
 from hora.experiments.errors import HoraError
+from hora.experiments.grid import presets, study
 
 
 @pytest.fixture(autouse=True)

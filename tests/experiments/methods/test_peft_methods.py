@@ -10,8 +10,8 @@ import pytest
 import torch
 from peft.tuners.tuners_utils import BaseTunerLayer
 
-from hora.experiments import sweep
 from hora.experiments.errors import HoraError
+from hora.experiments.grid import sweep
 from hora.experiments.methods import build, peft_methods
 from hora.experiments.training.train import TrainConfig
 

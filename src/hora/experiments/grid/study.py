@@ -1,6 +1,6 @@
 """The evidence study (issue 4) as one resumable command: four comparison grids, two presets.
 
-Grids, each a :func:`hora.experiments.sweep.run_compare` into ``OUTPUT/<grid>``:
+Grids, each a :func:`hora.experiments.grid.sweep.run_compare` into ``OUTPUT/<grid>``:
 
     text       MiniLM-L6 on Rotten Tomatoes: HoRA, LoRA at equal rank, LoRA at HoRA's parameter count,
                DoRA, VeRA and the identity control (HoRA with head factor = seed, i.e. LoRA) over data
@@ -16,7 +16,7 @@ defaults differ by method family: VeRA trains only scaling vectors), tried on ``
 on validation accuracy only; the remaining seeds run at the chosen lr. Same steps, batch, data order and
 subsample per seed for every method.
 
-The benchmark presets (``glue``, ``commonsense``, ``vtab1k``: :mod:`hora.experiments.presets`) are one grid per
+The benchmark presets (``glue``, ``commonsense``, ``vtab1k``: :mod:`hora.experiments.grid.presets`) are one grid per
 task with the benchmark's recipe, fraction 1, and absolute learning rates tried by every method; after the grids'
 sections ``study.md`` has the benchmark's table (:mod:`hora.experiments.benchmark_report`).
 
@@ -36,12 +36,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from hora.experiments import benchmark_report, paths, presets, report
+from hora.experiments import benchmark_report, paths, report
 from hora.experiments.errors import HoraError, RunsFailed
-from hora.experiments.executors import Executor
+from hora.experiments.grid import presets
+from hora.experiments.grid.executors import Executor
+from hora.experiments.grid.sweep import run_compare
 from hora.experiments.methods import build
 from hora.experiments.scoring import score_text
-from hora.experiments.sweep import run_compare
 from hora.experiments.training.pretrain_vit import pretrain_vit
 from hora.experiments.training.train_config import TrainConfig
 from hora.io import atomic_write

@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 from benchmark_fixtures import write_commonsense, write_glue, write_vtab
 
-from hora.experiments import study
 from hora.experiments.data import commonsense
+from hora.experiments.grid import study
 
 TINY = {"methods": ["hora", "lora"], "seeds": [0], "lrs": [1e-3]}
 

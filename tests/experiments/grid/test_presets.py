@@ -7,9 +7,9 @@ import math
 
 import pytest
 
-from hora.experiments import presets
 from hora.experiments.data import commonsense
 from hora.experiments.errors import HoraError
+from hora.experiments.grid import presets
 
 
 def test_glue_is_the_lora_recipe_scored_on_validation():

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from hora.experiments import study
 from hora.experiments.errors import HoraError
+from hora.experiments.grid import study
 from hora.experiments.methods import build
 
 
@@ -82,7 +82,7 @@ def test_a_grid_copies_the_runs_another_grid_already_finished(tiny_bert, tiny_cs
 
 
 def test_every_grid_runs_through_the_given_executor(tiny_bert, tiny_csv, tmp_path, monkeypatch):
-    from hora.experiments.executors import SequentialExecutor
+    from hora.experiments.grid.executors import SequentialExecutor
 
     class Recording(SequentialExecutor):
         def run(self, specs, data, started, finished):
@@ -106,7 +106,7 @@ def test_a_failing_run_does_not_stop_the_study_and_a_rerun_retries_only_it(tiny_
     from typer.testing import CliRunner
 
     from hora.cli import app
-    from hora.experiments import executors
+    from hora.experiments.grid import executors
 
     settings = dict(model=str(tiny_bert), data=str(tiny_csv), text_columns="review", label_column="sentiment",
                     steps=2, batch_size=8, max_length=16)

@@ -1,4 +1,4 @@
-"""Who runs a grid's training runs. The grid's protocol (:func:`hora.experiments.sweep.run_compare`: which runs,
+"""Who runs a grid's training runs. The grid's protocol (:func:`hora.experiments.grid.sweep.run_compare`: which runs,
 the tuning stage, the choice on validation, the reuse of finished runs) is the same whatever runs them; an
 executor only runs one batch of :class:`RunSpec` and reports each run as it ends.
 

@@ -7,8 +7,8 @@ import dataclasses
 import pandas as pd
 import pytest
 
-from hora.experiments import sweep
 from hora.experiments.errors import HoraError
+from hora.experiments.grid import sweep
 from hora.experiments.training.train import TrainConfig
 
 

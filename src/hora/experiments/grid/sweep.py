@@ -8,7 +8,7 @@ Each run writes ``OUTPUT/runs/<method>_f<fraction>_lr<lr>_s<seed>/metrics.json``
 command skips runs whose metrics.json exists with the same settings (resumable), and a run finished with
 the same settings in another comparison's folder (``reuse_from``) is copied instead of rerun. ``OUTPUT/results.csv``
 is rewritten after every run, then ``summary.md`` and ``accuracy_vs_fraction.png`` at the end.
-The runs are executed by an executor (:mod:`hora.experiments.executors`): one after another in this process,
+The runs are executed by an executor (:mod:`hora.experiments.grid.executors`): one after another in this process,
 or as Ray tasks; the protocol above is the same for both.
 """
 
@@ -25,7 +25,7 @@ from hora.experiments import paths, report
 from hora.experiments.console.grid_progress import GridProgress
 from hora.experiments.data import datasource
 from hora.experiments.errors import HoraError, RunsFailed
-from hora.experiments.executors import Executor, RunResult, RunSpec, SequentialExecutor
+from hora.experiments.grid.executors import Executor, RunResult, RunSpec, SequentialExecutor
 from hora.experiments.methods import build
 from hora.experiments.models import catalogue
 from hora.experiments.training.train_config import PENDING, RECORDED, TrainConfig

@@ -23,17 +23,17 @@ import pytest
 import torch
 from conftest import make_rows
 
-from hora.experiments import executors, sweep
 from hora.experiments.console.grid_progress import GridProgress
 from hora.experiments.data.datasource import load_splits
 from hora.experiments.errors import GridInterrupted, HoraError, RunsFailed
-from hora.experiments.executors import ExecutionSettings, RayExecutor, SequentialExecutor, check_reachable
+from hora.experiments.grid import executors, sweep
+from hora.experiments.grid.executors import ExecutionSettings, RayExecutor, SequentialExecutor, check_reachable
 from hora.experiments.training.train_config import PENDING, TrainConfig
 
 GRID = dict(method_list=["hora", "lora"], fractions=[0.5], seeds=[0, 1], lrs=[1e-3, 1e-2], tune_seeds=[0])
 TIMING = ["train_seconds", "run_dir"]  # the only columns that may differ between two executions of a grid
 STORE = 100 * 2**20  # object store bytes per Ray node
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(scope="module")
@@ -241,7 +241,7 @@ def test_ray_alone_starts_its_own_instance_where_a_stopped_cluster_left_its_addr
     (tmp / "ray").mkdir()
     (tmp / "ray" / "ray_current_cluster").write_text(f"127.0.0.1:{free_port()}")
     log = tmp_path / "ray.log"
-    code = ("from pathlib import Path\nfrom hora.experiments.executors import RayExecutor\n"
+    code = ("from pathlib import Path\nfrom hora.experiments.grid.executors import RayExecutor\n"
             f"with RayExecutor() as e:\n    e._connect(Path({str(log)!r}))\nprint(e.slots)")
     try:
         done = run_hora([sys.executable, "-c", code], env={"TMPDIR": str(tmp)}, timeout=120)

@@ -1,7 +1,7 @@
 """The benchmarks of the PEFT literature as data: which model, which data (IDs, configurations, columns, splits),
 which metric, which methods, seeds and learning-rate grid, how long to train. ``hora study --preset NAME``
 turns a benchmark into one comparison grid per task (:meth:`Benchmark.grids`), runs them with the protocol of
-:mod:`hora.experiments.study` (learning rate chosen on validation, paired seeds) and adds the benchmark's table:
+:mod:`hora.experiments.grid.study` (learning rate chosen on validation, paired seeds) and adds the benchmark's table:
 one row per method, one column per task and the average.
 
     glue         RoBERTa-base on SST-2, MRPC, CoLA, QNLI, RTE, STS-B (nyu-mll/glue), the LoRA paper's recipe
@@ -282,7 +282,7 @@ class Plan:
                 f"{'task':<22} {'runs':>5} {'GPU-h':>8}"]
         out += [f"{task:<22} {runs:>5} {hours:>8.1f}" for task, runs, hours in self.rows]
         out.append(f"{'total':<22} {self.runs:>5} {self.hours:>8.1f}  (one H200 in bfloat16; basis: "
-                   "hora.experiments.presets, within a factor of about 2)")
+                   "hora.experiments.grid.presets, within a factor of about 2)")
         return out
 
 
