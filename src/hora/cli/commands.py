@@ -190,12 +190,12 @@ def report(
     """Summarise one or several comparisons together (e.g. methods run in parallel into separate folders):
     learning rate chosen on validation, mean ± sd, paired differences to LoRA, score-vs-fraction plot."""
     with user_errors():
-        from hora.experiments.report import report_runs
+        from hora.experiments.reports.report import report_runs
 
         summary = report_runs(results, output, title=title)
         comparison = None
         if peft_results is not None:
-            from hora.experiments.peft_report import write_comparison
+            from hora.experiments.reports.peft_report import write_comparison
 
             comparison = write_comparison(results, peft_results, output)
     typer.echo(summary.read_text())
@@ -212,7 +212,7 @@ def method_map(
     """The method map: every form of HoRA against LoRA on every measured setting (form − LoRA, paired by
     seed, 95 % interval), as a markdown table and a forest plot, from the results CSVs a manifest lists."""
     with user_errors():
-        from hora.experiments.method_map import write_map
+        from hora.experiments.reports.method_map import write_map
 
         written = write_map(manifest, output)
     typer.echo(f"wrote {written['table']}, {written['figure']}")

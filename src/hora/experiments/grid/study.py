@@ -18,7 +18,7 @@ subsample per seed for every method.
 
 The benchmark presets (``glue``, ``commonsense``, ``vtab1k``: :mod:`hora.experiments.grid.presets`) are one grid per
 task with the benchmark's recipe, fraction 1, and absolute learning rates tried by every method; after the grids'
-sections ``study.md`` has the benchmark's table (:mod:`hora.experiments.benchmark_report`).
+sections ``study.md`` has the benchmark's table (:mod:`hora.experiments.reports.benchmark_report`).
 
 ``quick`` checks the whole pipeline in about 10 minutes on 2 CPU cores (one seed, no lr search, 60-step
 runs, evaluation on 256 random examples): its numbers are not evidence, and 60 steps barely leave the
@@ -36,12 +36,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from hora.experiments import benchmark_report, paths, report
+from hora.experiments import paths
 from hora.experiments.errors import HoraError, RunsFailed
 from hora.experiments.grid import presets
 from hora.experiments.grid.executors import Executor
 from hora.experiments.grid.sweep import run_compare
 from hora.experiments.methods import build
+from hora.experiments.reports import benchmark_report, report
 from hora.experiments.scoring import score_text
 from hora.experiments.training.pretrain_vit import pretrain_vit
 from hora.experiments.training.train_config import TrainConfig

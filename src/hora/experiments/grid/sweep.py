@@ -21,13 +21,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from hora.experiments import paths, report
+from hora.experiments import paths
 from hora.experiments.console.grid_progress import GridProgress
 from hora.experiments.data import datasource
 from hora.experiments.errors import HoraError, RunsFailed
 from hora.experiments.grid.executors import Executor, RunResult, RunSpec, SequentialExecutor
 from hora.experiments.methods import build
 from hora.experiments.models import catalogue
+from hora.experiments.reports import report
 from hora.experiments.training.train_config import PENDING, RECORDED, TrainConfig
 from hora.io import atomic_dir, atomic_write
 

@@ -11,10 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hora.experiments import method_map
 from hora.experiments.errors import HoraError
+from hora.experiments.reports import method_map
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 # test accuracy per seed at the lr that validation picks (0.001); at lr 0.01 validation is poor and test is high,
 # so a cell that used test accuracy, or both lrs, would come out different

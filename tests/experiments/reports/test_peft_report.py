@@ -11,9 +11,9 @@ from benchmark_fixtures import write_peft_result
 from typer.testing import CliRunner
 
 from hora.cli.commands import app
-from hora.experiments import peft_report
 from hora.experiments.errors import HoraError
 from hora.experiments.grid import sweep
+from hora.experiments.reports import peft_report
 from hora.experiments.training.train import TrainConfig
 
 

@@ -2,7 +2,7 @@
 sample sd over seeds at the learning rate chosen on validation, x 100: rates in percent, correlations x 100 as GLUE
 reports them, each column naming its metric) and the average.
 
-Each task's scores come from its comparison's results table through :func:`hora.experiments.report.summarize`
+Each task's scores come from its comparison's results table through :func:`hora.experiments.reports.report.summarize`
 (so the learning rate is chosen exactly as in that task's summary.md). The average is the mean of the method's
 task means; with groups (VTAB-1k: natural, specialized, structured) each group's mean is shown and the average
 is the mean of the group means, as VTAB-1k is reported. A method missing a task gets "n/a" there and no average.
@@ -14,7 +14,7 @@ import math
 
 import pandas as pd
 
-from hora.experiments import report
+from hora.experiments.reports import report
 from hora.experiments.scoring import score_text
 
 

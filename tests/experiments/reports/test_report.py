@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hora.experiments import report
 from hora.experiments.errors import HoraError
+from hora.experiments.reports import report
 
 
 @pytest.mark.parametrize("df,expected", [(1, 12.706), (2, 4.303), (4, 2.776), (10, 2.228), (29, 2.045)])

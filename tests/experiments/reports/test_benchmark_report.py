@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from hora.experiments import benchmark_report
+from hora.experiments.reports import benchmark_report
 
 
 def _results(scores: dict[str, list[float]], bad_lr_score: float = 0.0) -> pd.DataFrame:

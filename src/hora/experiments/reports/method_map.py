@@ -36,8 +36,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hora.experiments import report
 from hora.experiments.errors import HoraError
+from hora.experiments.reports import report
 from hora.experiments.scoring import score_text
 from hora.io import atomic_write, atomic_write_text
 
@@ -78,7 +78,7 @@ class Manifest:
 
 def _require(entry: dict, key: str, where: str):
     if key not in entry:
-        raise HoraError(f"{where} lacks '{key}'; see hora.experiments.method_map for the manifest's format")
+        raise HoraError(f"{where} lacks '{key}'; see hora.experiments.reports.method_map for the manifest's format")
     return entry[key]
 
 
