@@ -208,9 +208,9 @@ def test_info_prints_parameter_report(tiny_bert):
 
 def test_simulate_is_wired_to_run_simulation(monkeypatch, tmp_path):
     calls = []
-    fake = types.ModuleType("hora.experiments.simulate")
+    fake = types.ModuleType("hora.experiments.simulate.simulation")
     fake.run_simulation = lambda output_dir, quick, seed=0: calls.append((output_dir, quick, seed)) or {"x": 1}
-    monkeypatch.setitem(sys.modules, "hora.experiments.simulate", fake)
+    monkeypatch.setitem(sys.modules, "hora.experiments.simulate.simulation", fake)
     result = runner.invoke(app, ["simulate", "--quick", "--output", str(tmp_path / "sim"), "--seed", "3"])
     assert result.exit_code == 0, result.output
     assert calls == [(tmp_path / "sim", True, 3)]

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import torch
 
-from hora.experiments.simulate import Regime, init_stds, make_truth
-from hora.experiments.simulate_model import Base, Data, Dims, flatten, make_base, make_data, param_shapes
+from hora.experiments.simulate.attention_model import Base, Data, Dims, flatten, make_base, make_data, param_shapes
+from hora.experiments.simulate.simulation import Regime, init_stds, make_truth
 
 DIMS = Dims(d=6, L=3, H=2, d_h=3, r=1, p=4)
 DTYPE = torch.float64

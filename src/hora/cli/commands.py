@@ -280,7 +280,7 @@ def simulate(
 ) -> None:
     """Simulate the theory: sample efficiency of a shared (joint) generator vs independent heads."""
     with user_errors():
-        from hora.experiments.simulate import run_simulation
+        from hora.experiments.simulate.simulation import run_simulation
 
         result = run_simulation(output, quick=quick, seed=seed)
     typer.echo(f"simulation written to {output}")

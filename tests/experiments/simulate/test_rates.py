@@ -1,10 +1,10 @@
-"""Rates from replicated errors: log-log slopes and their bootstrap interval (hora.experiments.simulate_stats)."""
+"""Rates from replicated errors: log-log slopes and their bootstrap interval (hora.experiments.simulate.rates)."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from hora.experiments.simulate_stats import fit_slope, ols_slopes
+from hora.experiments.simulate.rates import fit_slope, ols_slopes
 
 
 def test_fit_slope_recovers_known_slope():

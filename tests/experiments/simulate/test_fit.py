@@ -1,4 +1,4 @@
-"""Batched L-BFGS: many independent least-squares fits at once (hora.experiments.simulate_fit)."""
+"""Batched L-BFGS: many independent least-squares fits at once (hora.experiments.simulate.fit)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import pytest
 import torch
 from simulate_helpers import DIMS, DTYPE, random_start
 
-from hora.experiments.simulate_fit import lbfgs
-from hora.experiments.simulate_model import attention, updates
+from hora.experiments.simulate.attention_model import attention, updates
+from hora.experiments.simulate.fit import lbfgs
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest
 

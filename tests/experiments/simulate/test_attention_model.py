@@ -1,4 +1,4 @@
-"""The simulated attention layer and its three parametrisations (hora.experiments.simulate_model)."""
+"""The simulated attention layer and its three parametrisations (hora.experiments.simulate.attention_model)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 from simulate_helpers import DIMS, DTYPE
 
-from hora.experiments.simulate_model import (
+from hora.experiments.simulate.attention_model import (
     N_PROJ,
     Dims,
     attention,

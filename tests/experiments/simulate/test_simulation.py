@@ -1,4 +1,4 @@
-"""Fast checks of the theory simulation itself (hora.experiments.simulate): true updates, the fit with
+"""Fast checks of the theory simulation itself (hora.experiments.simulate.simulation): true updates, the fit with
 restarts, and run_simulation's outputs. The layer, the L-BFGS and the slopes have their own test files
 (test_simulate_model.py, test_simulate_fit.py, test_simulate_stats.py)."""
 
@@ -11,7 +11,8 @@ import pytest
 import torch
 from simulate_helpers import DIMS, DTYPE, make_problem
 
-from hora.experiments.simulate import (
+from hora.experiments.simulate.attention_model import Dims, attention, make_base, make_data, n_params
+from hora.experiments.simulate.simulation import (
     ESTIMATORS,
     METRICS,
     Regime,
@@ -20,7 +21,6 @@ from hora.experiments.simulate import (
     make_truth,
     run_simulation,
 )
-from hora.experiments.simulate_model import Dims, attention, make_base, make_data, n_params
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest
 

@@ -6,7 +6,7 @@ data y = f_{dW*}(X) + sigma * eps are drawn for growing n; LoRA, HoRA and joint 
 slopes fitted.  See docs/theory.md for the set-up, the choices and what the measured slopes say.
 
     from pathlib import Path
-    from hora.experiments.simulate import run_simulation
+    from hora.experiments.simulate.simulation import run_simulation
     run_simulation(Path("runs/simulate"), quick=True)
 """
 
@@ -25,8 +25,7 @@ from tqdm.auto import tqdm
 from hora.experiments import paths
 from hora.experiments.console.grid_progress import format_seconds
 from hora.experiments.console.quiet import interactive
-from hora.experiments.simulate_fit import lbfgs
-from hora.experiments.simulate_model import (
+from hora.experiments.simulate.attention_model import (
     KINDS,
     Base,
     Data,
@@ -41,7 +40,8 @@ from hora.experiments.simulate_model import (
     param_shapes,
     updates,
 )
-from hora.experiments.simulate_stats import fit_slope
+from hora.experiments.simulate.fit import lbfgs
+from hora.experiments.simulate.rates import fit_slope
 from hora.io import atomic_write
 
 ESTIMATORS = KINDS
