@@ -12,7 +12,7 @@ dependency, a test that skipped itself); nothing is dropped silently. The checks
   the same base, export), on the GPU when there is one;
 * ``harness matrix``: ``tests/experiments/test_matrix.py`` (every method under every training flag, SFT and
   4-/8-bit decoders, ``hora export``; each run's metrics.json must name the device);
-* ``presets``: ``tests/experiments/test_study_benchmarks.py`` (the GLUE, commonsense and VTAB-1k presets on tiny
+* ``presets``: ``tests/experiments/grid/test_study_benchmarks.py`` (the GLUE, commonsense and VTAB-1k presets on tiny
   slices);
 * ``benchmark``: :func:`~hora.experiments.bench.suite.run_gpu_suite` (HoRA / PEFT LoRA training step and peak
   memory, both generators, Llama-3.2-1B and ViT-B/16 shapes in bf16; tiny shapes with ``quick`` or on a CPU).
@@ -74,7 +74,7 @@ TEST_CHECKS = (
               quick="hora-bf16- or hora-jointgen-bf16+checkpointing or hora-nores-fp16 or lora-accumulation "
                     "or hora-sft or hora-4bit",
               needs=("datasets", "pandas", "sklearn")),
-    PytestCheck("presets", ("tests/experiments/test_study_benchmarks.py",), quick="glue",
+    PytestCheck("presets", ("tests/experiments/grid/test_study_benchmarks.py",), quick="glue",
               needs=("datasets", "pandas", "sklearn")),
 )
 

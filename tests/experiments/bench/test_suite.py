@@ -10,7 +10,7 @@ from pathlib import Path
 
 from hora.experiments.bench.suite import run_cpu_suite
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 RATIOS = ("train_hora_over_peft_lora", "train_hora_over_minimal_lora", "peak_memory_hora_over_peft_lora",
           "train_hora_joint_over_peft_lora", "peak_memory_hora_joint_over_peft_lora",
           "merged_hora_over_base", "eval_unmerged_hora_over_peft_lora")

@@ -11,7 +11,7 @@ import pytest
 
 from hora.experiments.bench.gpu_check import FAILED, PASSED, SKIPPED, PytestCheck, run_gpu_check, run_tests
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 SCRIPT = ROOT / "benchmarks" / "gpu_check.py"
 TESTS = '''
 import pytest
