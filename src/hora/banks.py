@@ -24,7 +24,7 @@ from torch import nn
 
 from .generator import FactorBank
 from .layer import HoraLayer
-from .loading import check_adapter_shapes
+from .shape_check import check_adapter_shapes
 
 ATTRIBUTE = "hora"  # model.hora: the HoraBanks of a model (no "hora_" in the name: PEFT skips such keys)
 _LEGACY_PREFIX = "base_model.hora_bank."  # where adapters saved before the banks moved here keep them
@@ -68,7 +68,7 @@ class HoraBanks(nn.Module, BaseTunerLayer):
     def attach(cls, model: nn.Module) -> HoraBanks:
         """The banks of ``model``, created on first use: registered as ``model.hora``, with the forward hooks
         that bracket the model's forward and a ``load_state_dict`` pre-hook that refuses adapter tensors of
-        the wrong shape with one clear line (:func:`hora.loading.check_adapter_shapes`)."""
+        the wrong shape with one clear line (:func:`hora.shape_check.check_adapter_shapes`)."""
         banks = cls.of(model)
         if banks is None:
             if hasattr(model, ATTRIBUTE):

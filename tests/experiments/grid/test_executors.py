@@ -26,8 +26,9 @@ from conftest import make_rows
 from hora.experiments.console.grid_progress import GridProgress
 from hora.experiments.data.datasource import load_splits
 from hora.experiments.errors import GridInterrupted, HoraError, RunsFailed
-from hora.experiments.grid import executors, sweep
-from hora.experiments.grid.executors import ExecutionSettings, RayExecutor, SequentialExecutor, check_reachable
+from hora.experiments.grid import executors, ray_executor, runs, sweep
+from hora.experiments.grid.executors import ExecutionSettings, SequentialExecutor
+from hora.experiments.grid.ray_executor import RayExecutor, check_reachable
 from hora.experiments.training.train_config import PENDING, TrainConfig
 
 GRID = dict(method_list=["hora", "lora"], fractions=[0.5], seeds=[0, 1], lrs=[1e-3, 1e-2], tune_seeds=[0])
@@ -226,7 +227,7 @@ def test_a_refused_connection_names_token_authentication(monkeypatch):
     def refused(**kwargs):
         raise ConnectionError("Failed to connect to Ray cluster at 127.0.0.1:6379")
 
-    monkeypatch.setattr(executors, "check_reachable", lambda *args: None)
+    monkeypatch.setattr(ray_executor, "check_reachable", lambda *args: None)
     monkeypatch.setattr(executor.ray, "is_initialized", lambda: False)
     monkeypatch.setattr(executor.ray, "init", refused)
     with pytest.raises(HoraError, match=r"^--ray-address 127.0.0.1:6379: Failed to connect .*; if the cluster uses "
@@ -241,7 +242,7 @@ def test_ray_alone_starts_its_own_instance_where_a_stopped_cluster_left_its_addr
     (tmp / "ray").mkdir()
     (tmp / "ray" / "ray_current_cluster").write_text(f"127.0.0.1:{free_port()}")
     log = tmp_path / "ray.log"
-    code = ("from pathlib import Path\nfrom hora.experiments.grid.executors import RayExecutor\n"
+    code = ("from pathlib import Path\nfrom hora.experiments.grid.ray_executor import RayExecutor\n"
             f"with RayExecutor() as e:\n    e._connect(Path({str(log)!r}))\nprint(e.slots)")
     try:
         done = run_hora([sys.executable, "-c", code], env={"TMPDIR": str(tmp)}, timeout=120)
@@ -258,7 +259,7 @@ def test_rays_log_records_go_to_the_file_while_it_starts_and_its_handlers_come_b
 
     logger = logging.getLogger("ray")
     before = logger.handlers[:], logger.propagate
-    with executors.ray_log_into(tmp_path / "ray.log"):
+    with ray_executor.ray_log_into(tmp_path / "ray.log"):
         logging.getLogger("ray._private.authentication").warning("Token authentication is enabled")
     assert (logger.handlers, logger.propagate) == before
     assert "Token authentication is enabled" in (tmp_path / "ray.log").read_text()
@@ -357,6 +358,6 @@ def test_the_sequential_executor_sets_the_threads_of_each_run_and_restores_them(
 
     before = torch.get_num_threads()
     seen = []
-    spec = executors.RunSpec("one", dataclasses.replace(base, output=str(tmp_path / "one")), tmp_path / "one.log")
+    spec = runs.RunSpec("one", dataclasses.replace(base, output=str(tmp_path / "one")), tmp_path / "one.log")
     SequentialExecutor(cpus_per_run=1).run([spec], load_splits(base.data_source()), lambda name: None, seen.append)
     assert seen[0].metrics["torch_threads"] == 1 and torch.get_num_threads() == before

@@ -39,7 +39,7 @@ import pandas as pd
 from hora.experiments import paths
 from hora.experiments.errors import HoraError, RunsFailed
 from hora.experiments.grid import presets
-from hora.experiments.grid.executors import Executor
+from hora.experiments.grid.runs import Executor
 from hora.experiments.grid.sweep import run_compare
 from hora.experiments.methods import build
 from hora.experiments.reports import benchmark_report, report

@@ -24,8 +24,10 @@ import pandas as pd
 from hora.experiments import paths
 from hora.experiments.console.grid_progress import GridProgress
 from hora.experiments.data import datasource
+from hora.experiments.data.tasks import Splits
 from hora.experiments.errors import HoraError, RunsFailed
-from hora.experiments.grid.executors import Executor, RunResult, RunSpec, SequentialExecutor
+from hora.experiments.grid.executors import SequentialExecutor
+from hora.experiments.grid.runs import Executor, RunResult, RunSpec
 from hora.experiments.methods import build
 from hora.experiments.models import catalogue
 from hora.experiments.reports import report
@@ -118,6 +120,156 @@ def _row(metrics: dict, run_dir: Path) -> dict:
     return row
 
 
+@dataclasses.dataclass
+class GridPlan:
+    """Which runs a grid makes: each (method, fraction) runs every lr of its grid on the ``tuning`` seeds, then the
+    ``final`` seeds at its chosen lr. A run's place in the grid, ``(fraction, method, stage, lr, seed)`` indices,
+    orders the results whatever order the runs end in."""
+
+    base: TrainConfig
+    output: Path
+    methods: list[str]
+    fractions: list[float]
+    lr_grids: dict[str, list[float]]
+    tuning: list[int]
+    final: list[int]
+    save_adapters: bool
+
+    @property
+    def total(self) -> int:
+        return len(self.fractions) * sum(len(self.lr_grids[m]) * len(self.tuning) + len(self.final)
+                                         for m in self.methods)
+
+    def cells(self) -> list[tuple[int, float, int, str]]:
+        return [(fi, fraction, mi, method) for fi, fraction in enumerate(self.fractions)
+                for mi, method in enumerate(self.methods)]
+
+    def spec(self, method: str, fraction: float, lr: float, seed: int) -> RunSpec:
+        name = run_name(method, fraction, lr, seed)
+        run_dir = self.output / "runs" / name
+        # overwrite: a run folder is reused only when finished with these settings; else retrained
+        cfg = dataclasses.replace(self.base, method=method, fraction=fraction, lr=lr, seed=seed, output=str(run_dir),
+                                  save=self.save_adapters, progress=False, overwrite=True)
+        return RunSpec(name, cfg, self.output / "logs" / f"{name}.log")
+
+    def tuning_batch(self) -> dict[tuple, RunSpec]:
+        return {(fi, mi, 0, li, si): self.spec(method, fraction, lr, seed)
+                for fi, fraction, mi, method in self.cells() for li, lr in enumerate(self.lr_grids[method])
+                for si, seed in enumerate(self.tuning)}
+
+    def final_batch(self, ledger: Ledger) -> dict[tuple, RunSpec]:
+        """The final seeds of each (method, fraction) at the lr its tuning runs chose on validation; those of one
+        whose tuning is incomplete are recorded as not run."""
+        finals: dict[tuple, RunSpec] = {}
+        for fi, fraction, mi, method in self.cells():
+            tuned = [row for place, row in ledger.rows.items() if place[:3] == (fi, mi, 0)]
+            if len(tuned) < len(self.lr_grids[method]) * len(self.tuning):  # a tuning run failed: no choice
+                for seed in self.final:
+                    why = f"a tuning run of {method} at {fraction:g} failed"
+                    ledger.not_run(f"{method}_f{fraction:g}_s{seed}", why)
+                continue
+            chosen = report.best_lr(pd.DataFrame(tuned))
+            finals.update({(fi, mi, 1, 0, si): self.spec(method, fraction, chosen, seed)
+                           for si, seed in enumerate(self.final)})
+        return finals
+
+
+@dataclasses.dataclass
+class Ledger:
+    """The grid's finished runs (results.csv's rows, rewritten after each) and the runs that failed or were not
+    run ("name (why; log: path)")."""
+
+    output: Path
+    bar: GridProgress
+    rows: dict[tuple, dict] = dataclasses.field(default_factory=dict)
+    failed: list[str] = dataclasses.field(default_factory=list)
+
+    def table(self) -> pd.DataFrame:
+        return pd.DataFrame([self.rows[k] for k in sorted(self.rows)])
+
+    def record(self, place: tuple, spec: RunSpec, metrics: dict, how: str, seconds: float | None = None) -> None:
+        self.rows[place] = _row(metrics, Path(spec.cfg.output))
+        table = self.table()
+        atomic_write(self.output / "results.csv", lambda tmp: table.to_csv(tmp, index=False))
+        self.bar.finish(spec.name, how, metrics, seconds)
+
+    def fail(self, result: RunResult) -> None:
+        self.failed.append(f"{result.spec.name} ({result.error}; log: {result.spec.log})")
+        self.bar.fail(result.spec.name, f"failed: {result.error}; log: {result.spec.log}")
+
+    def not_run(self, name: str, why: str) -> None:
+        self.failed.append(f"{name} (not run: {why})")
+        self.bar.fail(name, f"not run: {why}")
+
+
+def _run_batch(batch: dict[tuple, RunSpec], ledger: Ledger, executor: Executor, splits: Splits, resume: bool,
+               reuse_folders: list[Path]) -> None:
+    """Reuse what is finished (in the grid's folder, else in a ``reuse_from`` folder); the executor runs the rest."""
+    todo: dict[str, tuple] = {}
+    for place, one in batch.items():
+        how = "done before"
+        metrics = _finished(Path(one.cfg.output), one.cfg) if resume else None
+        if metrics is None and resume:
+            how, metrics = "copied", _copy_finished(Path(one.cfg.output), one.cfg, reuse_folders)
+        if metrics is None:
+            todo[one.name] = place
+        else:
+            ledger.bar.start(one.name)
+            ledger.record(place, one, metrics, how)
+
+    def finished(result: RunResult) -> None:
+        if result.metrics is not None:
+            ledger.record(todo[result.spec.name], result.spec, result.metrics, "trained", result.seconds)
+        else:
+            ledger.fail(result)
+
+    executor.run([batch[p] for p in todo.values()], splits, ledger.bar.start, finished)
+
+
+def _check_before_work(base: TrainConfig, methods: list[str], fractions: list[float], seeds: list[int],
+                       lr_grids: dict[str, list[float]], output: str | Path) -> tuple[Path, Splits]:
+    """Every setting of every run and the output folder checked, and the data read once, before any work: the
+    checked output folder and the splits."""
+    for method in methods:
+        if not lr_grids[method]:
+            raise HoraError(f"no learning rate given for {method}")
+        for fraction in fractions:
+            for lr in lr_grids[method]:
+                dataclasses.replace(base, method=method, fraction=fraction, lr=lr)  # the config checks itself
+    output = paths.check_output_dir(output)
+    source = base.data_source()
+    catalogue.resolve_model(base.model, source.kind, base.revision)  # a model that does not fit the task
+    splits = datasource.load_splits(source)  # read once, shared by every run
+    base.resolved_metric(splits.data.regression)  # a metric that does not fit the task (a regression's: pearson)
+    for f in fractions:  # every fraction must leave every class some training examples
+        for s in seeds:
+            datasource.run_indices(splits, f, s)
+    return output, splits
+
+
+def _report(plan: GridPlan, ledger: Ledger, kind: str) -> pd.DataFrame:
+    """results.csv at the chosen lrs, and summary.md with the plot; RunsFailed when some runs did not finish."""
+    base, output, failed = plan.base, plan.output, ledger.failed
+    if not ledger.rows:
+        raise RunsFailed(f"every run of {output} failed: " + "; ".join(failed), failed)
+    df = report.select_lr(ledger.table())
+    atomic_write(output / "results.csv", lambda tmp: df.to_csv(tmp, index=False))
+    context = (f"Task: {base.dataset or base.data or base.task}; "
+               f"model: {base.model or catalogue.DEFAULT_MODEL[kind]}; "
+               f"rank {base.r}, alpha {base.alpha:g}; "
+               + (f"{base.epochs:g} epochs" if base.epochs is not None else f"{base.steps} steps")
+               + f" at batch {base.batch_size}; targets {base.targets}; split seed {base.split_seed}.")
+    if failed:
+        context += (f"\n\n**{len(failed)} runs are missing** (failed, or not run because their tuning failed); "
+                    "rerun the same command to retry them: " + "; ".join(failed))
+    report.write_report(df, output, context=context)
+    if failed:
+        raise RunsFailed(f"{len(failed)} of {plan.total} runs did not finish: "
+                         + "; ".join(failed) + f". The others are in {output / 'results.csv'} and summary.md; "
+                         "fix the cause and rerun the same command (finished runs are reused)", failed, df)
+    return df
+
+
 def run_compare(base: TrainConfig, method_list: list[str], fractions: list[float], seeds: list[int],
                 output: str | Path, lrs: list[float] | dict[str, list[float]] | None = None,
                 save_adapters: bool = False, progress: bool = True, resume: bool = True,
@@ -138,112 +290,18 @@ def run_compare(base: TrainConfig, method_list: list[str], fractions: list[float
     whose tuning is incomplete is run; the report is written from the runs that finished, then
     :class:`RunsFailed` names the failed runs and their logs (a rerun retries only those).
     """
-    def lr_grid(method: str) -> list[float]:
-        if lrs is None:
-            return [build.default_lr(method)]
-        return list(lrs[method] if isinstance(lrs, dict) else lrs)
-
-    for method in method_list:  # every method, fraction and lr is checked (by the config) before any work
-        if not lr_grid(method):
-            raise HoraError(f"no learning rate given for {method}")
-        for fraction in fractions:
-            for lr in lr_grid(method):
-                dataclasses.replace(base, method=method, fraction=fraction, lr=lr)
-    output = paths.check_output_dir(output)
-    reuse_folders = [Path(f) for f in reuse_from or []]
+    lr_grids = {m: [build.default_lr(m)] if lrs is None else list(lrs[m] if isinstance(lrs, dict) else lrs)
+                for m in method_list}
+    output, splits = _check_before_work(base, method_list, fractions, seeds, lr_grids, output)
+    tuning = _tuning_seeds(seeds, tune_seeds, max(len(g) for g in lr_grids.values()))
+    plan = GridPlan(base, output, method_list, fractions, lr_grids, tuning, [s for s in seeds if s not in tuning],
+                    save_adapters)
     executor = executor or SequentialExecutor()
-
-    source = base.data_source()
-    catalogue.resolve_model(base.model, source.kind, base.revision)  # fail fast on a model that does not fit the task
-    splits = datasource.load_splits(source)  # read once, shared by every run
-    data = splits.data
-    base.resolved_metric(data.regression)  # fail fast on a metric that does not fit the task (a regression's: pearson)
-    for f in fractions:  # fail fast: every fraction must leave every class some training examples
-        for s in seeds:
-            datasource.run_indices(splits, f, s)
-
-    tuning = _tuning_seeds(seeds, tune_seeds, max(len(lr_grid(m)) for m in method_list))
-    final = [s for s in seeds if s not in tuning]
-    per_fraction = sum(len(lr_grid(m)) * len(tuning) + len(final) for m in method_list)
     output.mkdir(parents=True, exist_ok=True)
     executor.prepare(output)
-    rows: dict[tuple, dict] = {}  # by the run's place in the grid: (fraction, method, stage, lr, seed) indices
-    failed: list[str] = []  # "name (error; log: path)" of each run that failed or was not run
-
-    def spec(method: str, fraction: float, lr: float, seed: int) -> RunSpec:
-        name = run_name(method, fraction, lr, seed)
-        run_dir = output / "runs" / name
-        # overwrite: a run folder is reused above only when finished with these settings; else retrained
-        cfg = dataclasses.replace(base, method=method, fraction=fraction, lr=lr, seed=seed,
-                                  output=str(run_dir), save=save_adapters, progress=False, overwrite=True)
-        return RunSpec(name, cfg, output / "logs" / f"{name}.log")
-
-    with GridProgress(per_fraction * len(fractions), title=output.name or "compare", enabled=progress,
-                      slots=executor.slots) as bar:
-
-        def record(place: tuple, spec: RunSpec, metrics: dict, how: str, seconds: float | None = None) -> None:
-            rows[place] = _row(metrics, Path(spec.cfg.output))
-            table = pd.DataFrame([rows[k] for k in sorted(rows)])
-            atomic_write(output / "results.csv", lambda tmp: table.to_csv(tmp, index=False))
-            bar.finish(spec.name, how, metrics, seconds)
-
-        def run_batch(batch: dict[tuple, RunSpec]) -> None:
-            """Reuse what is finished (in ``output``, else in a ``reuse_from`` folder); the executor runs the rest."""
-            todo: dict[str, tuple] = {}
-            for place, one in batch.items():
-                how = "done before"
-                metrics = _finished(Path(one.cfg.output), one.cfg) if resume else None
-                if metrics is None and resume:
-                    how, metrics = "copied", _copy_finished(Path(one.cfg.output), one.cfg, reuse_folders)
-                if metrics is None:
-                    todo[one.name] = place
-                else:
-                    bar.start(one.name)
-                    record(place, one, metrics, how)
-
-            def finished(result: RunResult) -> None:
-                place = todo[result.spec.name]
-                if result.metrics is not None:
-                    record(place, result.spec, result.metrics, "trained", result.seconds)
-                else:
-                    failed.append(f"{result.spec.name} ({result.error}; log: {result.spec.log})")
-                    bar.fail(result.spec.name, f"failed: {result.error}; log: {result.spec.log}")
-
-            executor.run([batch[p] for p in todo.values()], splits, bar.start, finished)
-
-        grid = [(fi, fraction, mi, method) for fi, fraction in enumerate(fractions)
-                for mi, method in enumerate(method_list)]
-        run_batch({(fi, mi, 0, li, si): spec(method, fraction, lr, seed)
-                   for fi, fraction, mi, method in grid for li, lr in enumerate(lr_grid(method))
-                   for si, seed in enumerate(tuning)})
-        finals: dict[tuple, RunSpec] = {}
-        for fi, fraction, mi, method in grid:
-            tuned = [row for place, row in rows.items() if place[:3] == (fi, mi, 0)]
-            if len(tuned) < len(lr_grid(method)) * len(tuning):  # a tuning run failed: no choice to make
-                for seed in final:
-                    name = f"{method}_f{fraction:g}_s{seed}"
-                    failed.append(f"{name} (not run: a tuning run of {method} at {fraction:g} failed)")
-                    bar.fail(name, "not run: a tuning run of this method and fraction failed")
-                continue
-            chosen = report.best_lr(pd.DataFrame(tuned))
-            finals.update({(fi, mi, 1, 0, si): spec(method, fraction, chosen, seed) for si, seed in enumerate(final)})
-        run_batch(finals)
-
-    if not rows:
-        raise RunsFailed(f"every run of {output} failed: " + "; ".join(failed), failed)
-    df = report.select_lr(pd.DataFrame([rows[k] for k in sorted(rows)]))
-    atomic_write(output / "results.csv", lambda tmp: df.to_csv(tmp, index=False))
-    context = (f"Task: {base.dataset or base.data or base.task}; "
-               f"model: {base.model or catalogue.DEFAULT_MODEL[data.kind]}; "
-               f"rank {base.r}, alpha {base.alpha:g}; "
-               + (f"{base.epochs:g} epochs" if base.epochs is not None else f"{base.steps} steps")
-               + f" at batch {base.batch_size}; targets {base.targets}; split seed {base.split_seed}.")
-    if failed:
-        context += (f"\n\n**{len(failed)} runs are missing** (failed, or not run because their tuning failed); "
-                    "rerun the same command to retry them: " + "; ".join(failed))
-    report.write_report(df, output, context=context)
-    if failed:
-        raise RunsFailed(f"{len(failed)} of {per_fraction * len(fractions)} runs did not finish: "
-                         + "; ".join(failed) + f". The others are in {output / 'results.csv'} and summary.md; "
-                         "fix the cause and rerun the same command (finished runs are reused)", failed, df)
-    return df
+    reuse_folders = [Path(f) for f in reuse_from or []]
+    with GridProgress(plan.total, title=output.name or "compare", enabled=progress, slots=executor.slots) as bar:
+        ledger = Ledger(output, bar)
+        _run_batch(plan.tuning_batch(), ledger, executor, splits, resume, reuse_folders)
+        _run_batch(plan.final_batch(ledger), ledger, executor, splits, resume, reuse_folders)
+    return _report(plan, ledger, splits.data.kind)
