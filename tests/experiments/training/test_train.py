@@ -9,6 +9,7 @@ import warnings
 import pytest
 from conftest import write_images, write_pairs
 
+from hora.experiments.training import outputs
 from hora.experiments.training import train as train_mod
 from hora.experiments.training.train_config import TrainConfig
 
@@ -96,16 +97,6 @@ def test_many_epochs_over_small_data_warns_once_and_keeps_the_settings(tiny_bert
     assert m["steps"] == 4 and m["n_train"] == 4  # warned, not changed
 
 
-def test_many_epochs_warning_only_for_data_files_with_a_step_budget(tiny_csv):
-    from hora.experiments.errors import HoraWarning
-
-    with pytest.warns(HoraWarning, match="28 training examples: 300 steps of batch 32 are about 343 epochs"):
-        train_mod.warn_if_many_epochs(TrainConfig(data=str(tiny_csv)), 28)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        train_mod.warn_if_many_epochs(TrainConfig(data=str(tiny_csv)), 480)  # exactly 20 epochs
-        train_mod.warn_if_many_epochs(TrainConfig(data=str(tiny_csv), epochs=300), 28)  # the user chose epochs
-        train_mod.warn_if_many_epochs(TrainConfig(), 28)  # a built-in task's subsample
 
 
 def test_training_leaves_nothing_in_the_temp_dir(tiny_bert, tiny_csv, tmp_path, monkeypatch):
@@ -129,15 +120,6 @@ def test_a_diverged_run_is_written_without_diagnostics(tiny_bert, tiny_csv, tmp_
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["steps"] == 4
 
 
-def test_diagnostics_errors_other_than_the_expected_ones_are_raised(tiny_bert):
-    import peft
-    from transformers import AutoModelForSequenceClassification
-
-    base = AutoModelForSequenceClassification.from_pretrained(tiny_bert, num_labels=2)
-    lora = peft.get_peft_model(base, peft.LoraConfig(r=2, target_modules=["query"], task_type="SEQ_CLS"))
-    assert set(train_mod._adapter_diagnostics(lora, "lora")) == {"diag_stable_rank", "diag_head_shared_energy"}
-    with pytest.raises(TypeError, match="Expected a HoRA PeftModel"):
-        train_mod._adapter_diagnostics(lora, "hora")
 
 
 def _tiny_run(tmp_path, name: str, **kw) -> TrainConfig:
@@ -240,7 +222,7 @@ def test_a_failing_optional_step_costs_the_run_nothing(tiny_bert, tiny_csv, tmp_
             "parameter report", "diagnostics", "model card"])
         raise RuntimeError("diagnostics exploded")
 
-    monkeypatch.setattr(train_mod, "_adapter_diagnostics", broken)
+    monkeypatch.setattr(outputs, "adapter_diagnostics", broken)
     m = train_mod.train(_cfg(tiny_bert, tiny_csv, tmp_path, method="hora"))
     assert saved_before == [True]
     saved = json.loads((tmp_path / "run" / "metrics.json").read_text())

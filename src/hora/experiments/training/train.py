@@ -1,7 +1,8 @@
-"""One training run on transformers' ``Trainer``, in steps: the base model (:func:`resolve_base_model`), the data
-source's splits (:mod:`hora.experiments.data.datasource`), the run's examples encoded for the model
-(:func:`encode_splits`), the adapted model (:func:`adapted_model`), the trainer (:func:`training_arguments`,
-:func:`make_trainer`), training (:func:`run_training`), scores (:func:`evaluate`), outputs (:func:`save_run`).
+"""One training run on transformers' ``Trainer``, in steps: the base model and the examples encoded for it
+(:mod:`hora.experiments.training.inputs`), the data source's splits (:mod:`hora.experiments.data.datasource`), the
+adapted model (:func:`adapted_model`), training and scores (:func:`fit`: :func:`training_arguments`,
+:func:`make_trainer`, :func:`run_training`, :func:`evaluate`), the run's record (:func:`run_metrics`) and what it
+leaves (:mod:`hora.experiments.training.outputs`).
 
 Two objectives (``--objective``): ``classify`` trains a new classification head with the adapter
 (:class:`~hora.experiments.training.checkpoints.HoraTrainer`); ``sft`` trains a decoder to generate the answer after a
@@ -35,7 +36,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,13 +46,20 @@ from hora.experiments import paths
 from hora.experiments.console import quiet
 from hora.experiments.data import datasource, tasks
 from hora.experiments.errors import HoraError, HoraWarning, TrainingInterrupted
-from hora.experiments.methods import build, named_variants, portable
-from hora.experiments.models import catalogue, loaders, qlora
+from hora.experiments.methods import build, named_variants
+from hora.experiments.models import loaders, qlora
 from hora.experiments.scoring import evaluation
 from hora.experiments.scoring.evaluation import answer_score, generation_budget
-from hora.experiments.training import devices
-from hora.experiments.training.train_config import PENDING, RECORDED, TRAJECTORY, TrainConfig, world_size
-from hora.io import atomic_save_files, atomic_write_json
+from hora.experiments.training import devices, outputs
+from hora.experiments.training.inputs import (
+    BaseModel,
+    Encoded,
+    encode_splits,
+    load_test_sets,
+    resolve_base_model,
+    warn_if_many_epochs,
+)
+from hora.experiments.training.train_config import RECORDED, TRAJECTORY, TrainConfig, world_size
 
 
 def check_output(cfg: TrainConfig) -> Path:
@@ -67,30 +75,6 @@ def _cpu_distributed() -> bool:
     return world_size() > 1 and not torch.cuda.is_available()
 
 
-def _adapter_diagnostics(model, method: str) -> dict:
-    """Mean stable rank of the updates and cross-head shared energy of the head factors (DESIGN: report
-    both beside accuracy), from :mod:`hora.diagnostics` for HoRA, LoRA and DoRA; none for other methods."""
-    import torch
-
-    from hora.diagnostics import adapter_diagnostics, lora_diagnostics
-    from hora.heads import HeadLayoutError
-
-    compute = {"hora": adapter_diagnostics, "lora": lora_diagnostics, "dora": lora_diagnostics}.get(method)
-    if compute is None:
-        return {}
-    try:
-        out = compute(model)
-    except (torch.linalg.LinAlgError, HeadLayoutError):
-        # The two failures a finished run can meet here; its metrics are then written without diagnostics:
-        # - LinAlgError: a diverged run (kept as a result by ``hora compare``, stop_on_nan=False) has NaN in
-        #   its update, which has no singular values, so no stable rank;
-        # - HeadLayoutError: a LoRA/DoRA run on a model whose config does not give its head counts; the head
-        #   split is read only for this diagnostic (a HoRA run read it when its adapter was built).
-        # Anything else is a bug and is raised.
-        return {}
-    return {f"diag_{k}": float(v) for k, v in out.items() if isinstance(v, int | float)}
-
-
 def warn_if_fsdp_falls_back(cuda: bool) -> None:
     """A HoraWarning when ``accelerate launch --use_fsdp`` asked for FSDP on a machine without CUDA:
     Accelerate then runs plain DDP (every process holds the whole model) without saying so."""
@@ -98,104 +82,6 @@ def warn_if_fsdp_falls_back(cuda: bool) -> None:
         warnings.warn("FSDP was requested (accelerate --use_fsdp) but Accelerate does not shard on CPU: this run "
                       "is plain DDP, every process holds the whole model (docs/operations.md, 'Scaling out')",
                       HoraWarning, stacklevel=2)
-
-
-# a user's --data trained for more epochs than this by the step budget alone gets a HoraWarning
-MANY_EPOCHS = 20
-
-
-def warn_if_many_epochs(cfg: TrainConfig, n_train: int) -> None:
-    """A HoraWarning when ``--steps`` (the default 300, sized for the built-in datasets) makes many epochs
-    over a small ``--dataset`` / ``--data``; the settings are kept as given."""
-    source = cfg.dataset or cfg.data
-    if source is None or cfg.epochs is not None or cfg.steps is None or n_train < 1:
-        return
-    epochs = cfg.steps * cfg.batch_size / n_train
-    if epochs > MANY_EPOCHS:
-        warnings.warn(f"{source} gives {n_train} training examples: {cfg.steps} steps of batch {cfg.batch_size} "
-                      f"are about {epochs:.0f} epochs over them, which can overfit; set the length with "
-                      "--epochs N (e.g. --epochs 10) or fewer --steps", HoraWarning, stacklevel=2)
-
-
-@dataclass
-class BaseModel:
-    """The resolved ``--model``: its name in reports, what ``from_pretrained`` takes (a folder or a Hub ID), the
-    revision and its config.json."""
-
-    name: str
-    ref: str | Path
-    revision: str | None
-    config: dict
-
-
-@dataclass
-class Encoded:
-    """A run's three data sets as the trainer takes them, and the tokenizer and token limit that made them."""
-
-    train: Any
-    val: Any
-    test: Any
-    tokenizer: Any = None
-    max_length: int = 0
-    tests: dict = field(default_factory=dict)  # further test sets (--test-sets): name -> data set
-
-
-def resolve_base_model(cfg: TrainConfig, kind: str) -> BaseModel:
-    """``--model`` (or the default for the data's ``kind``, text or image) resolved and checked against the kind
-    and the objective, before any data is read."""
-    name, ref = catalogue.resolve_model(cfg.model, kind, cfg.revision)
-    config = catalogue.read_config(ref, cfg.revision)
-    if cfg.objective == "sft" and not catalogue.is_causal_lm(config):
-        raise HoraError(f"--objective sft needs a decoder, and {name} is no causal LM (its config.json names no "
-                        "...ForCausalLM architecture)")
-    qlora.check_model(vars(cfg), name, config)
-    return BaseModel(name, ref, cfg.revision, config)
-
-
-def encode_splits(cfg: TrainConfig, data: tasks.TaskData, indices: tuple, base: BaseModel, sft=None,
-                  test_sets: dict[str, tasks.TaskData] | None = None) -> Encoded:
-    """The train / validation / test examples at ``indices`` (and every example of each further test set),
-    encoded for the model: tokenised texts (pairs as pairs), images through the model's image processor (the
-    built-in tasks' digits as they are), or prompts and answers for TRL (``sft``); one warning when texts were
-    cut to ``--max-length``."""
-    tokenizer, max_length = None, 0
-    if data.kind == "image":
-        transform = loaders.load_image_transform(base.ref, base.revision) if cfg.image_column else None
-
-        def encode(d, idx):
-            return tasks.encode(d, idx, image_transform=transform)
-    else:
-        tokenizer = loaders.load_tokenizer(base.ref, base.revision)
-        max_length = catalogue.cap_max_length(cfg.max_length, base.config, tokenizer)
-        encode_text = sft.prepare if sft is not None else tasks.encode  # sft: prompts and answers, cut to fit
-
-        def encode(d, idx):
-            return encode_text(d, idx, tokenizer, max_length)
-    train_ds, val_ds, test_ds = (encode(data, idx) for idx in indices)
-    tests = {name: encode(d, np.arange(len(d))) for name, d in (test_sets or {}).items()}
-    evaluated = [val_ds, test_ds, *tests.values()]
-    if sft is not None:
-        sft.warn_cut([train_ds, *evaluated], max_length, data.name)
-    elif data.kind == "text":
-        tasks.warn_truncated([train_ds, *evaluated], max_length, data.name)
-        for ds in evaluated:  # evaluate in length order: less padding, same accuracy
-            ds.items.sort(key=lambda item: len(item["input_ids"]))
-    return Encoded(train_ds, val_ds, test_ds, tokenizer, max_length, tests)
-
-
-def load_test_sets(cfg: TrainConfig, data: tasks.TaskData) -> dict[str, tasks.TaskData]:
-    """The further test sets of ``--test-sets`` (name -> examples), read with the run's columns; a classification
-    test set must have the run's classes."""
-    if cfg.test_sets is None:
-        return {}
-    source = cfg.data_source()
-    loaded = {name: datasource.load_test_set(source, where)
-              for name, where in datasource.parse_test_sets(cfg.test_sets).items()}
-    for name, tested in loaded.items():
-        if cfg.objective != "sft" and not data.regression and tested.label_names != data.label_names:
-            raise HoraError(f"test set {name} has the classes {', '.join(tested.label_names)}, not the run's "
-                            f"{', '.join(data.label_names)}")
-    return loaded
 
 
 def adapted_model(cfg: TrainConfig, data: tasks.TaskData, base: BaseModel):
@@ -397,46 +283,71 @@ def train(cfg: TrainConfig, splits: tasks.Splits | None = None, callbacks: Seque
     indices = datasource.run_indices(splits, cfg.fraction, cfg.seed, cfg.max_eval_samples)
     encoded = encode_splits(cfg, data, indices, base, sft, load_test_sets(cfg, data))
     model, info = adapted_model(cfg, data, base)
-    trainable, total = build.count_parameters(model)
     warn_if_many_epochs(cfg, len(encoded.train))
-    # Trainer needs an output_dir: the checkpoints folder when saving, else a scratch folder removed at the end
-    # (none with --save-every, so a run killed hard leaves nothing in the temp dir)
+    fitted = fit(cfg, model, data, encoded, [*callbacks, *info["callbacks"]], resume_from, save_every, sft)
+    metrics = run_metrics(cfg, base, data, encoded, model, info, fitted, sft is not None)
+    metrics["total_seconds"] = round(time.perf_counter() - t_start, 3)
+    return outputs.finish_run(cfg, model, metrics, writer=fitted.trainer.is_world_process_zero())
+
+
+@dataclass
+class Fitted:
+    """A trained model's trainer, and what its training and evaluation measured."""
+
+    trainer: Any
+    train_seconds: float
+    train_loss: float
+    scores: dict
+    eval_seconds: float
+    steps: int
+
+
+def fit(cfg: TrainConfig, model, data: tasks.TaskData, encoded: Encoded, callbacks: list,
+        resume_from: Path | None, save_every: int | None, sft=None) -> Fitted:
+    """Train ``model`` on the encoded examples and score it. The Trainer needs an output_dir: the checkpoints
+    folder when saving (``--save-every``), else a scratch folder removed at the end (none with ``--save-every``,
+    so a run killed hard leaves nothing in the temp dir)."""
     from hora.experiments.training.checkpoints import CHECKPOINTS
 
     scratch = None if save_every else Path(tempfile.mkdtemp(prefix="hora-trainer-"))
     try:
         arguments = training_arguments(cfg, scratch or Path(cfg.output) / CHECKPOINTS, len(encoded.train),
                                        save_every, data.kind)
-        trainer = make_trainer(cfg, model, encoded, arguments, [*callbacks, *info["callbacks"]], sft)
+        trainer = make_trainer(cfg, model, encoded, arguments, callbacks, sft)
         train_seconds = run_training(cfg, trainer, resume_from, save_every)
-        train_loss = trainer.mean_train_loss()
         t1 = time.perf_counter()
         scores = evaluate(cfg, trainer, data, encoded, sft)
-        eval_seconds = time.perf_counter() - t1
-        steps_done = int(trainer.state.global_step)
+        return Fitted(trainer, train_seconds, trainer.mean_train_loss(), scores, time.perf_counter() - t1,
+                      int(trainer.state.global_step))
     finally:
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
 
-    metrics = {
+
+def run_metrics(cfg: TrainConfig, base: BaseModel, data: tasks.TaskData, encoded: Encoded, model, info: dict,
+                fitted: Fitted, generative: bool) -> dict:
+    """metrics.json's record of a trained run: its settings, scores, sizes, timings and where it ran."""
+    import torch
+
+    trainable, total = build.count_parameters(model)
+    return {
         **cfg.settings(RECORDED),  # every setting that fixes the run or its scores, as given (lr resolved)
-        **scores,
+        **fitted.scores,
         "method": build.method_label(cfg.method),  # a PEFT config path: its folder's name
         "trainable_params": int(trainable),
         "total_params": int(total),
-        "train_seconds": round(train_seconds, 3),
-        "eval_seconds": round(eval_seconds, 3),
-        "total_seconds": round(time.perf_counter() - t_start, 3),
-        "train_loss": float(train_loss),
+        "train_seconds": round(fitted.train_seconds, 3),
+        "eval_seconds": round(fitted.eval_seconds, 3),
+        "train_loss": float(fitted.train_loss),
         "fraction": float(cfg.fraction),
         "model": base.name,  # the resolved name, e.g. the default for the task
         "model_path": str(base.ref),
         "task": data.name,
         "kind": data.kind,
         "regression": data.regression,
-        "label_names": list(data.label_names) if sft is None else [],  # sft: answers, not classes
+        "label_names": [] if generative else list(data.label_names),  # sft: answers, not classes
         "dropped_rows": dict(data.dropped),  # rows left out of the source: empty text or label, by reason
-        "steps": steps_done,  # the steps taken (set by --epochs when given)
+        "steps": fitted.steps,  # the steps taken (set by --epochs when given)
         "n_train": len(encoded.train),
         "n_val": len(encoded.val),
         "n_test": len(encoded.test),
@@ -446,54 +357,5 @@ def train(cfg: TrainConfig, splits: tasks.Splits | None = None, callbacks: Seque
         "torch_threads": torch.get_num_threads(),
         "base_method": named_variants.resolve(cfg.method).method,  # a named variant counts as its base method
     }
-    writer = trainer.is_world_process_zero()  # under torchrun / accelerate launch only one process writes
-    steps = {"parameter report": lambda: _parameter_report(model, metrics["base_method"]),
-             "diagnostics": lambda: _adapter_diagnostics(model, metrics["base_method"])}
-    if writer and cfg.save:
-        steps["model card"] = lambda: portable.write_card(model, cfg.output, metrics, cfg.output)
-    if writer:  # what the run trained is safe before any optional step runs; "pending" until they have run
-        save_run(cfg, model, {**metrics, PENDING: list(steps)})
-    missing = run_optional_steps(steps, metrics)
-    if missing:
-        metrics["missing"] = missing
-    if writer:
-        write_metrics(cfg, metrics)
-    return metrics
 
 
-def _parameter_report(model, base_method: str) -> dict:
-    """HoRA's LoRA-equivalent parameter count (:func:`hora.parameter_report`); nothing for other methods."""
-    if base_method != "hora":
-        return {}
-    import hora
-
-    return {"lora_equivalent_params": int(hora.parameter_report(model)["lora_equivalent"])}
-
-
-def run_optional_steps(steps: dict[str, Any], metrics: dict) -> dict[str, str]:
-    """Run each optional step (name -> a function returning metrics to add) after the run is saved, adding what
-    it returns to ``metrics``. A step that fails costs the run nothing: one line on stderr, and the step's name
-    with its error in the returned dict (recorded in metrics.json as ``missing``)."""
-    missing = {}
-    for name, step in steps.items():
-        try:
-            metrics.update(step() or {})
-        except Exception as exc:  # noqa: BLE001 - by design: an optional step must never lose a trained run
-            missing[name] = f"{type(exc).__name__}: {exc}"
-            print(f"hora: warning: the run's {name} failed ({missing[name]}); the adapter and metrics.json are "
-                  f"saved, and metrics.json records the {name} as missing", file=sys.stderr, flush=True)
-    return missing
-
-
-def save_run(cfg: TrainConfig, model, metrics: dict) -> None:
-    """The adapter (``--save``) and metrics.json, with the run's whole config, into ``cfg.output``, atomically."""
-    out = Path(cfg.output)
-    out.mkdir(parents=True, exist_ok=True)
-    if cfg.save:  # the adapter names its base model portably (hora.experiments.methods.portable)
-        atomic_save_files(out, lambda tmp: portable.save_adapter(model, tmp, metrics))
-    write_metrics(cfg, metrics)
-
-
-def write_metrics(cfg: TrainConfig, metrics: dict) -> None:
-    """metrics.json of the run, with its whole config, written atomically."""
-    atomic_write_json(Path(cfg.output) / "metrics.json", {**metrics, "config": asdict(cfg)})
