@@ -21,7 +21,7 @@ import hora
 from hora.experiments import assets
 from hora.experiments.data import tasks
 from hora.experiments.models import loaders
-from hora.quantized import _restore_standard_4bit_layout
+from hora.tuner.quantized import _restore_standard_4bit_layout
 
 QUANTIZATIONS = {
     "nf4 + double quant, fp32 compute": dict(load_in_4bit=True, bnb_4bit_quant_type="nf4",

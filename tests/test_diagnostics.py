@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from hora import HoraConfig, export_lora, parameter_report
-from hora.config import PROJECTIONS
 from hora.diagnostics import adapter_diagnostics, head_shared_energy, lora_diagnostics, stable_rank
+from hora.tuner.config import PROJECTIONS
 from tiny_models import make_model, task_type
 
 

@@ -42,7 +42,7 @@ from safetensors.torch import save_file
 from tiny_models import make_inputs, make_model, task_type
 import hora, peft
 from hora.fsdp import fully_shard_blocks
-from hora.generator import FactorBank
+from hora.tuner.generator import FactorBank
 
 STEPS, BATCH = int(os.environ["HORA_TEST_STEPS"]), 4
 world, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))

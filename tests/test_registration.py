@@ -26,8 +26,8 @@ def test_import_hora_imports_neither_torch_nor_peft():
     "import hora",  # then PEFT alone loads a saved adapter: the registration must already be there
     "import peft, hora",
     "from hora import HoraConfig",
-    "from hora.config import HoraConfig",
-    "from hora.heads import discover_layout",  # a hora module other than config imports peft first
+    "from hora.tuner.config import HoraConfig",
+    "from hora.tuner.heads import discover_layout",  # a hora module other than config imports peft first
     "import hora.experiments.methods.build",
 ])
 def test_hora_is_registered_whatever_is_imported_first(first):
@@ -36,7 +36,7 @@ def test_hora_is_registered_whatever_is_imported_first(first):
 
 
 def test_public_names_and_submodules_load_on_first_use():
-    result = _run("import hora, inspect; assert hora.HoraConfig.__module__ == 'hora.config'; "
+    result = _run("import hora, inspect; assert hora.HoraConfig.__module__ == 'hora.tuner.config'; "
                   "assert 'HoraLayer' in dir(hora); assert inspect.getsource(hora.fsdp); "
                   "assert not hasattr(hora, 'no_such_name')")
     assert result.returncode == 0, result.stderr

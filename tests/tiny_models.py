@@ -26,7 +26,7 @@ from transformers import (
 )
 
 from hora import HoraConfig
-from hora.config import PROJECTIONS
+from hora.tuner.config import PROJECTIONS
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

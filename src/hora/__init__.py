@@ -17,26 +17,26 @@ from .kernel_lookup import drop_kernel_lookup_messages
 from .registration import register_when_peft_is_imported
 
 if TYPE_CHECKING:
-    from .config import HoraConfig
     from .diagnostics import parameter_report
-    from .experiments.models.catalogue import offline_model
     from .export import export_lora
-    from .heads import HeadLayoutError, find_attention_targets
-    from .layer import HoraLayer
-    from .model import HoraModel
     from .optim import param_groups
-    from .quantized import UnsupportedQuantizationError
+    from .tuner.config import HoraConfig
+    from .tuner.heads import HeadLayoutError, find_attention_targets
+    from .tuner.layer import HoraLayer
+    from .tuner.model import HoraModel
+    from .tuner.quantized import UnsupportedQuantizationError
 
 # public name -> the submodule that defines it
 _EXPORTS = {
-    "HeadLayoutError": "heads",
-    "HoraConfig": "config",
-    "HoraLayer": "layer",
-    "HoraModel": "model",
-    "UnsupportedQuantizationError": "quantized",
+    "HeadLayoutError": "tuner.heads",
+    "HoraConfig": "tuner.config",
+    "HoraLayer": "tuner.layer",
+    "HoraModel": "tuner.model",
+    "UnsupportedQuantizationError": "tuner.quantized",
     "export_lora": "export",
-    "find_attention_targets": "heads",
-    "offline_model": "experiments.models.catalogue",  # the harness's, re-exported for the quickstart
+    "find_attention_targets": "tuner.heads",
+    # the harness's, re-exported for the quickstart: named as a string only, so the library imports nothing of it
+    "offline_model": "experiments.models.catalogue",
     "param_groups": "optim",
     "parameter_report": "diagnostics",
 }

@@ -30,8 +30,8 @@ from peft.tuners.lora import LoraLayer
 from torch import nn
 from torch.func import functional_call, jvp, vjp
 
-from .heads import HeadLayout, discover_layout
-from .model import hora_tuner, iter_hora_layers
+from .tuner.heads import HeadLayout, discover_layout
+from .tuner.model import hora_tuner, iter_hora_layers
 
 
 def parameter_report(model: nn.Module, adapter_name: str = "default") -> dict[str, int | float]:

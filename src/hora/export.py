@@ -4,7 +4,7 @@ Each adapted module's update is dW = s B A with B (d_out x r) and A (r x d_in) â
 folds s into the generated factor, so the export writes PEFT LoRA factors lora_B = s B_head (or
 lora_A = s A_head for o), the free factor unchanged, and lora_alpha = r (LoRA scaling 1). PEFT's LoRA
 then computes bit-for-bit the same products: no SVD, no approximation. An ``nn.MultiheadAttention`` is one
-PEFT-LoRA target (factors on its packed in_proj and on its out_proj, :func:`hora.mha.lora_factors`).
+PEFT-LoRA target (factors on its packed in_proj and on its out_proj, :func:`hora.tuner.mha.lora_factors`).
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import torch
 from peft import LoraConfig, PeftModel, get_peft_model_state_dict
 
 from .io import atomic_save_safetensors, atomic_write_json
-from .mha import HoraMultiheadAttention, lora_factors
-from .model import HoraModel, hora_tuner, iter_hora_layers
+from .tuner.mha import HoraMultiheadAttention, lora_factors
+from .tuner.model import HoraModel, hora_tuner, iter_hora_layers
 
 LORA_WEIGHTS_NAME = "adapter_model.safetensors"
 LORA_CONFIG_NAME = "adapter_config.json"
@@ -43,7 +43,7 @@ def lora_state_dict(model: PeftModel | HoraModel, adapter_name: str = "default")
 
 def _lora_modules(tuner: HoraModel, adapter_name: str) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """PEFT-LoRA module name -> (lora_A, lora_B) of one adapter: each HoRA layer's factors, except that an
-    adapted ``nn.MultiheadAttention`` is one LoRA target (:func:`hora.mha.lora_factors`)."""
+    adapted ``nn.MultiheadAttention`` is one LoRA target (:func:`hora.tuner.mha.lora_factors`)."""
     r = tuner.peft_config[adapter_name].r
     modules = {}
     attentions = [(name, m) for name, m in tuner.model.named_modules() if isinstance(m, HoraMultiheadAttention)]

@@ -1,10 +1,9 @@
 """FSDP2 for HoRA models: shard every transformer block, keep the shared head-factor bank in the root unit.
 
-HoRA's :class:`~hora.generator.FactorBank` lives on the model (``model.hora``, :mod:`hora.banks`) and generates
-the head factors of all adapted layers in a forward pre-hook, before any block runs, so its parameters must
-belong to the root FSDP unit (all-gathered when the whole model's forward starts). Wrapping whole transformer
-blocks, then the root, does that; wrapping single Linear layers or a module that holds the bank would not.
-"""
+HoRA's :class:`~hora.tuner.generator.FactorBank` lives on the model (``model.hora``, :mod:`hora.tuner.banks`) and
+generates the head factors of all adapted layers in a forward pre-hook, before any block runs, so its parameters must
+belong to the root FSDP unit (all-gathered when the whole model's forward starts). Wrapping whole transformer blocks,
+then the root, does that; wrapping single Linear layers or a module that holds the bank would not."""
 
 from __future__ import annotations
 
@@ -12,7 +11,7 @@ from typing import Any
 
 from torch import nn
 
-from .generator import FactorBank
+from .tuner.generator import FactorBank
 
 
 def block_classes(model: nn.Module) -> set[type[nn.Module]]:

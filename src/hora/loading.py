@@ -17,9 +17,9 @@ import peft
 from safetensors import SafetensorError, safe_open
 from torch import nn
 
-from .config import PEFT_TYPE, HoraConfig
 from .registration import register
-from .shape_check import AdapterShapeError
+from .tuner.config import PEFT_TYPE, HoraConfig
+from .tuner.shape_check import AdapterShapeError
 
 CONFIG_NAME = "adapter_config.json"
 WEIGHTS_NAME = "adapter_model.safetensors"

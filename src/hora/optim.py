@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from .model import find_hora_tuner
+from .tuner.model import find_hora_tuner
 
 
 def param_groups(model: nn.Module, lr: float, weight_decay: float = 0.0) -> list[dict]:

@@ -12,7 +12,7 @@ and otherwise installs :class:`PeftImportWatcher`, a meta-path finder that wraps
 
 - peft's: when peft's own import has finished, HoRA is registered;
 - each ``hora.*`` submodule's: it counts how deep hora's own imports are nested. When a hora module is the
-  one importing peft (``hora.config`` imports ``peft.config``), registering at once would import hora
+  one importing peft (``hora.tuner.config`` imports ``peft.config``), registering at once would import hora
   modules that are still half-initialised, so the registration waits until the outermost hora import
   has finished.
 """
@@ -29,8 +29,8 @@ def register() -> None:
     """Add HoRA to PEFT's config, tuner and prefix tables (idempotent)."""
     from peft import mapping
 
-    from .config import PEFT_TYPE, HoraConfig
-    from .model import HoraModel
+    from .tuner.config import PEFT_TYPE, HoraConfig
+    from .tuner.model import HoraModel
 
     mapping.PEFT_TYPE_TO_CONFIG_MAPPING[PEFT_TYPE] = HoraConfig
     mapping.PEFT_TYPE_TO_TUNER_MAPPING[PEFT_TYPE] = HoraModel

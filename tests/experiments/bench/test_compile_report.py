@@ -7,8 +7,8 @@ import inspect
 
 import torch
 
-import hora.generator
-import hora.layer
+import hora.tuner.generator
+import hora.tuner.layer
 from hora.experiments.bench import compile_report as report_module
 from hora.experiments.bench.compile_report import compile_report, hora_core_files, in_hora_code
 from hora.experiments.bench.variants import Settings
@@ -23,8 +23,8 @@ def test_compile_has_no_graph_breaks_in_training_or_unmerged_eval():
 
 
 def test_hora_code_is_the_core_modules_files_and_not_the_harness():
-    assert in_hora_code(inspect.getsourcefile(hora.generator))
-    assert in_hora_code(inspect.getsourcefile(hora.layer))
+    assert in_hora_code(inspect.getsourcefile(hora.tuner.generator))
+    assert in_hora_code(inspect.getsourcefile(hora.tuner.layer))
     assert not in_hora_code(inspect.getsourcefile(report_module))  # the harness, though under hora/
     assert not in_hora_code(inspect.getsourcefile(torch.nn.functional))
     assert not in_hora_code("/somewhere/hora/generator.py")  # a path that merely looks like HoRA's

@@ -10,7 +10,7 @@ from hora import HoraConfig
 from hora.experiments.bench.generation import generation_counts
 from hora.experiments.bench.variants import Settings, build_variant
 from hora.experiments.bench.workloads import bert_workload
-from hora.generator import FactorBank
+from hora.tuner.generator import FactorBank
 
 
 def _count_products(model, batch, monkeypatch) -> int:

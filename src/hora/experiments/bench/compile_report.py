@@ -26,20 +26,21 @@ from typing import Any
 
 import torch
 
-import hora
-
 from .variants import Settings, build_variant
 from .workloads import Workload
 
 
 @functools.cache
 def hora_core_files() -> frozenset[str]:
-    """Real paths of the source files of the modules directly in the ``hora`` package (its subpackages,
-    the harness among them, excluded), as the import system locates them."""
-    origins = [hora.__spec__.origin]
-    for module in pkgutil.iter_modules(hora.__path__, prefix="hora."):
-        if not module.ispkg:
-            origins.append(importlib.util.find_spec(module.name).origin)
+    """Real paths of the source files of the library: the modules directly in the ``hora`` package and in its
+    tuner (``hora.tuner``), not the harness or the CLI, as the import system locates them."""
+    import hora.tuner
+
+    origins = [hora.__spec__.origin, hora.tuner.__spec__.origin]
+    for package in (hora, hora.tuner):
+        for module in pkgutil.iter_modules(package.__path__, prefix=f"{package.__name__}."):
+            if not module.ispkg:
+                origins.append(importlib.util.find_spec(module.name).origin)
     return frozenset(os.path.realpath(origin) for origin in origins if origin)
 
 

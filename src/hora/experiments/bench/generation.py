@@ -1,7 +1,7 @@
 """How often HoRA's banks generate their factors, and how many products one generation dispatches.
 
 Observed through public hooks only: a bank generates by being called as a module (``bank()``, see
-:class:`hora.generator.FactorBank`), so a forward pre-hook on every bank counts the generations and, with
+:class:`hora.tuner.generator.FactorBank`), so a forward pre-hook on every bank counts the generations and, with
 a forward hook, brackets each one in a ``TorchDispatchMode`` that counts the aten ops it dispatches. No
 method of a live object is replaced, and adapted layers are recognised by ``isinstance``.
 """
@@ -16,7 +16,7 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from hora import HoraLayer
-from hora.generator import FactorBank
+from hora.tuner.generator import FactorBank
 
 MATMUL_OPS = ("mm", "bmm", "addmm", "baddbmm", "matmul", "einsum", "dot", "mv")
 
@@ -35,7 +35,7 @@ class OpCounter(TorchDispatchMode):
 
 
 class GenerationCounter:
-    """Forward hooks on every :class:`~hora.generator.FactorBank` of ``model``: ``calls`` counts the
+    """Forward hooks on every :class:`~hora.tuner.generator.FactorBank` of ``model``: ``calls`` counts the
     generations, ``counter.ops`` the aten ops dispatched inside them. A context manager; leaving it
     removes the hooks."""
 

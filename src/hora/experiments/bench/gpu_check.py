@@ -8,7 +8,7 @@ dependency, a test that skipped itself); nothing is dropped silently. The checks
   and generator, devices, gradients, autocast then merge/export, save on CUDA and load on CPU, torch.compile,
   device maps, DataParallel);
 * ``autocast exactness``: ``tests/test_autocast.py`` (an autocast evaluation leaves merge and export exact);
-* ``quantized bases``: ``tests/test_quantized.py`` (bitsandbytes nf4/int8: training, merge error against LoRA's on
+* ``quantized bases``: ``tests/tuner/test_quantized.py`` (bitsandbytes nf4/int8: training, merge error against LoRA's on
   the same base, export), on the GPU when there is one;
 * ``harness matrix``: ``tests/experiments/test_matrix.py`` (every method under every training flag, SFT and
   4-/8-bit decoders, ``hora export``; each run's metrics.json must name the device);
@@ -69,7 +69,7 @@ class PytestCheck:
 TEST_CHECKS = (
     PytestCheck("gpu tests", ("tests/test_gpu.py",), marker="gpu"),
     PytestCheck("autocast exactness", ("tests/test_autocast.py",), quick="residual or joint"),
-    PytestCheck("quantized bases", ("tests/test_quantized.py",), quick="nf4", needs=("bitsandbytes",)),
+    PytestCheck("quantized bases", ("tests/tuner/test_quantized.py",), quick="nf4", needs=("bitsandbytes",)),
     PytestCheck("harness matrix", ("tests/experiments/test_matrix.py",),
               quick="hora-bf16- or hora-jointgen-bf16+checkpointing or hora-nores-fp16 or lora-accumulation "
                     "or hora-sft or hora-4bit",

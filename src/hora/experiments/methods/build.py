@@ -22,7 +22,7 @@ from pathlib import Path
 from hora.experiments.errors import HoraError
 from hora.experiments.methods import named_variants, peft_methods
 from hora.experiments.models import loaders
-from hora.projections import PROJECTIONS
+from hora.tuner.projections import PROJECTIONS
 
 METHODS = ("hora", "lora", "dora", "vera", "full")
 # Defaults when no --lr is given, chosen for a few hundred steps of Adam on a small encoder.
@@ -56,7 +56,7 @@ def method_label(method: str) -> str:
 
 
 def parse_projections(targets: str | None) -> tuple[str, ...]:
-    """'q,v' -> ('q', 'v'); validates against :data:`hora.projections.PROJECTIONS` (q, k, v, o)."""
+    """'q,v' -> ('q', 'v'); validates against :data:`hora.tuner.projections.PROJECTIONS` (q, k, v, o)."""
     if targets is None or targets == "":
         return ("q", "v")
     projs = tuple(t.strip().lower() for t in targets.split(",") if t.strip())

@@ -8,7 +8,7 @@ checkpointing, input gradients). A new classification head is kept out of quanti
 
 Offered for decoders (the built-in smollm2, or a causal-LM folder): the harness's encoders and ViT are small
 enough not to need it, and are refused with a clear error. HoRA's merging and export on such a base are
-:mod:`hora.quantized`'s.
+:mod:`hora.tuner.quantized`'s.
 """
 
 from __future__ import annotations

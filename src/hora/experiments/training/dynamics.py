@@ -80,7 +80,7 @@ def _update_recorder(log: dict[str, list[float]]):
     from transformers import TrainerCallback
 
     from hora.diagnostics import mean_generator_share
-    from hora.model import find_hora_tuner
+    from hora.tuner.model import find_hora_tuner
 
     class UpdateNorms(TrainerCallback):
         def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):

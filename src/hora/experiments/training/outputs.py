@@ -40,7 +40,7 @@ def adapter_diagnostics(model, method: str) -> dict:
     import torch
 
     from hora.diagnostics import adapter_diagnostics, lora_diagnostics
-    from hora.heads import HeadLayoutError
+    from hora.tuner.heads import HeadLayoutError
 
     compute = {"hora": adapter_diagnostics, "lora": lora_diagnostics, "dora": lora_diagnostics}.get(method)
     if compute is None:

@@ -14,7 +14,7 @@ D and Q are PEFT's own (:func:`peft.utils.resolve_quantization_backend`: ``get_b
 :attr:`HoraLayer.quantization_backend`. HoRA supports the back-ends it is tested on:
 
 * bitsandbytes ``Linear4bit`` (nf4/fp4, with or without double quantisation, any compute dtype) and
-  ``Linear8bitLt`` (tests/test_quantized.py, on CPU with bitsandbytes 0.50.2).
+  ``Linear8bitLt`` (tests/tuner/test_quantized.py, on CPU with bitsandbytes 0.50.2).
 
 Any other quantized layer PEFT knows (GPTQ, AWQ, AQLM, EETQ, HQQ, torchao, INC, TransformerEngine), and any
 Linear whose weight is not a plain floating tensor (a tensor subclass, an integer or float8 weight with scales

@@ -16,7 +16,7 @@ from torch import nn
 from transformers import AutoModelForCausalLM, BitsAndBytesConfig, LlamaConfig, LlamaForCausalLM
 
 from hora import HoraConfig, HoraLayer, UnsupportedQuantizationError, export_lora
-from hora.quantized import _restore_standard_4bit_layout
+from hora.tuner.quantized import _restore_standard_4bit_layout
 from tiny_models import GENERATOR_FORMS, make_inputs, make_model, train_steps
 
 bnb = pytest.importorskip("bitsandbytes")
@@ -141,7 +141,7 @@ def test_step0_loss_equals_loras_and_qlora_training_lowers_it(folder, quantizati
 def test_merge_error_is_loras_on_the_same_update(folder, tmp_path, quantization, generator):
     """Merging dequantises, adds dW in float32 and requantises: HoRA's merged model differs from its unmerged one
     by what PEFT's LoRA gets merging the same dW (the requantisation), and unmerge restores as LoRA's does.
-    (Before hora.quantized, 8-bit merging added dW to the int8 codes: 0.95 off; 4-bit merging crashed.)"""
+    (Before hora.tuner.quantized, 8-bit merging added dW to the int8 codes: 0.95 off; 4-bit merging crashed.)"""
     model = trained_hora(folder, quantization, generator)
     with pytest.warns(UserWarning, match="requantises W"):  # said once, as LoRA's "rounding errors" warning
         model.merge_adapter()
@@ -258,12 +258,12 @@ def test_a_quantized_layer_peft_knows_but_hora_does_not_support_is_refused(monke
     it by name instead of treating the layer as dense."""
     from peft.utils.quantization_utils import ForwardOnlyQuantizationBackend
 
-    import hora.quantized
+    import hora.tuner.quantized
 
     model = _llama_with(nn.Parameter(torch.zeros(32, 32)))
     target = model.model.layers[0].self_attn.q_proj
-    real = hora.quantized.resolve_quantization_backend
-    monkeypatch.setattr(hora.quantized, "resolve_quantization_backend",
+    real = hora.tuner.quantized.resolve_quantization_backend
+    monkeypatch.setattr(hora.tuner.quantized, "resolve_quantization_backend",
                         lambda layer: ForwardOnlyQuantizationBackend("gptq") if layer is target else real(layer))
     with pytest.raises(UnsupportedQuantizationError, match="quantized with gptq, which HoRA does not support"):
         peft.get_peft_model(model, HoraConfig(r=2))

@@ -9,7 +9,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from hora import HoraConfig, HoraLayer, export_lora
-from hora.mha import AttentionWeight, HoraMultiheadAttention, shadowed
+from hora.tuner.mha import AttentionWeight, HoraMultiheadAttention, shadowed
 from mha_like import inputs, make
 
 KINDS = ["torchvision_vit", "openclip_text"]

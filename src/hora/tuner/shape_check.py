@@ -1,5 +1,5 @@
 """The one-line error for an adapter whose tensors do not fit the model it is loaded onto: a ``load_state_dict``
-pre-hook that every HoRA-adapted model registers (:class:`hora.banks.HoraBanks`), raised as
+pre-hook that every HoRA-adapted model registers (:class:`hora.tuner.banks.HoraBanks`), raised as
 :class:`AdapterShapeError` and reported by :func:`hora.loading.load_adapter` with what to do."""
 
 from __future__ import annotations

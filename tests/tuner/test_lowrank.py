@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from hora.lowrank import LowRankAdd, add_low_rank_update
+from hora.tuner.lowrank import LowRankAdd, add_low_rank_update
 
 
 def _inputs(dtype=torch.float64, n=(3, 5), d_in=7, d_out=6, r=2):

@@ -83,11 +83,11 @@ def projection_role(module_name: str) -> str | None:
 
 def weight_dims(layer: nn.Module) -> tuple[int, int]:
     """(in_features, out_features) of an nn.Linear, a transformers Conv1D (weight stored in x out) or a weight
-    view (:class:`hora.mha.AttentionWeight`)."""
+    view (:class:`hora.tuner.mha.AttentionWeight`)."""
     if isinstance(layer, Conv1D):
         fan_in, fan_out = layer.weight.shape
         return int(fan_in), int(fan_out)
-    if isinstance(layer, nn.Linear) or getattr(layer, "is_weight_view", False):  # hora.mha.AttentionWeight
+    if isinstance(layer, nn.Linear) or getattr(layer, "is_weight_view", False):  # hora.tuner.mha.AttentionWeight
         return layer.in_features, layer.out_features
     raise HeadLayoutError(
         f"HoRA adapts nn.Linear and transformers Conv1D layers, not {type(layer).__name__}."
@@ -282,7 +282,7 @@ def layer_key(module_name: str) -> str:
 def find_attention_targets(model: nn.Module, projections: Iterable[str] = ("q", "v")) -> list[str]:
     """Full names of the model's attention projections of the given roles (fused q|k|v included if any of
     q, k, v is requested), in module order; an ``nn.MultiheadAttention`` is named itself (its projections are
-    parameters: HoRA adapts them through the attention, :mod:`hora.mha`). Raises HeadLayoutError when none is
+    parameters: HoRA adapts them through the attention, :mod:`hora.tuner.mha`). Raises HeadLayoutError when none is
     found."""
     wanted = set(projections)
     names = []

@@ -1,7 +1,7 @@
 """The head-factor banks: :class:`FactorBank`, what every bank shares (one batched generation per training
 forward, a cache in evaluation, per-module lookup), and :class:`HoraBank`, the residual/embedding/identity
 forms: per-head seeds and the generators of every adapted layer of one adapter (the joint form is
-:mod:`hora.joint`).
+:mod:`hora.tuner.joint`).
 
 Notation (docs/method.md): projection P of layer l has H_P heads of dimension d_h; its seeds are
 S_P = [S_P^1 .. S_P^H], each d_h x r. One generator per layer (scope="layer") or per module
@@ -17,7 +17,7 @@ so the head factors of every layer come from two batched products per projection
     G_P      = W2_P @ hidden_P (+ S_P)   (n_P, H_P, d_h, r)
 
 never a loop over heads or layers. The bank also owns the shared free-factor seeds A_l (r x d_in) of
-``joint_free_factor``. It lives on the model (``model.hora.hora_bank[adapter]``, :mod:`hora.banks`), so it is
+``joint_free_factor``. It lives on the model (``model.hora.hora_bank[adapter]``, :mod:`hora.tuner.banks`), so it is
 saved, loaded, moved and sharded with the model like any other adapter parameter.
 """
 

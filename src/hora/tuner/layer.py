@@ -6,7 +6,7 @@ A (r x d_in) is generated and B (d_out x r) is free. With ``joint_free_factor`` 
 M A_l: a local r x r map M (initialised to I) times the layer's shared seed A_l held by the bank.
 
 Forward (x: (..., d_in)):  y = W x + b + B (A dropout(x)),  the scaling s already folded into the head
-factor by the bank. Two thin matmuls per adapter (:mod:`hora.lowrank`, which also keeps the n x r hidden
+factor by the bank. Two thin matmuls per adapter (:mod:`hora.tuner.lowrank`, which also keeps the n x r hidden
 out of autograd's saved tensors); nothing else on the hot path.
 """
 
@@ -152,7 +152,7 @@ class HoraLayer(nn.Module, BaseTunerLayer):
 
     def merge(self, safe_merge: bool = False, adapter_names: list[str] | None = None) -> None:
         """Add dW of the (active or given) adapters to the base weight; ``safe_merge`` refuses NaN/inf. A quantized
-        base weight is dequantised, summed in float32 and requantised (:mod:`hora.quantized`)."""
+        base weight is dequantised, summed in float32 and requantised (:mod:`hora.tuner.quantized`)."""
         adapter_names = check_adapters_to_merge(self, adapter_names)
         for name in adapter_names:
             if name not in self.hora_plans:

@@ -13,7 +13,7 @@ from torch import nn
 from transformers import PretrainedConfig
 
 from hora import HoraConfig, HoraLayer, export_lora
-from hora.heads import HeadLayout, HeadLayoutError, Section, discover_layout
+from hora.tuner.heads import HeadLayout, HeadLayoutError, Section, discover_layout
 from timm_like import CHANNELS, CLASSES, HEADS, IMAGE, Attention, TinyViT, import_timm, real_timm_vit
 
 TIMM, TIMM_HOW = import_timm()

@@ -11,7 +11,7 @@ import torch
 
 import mha_like
 from hora import HoraConfig, HoraLayer
-from hora.config import PROJECTIONS
+from hora.tuner.config import PROJECTIONS
 from tiny_models import (
     ARCHITECTURES,
     GENERATOR_FORMS,
@@ -270,7 +270,7 @@ def test_torch_compile_of_the_merged_model():
 
 
 def test_the_tuner_is_found_through_peft_and_other_wrappers():
-    from hora.model import find_hora_tuner, hora_tuner
+    from hora.tuner.model import find_hora_tuner, hora_tuner
 
     model = hora_model("bert")
     tuner = model.base_model
@@ -283,7 +283,7 @@ def test_the_tuner_is_found_through_peft_and_other_wrappers():
 
 
 # nn.MultiheadAttention: torchvision's ViT and an OpenCLIP text tower (tests/mha_like.py; merge, export and the
-# attention's own cases are in tests/test_mha.py)
+# attention's own cases are in tests/tuner/test_mha.py)
 MHA_KINDS = ["torchvision_vit", "openclip_text"]
 
 

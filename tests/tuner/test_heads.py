@@ -10,7 +10,7 @@ from transformers import BertConfig, BertModel, LlamaConfig
 
 import mha_like
 from hora import HeadLayoutError, HoraConfig, HoraLayer, find_attention_targets
-from hora.heads import AttentionShape, HeadLayout, Section, discover_layout, layer_key, projection_role
+from hora.tuner.heads import AttentionShape, HeadLayout, Section, discover_layout, layer_key, projection_role
 from tiny_models import logits, make_inputs, make_model
 
 EXPECTED = {

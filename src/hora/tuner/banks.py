@@ -1,6 +1,6 @@
 """Where a model keeps its HoRA banks: :class:`HoraBanks`, a submodule of the adapted model itself.
 
-Every adapter's :class:`~hora.generator.FactorBank` (seeds and generators of all its adapted layers) lives in
+Every adapter's :class:`~hora.tuner.generator.FactorBank` (seeds and generators of all its adapted layers) lives in
 ``model.hora.hora_bank[adapter]``, on the model and not on the PEFT tuner, so a model adapted without a tuner
 (``peft.inject_adapter_in_model``) keeps its banks, and ``get_peft_model_state_dict`` /
 ``set_peft_model_state_dict`` save and load them: :class:`HoraBanks` is a PEFT ``BaseTunerLayer`` whose
@@ -68,7 +68,7 @@ class HoraBanks(nn.Module, BaseTunerLayer):
     def attach(cls, model: nn.Module) -> HoraBanks:
         """The banks of ``model``, created on first use: registered as ``model.hora``, with the forward hooks
         that bracket the model's forward and a ``load_state_dict`` pre-hook that refuses adapter tensors of
-        the wrong shape with one clear line (:func:`hora.shape_check.check_adapter_shapes`)."""
+        the wrong shape with one clear line (:func:`hora.tuner.shape_check.check_adapter_shapes`)."""
         banks = cls.of(model)
         if banks is None:
             if hasattr(model, ATTRIBUTE):
@@ -138,7 +138,7 @@ class HoraBanks(nn.Module, BaseTunerLayer):
 
     def _move_adapter_to_device_of_base_layer(self, adapter_name: str, device: object = None) -> None:
         """PEFT moves each tuner layer's adapter to its base layer's device; the banks have no base layer and
-        are placed by :func:`hora.placement.place_bank` (on the adapted layers' device)."""
+        are placed by :func:`hora.tuner.placement.place_bank` (on the adapted layers' device)."""
 
 
 def _enter_forward(model: nn.Module, args: Any) -> None:

@@ -1,4 +1,4 @@
-"""The joint form (generator="joint", hora/joint.py): both factors generated, seeds shared by a layer."""
+"""The joint form (generator="joint", hora/tuner/joint.py): both factors generated, seeds shared by a layer."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from torch.nn import functional as F
 
 from hora import HoraConfig, HoraLayer, export_lora, parameter_report
 from hora.diagnostics import adapter_diagnostics
-from hora.heads import HeadLayoutError
-from hora.joint import JointBank
+from hora.tuner.heads import HeadLayoutError
+from hora.tuner.joint import JointBank
 from tiny_models import logits, make_inputs, make_model, task_type, train_steps
 
 

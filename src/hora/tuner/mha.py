@@ -7,7 +7,7 @@ modules, and its forward reads them directly (``F.multi_head_attention_forward``
   ``q_proj_weight`` (E x E), ``k_proj_weight`` (E x kdim), ``v_proj_weight`` (E x vdim);
 * o: ``out_proj.weight`` (E x E), an ``nn.Linear`` whose forward is never called.
 
-Each adapted projection becomes an ordinary :class:`~hora.layer.HoraLayer`, so the factors, the bank, merge,
+Each adapted projection becomes an ordinary :class:`~hora.tuner.layer.HoraLayer`, so the factors, the bank, merge,
 several adapters, saving and export are the layers' own: the packed ``in_proj`` is a fused q|k|v weight
 (sections of H heads each, adapted whole, as GPT-2's ``c_attn``; so ``projections=["q", "v"]`` adapts k too,
 as PEFT's LoRA adapts the whole in_proj), the separate weights are one projection each, and ``out_proj`` is
@@ -48,7 +48,7 @@ class AttentionWeight(nn.Module):
     weight; the view registers nothing, so the attention's state dict keeps its keys.
     """
 
-    is_weight_view = True  # read by hora.heads.weight_dims
+    is_weight_view = True  # read by hora.tuner.heads.weight_dims
 
     def __init__(self, attention: nn.MultiheadAttention, parameter_name: str) -> None:
         super().__init__()

@@ -1,5 +1,5 @@
-"""The banks on the model (hora.banks): an injected model trains them, saved keys, old adapters, unload.
-(inject_adapter_in_model against get_peft_model on every layout: tests/test_model.py.)"""
+"""The banks on the model (hora.tuner.banks): an injected model trains them, saved keys, old adapters, unload.
+(inject_adapter_in_model against get_peft_model on every layout: tests/tuner/test_model.py.)"""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ import torch
 from safetensors.torch import load_file
 
 from hora import HoraConfig
-from hora.banks import ATTRIBUTE, HoraBanks, legacy_key
+from hora.tuner.banks import ATTRIBUTE, HoraBanks, legacy_key
 from tiny_models import hora_model, logits, make_inputs, make_model, task_type
 
-LEGACY = Path(__file__).parent / "data" / "hora_adapter_before_issue27"
+LEGACY = Path(__file__).parents[1] / "data" / "hora_adapter_before_issue27"
 
 
 def injected(kind: str, **overrides) -> torch.nn.Module:

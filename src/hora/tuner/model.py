@@ -1,5 +1,5 @@
 """HoraModel: the PEFT tuner that injects HoRA layers and builds the per-adapter head-factor banks (kept on the
-model, :mod:`hora.banks`)."""
+model, :mod:`hora.tuner.banks`)."""
 
 from __future__ import annotations
 
@@ -29,9 +29,9 @@ class HoraModel(BaseTuner):
     """Creates a HoRA model from a pretrained transformers model (use ``peft.get_peft_model``).
 
     Besides replacing the target projections by :class:`HoraLayer` (and an ``nn.MultiheadAttention`` by
-    :class:`~hora.mha.HoraMultiheadAttention`), it builds one :class:`HoraBank` per adapter
+    :class:`~hora.tuner.mha.HoraMultiheadAttention`), it builds one :class:`HoraBank` per adapter
     (``self.hora_bank[adapter]``) holding the per-head seeds and the joint generators of all adapted layers.
-    The banks live on the model (:class:`~hora.banks.HoraBanks`, ``model.hora``), which brackets every
+    The banks live on the model (:class:`~hora.tuner.banks.HoraBanks`, ``model.hora``), which brackets every
     top-level forward so that each bank generates all head factors once per forward while training and
     caches them in evaluation; so ``peft.inject_adapter_in_model`` works too (no state on the tuner).
     """
@@ -39,7 +39,7 @@ class HoraModel(BaseTuner):
     prefix: str = "hora_"
     tuner_layer_cls = HoraLayer
     target_module_mapping: dict[str, list[str]] = {}
-    uses_shared_state: bool = False  # the banks live on the model (hora.banks), not on the tuner
+    uses_shared_state: bool = False  # the banks live on the model (hora.tuner.banks), not on the tuner
 
     @property
     def hora_bank(self) -> nn.ModuleDict:
@@ -235,7 +235,7 @@ class HoraModel(BaseTuner):
     def _remap_adapter_state_dict_for_load(cls, model: nn.Module, config: HoraConfig, adapter_name: str,
                                            state_dict: dict) -> dict:
         """Adapters saved before the banks moved onto the model keep them under ``base_model.hora_bank.``:
-        rename those keys to the banks' place (:func:`hora.banks.legacy_key`), then PEFT's mapping."""
+        rename those keys to the banks' place (:func:`hora.tuner.banks.legacy_key`), then PEFT's mapping."""
         state_dict = {legacy_key(key): value for key, value in state_dict.items()}
         return super()._remap_adapter_state_dict_for_load(model, config, adapter_name, state_dict)
 

@@ -7,8 +7,8 @@
   weights to float32; with ``False`` they keep the base weight's dtype.
 
 PEFT applies both rules to tuner layers by their base layer's weight; HoRA's per-adapter bank is held by the
-model's :class:`~hora.banks.HoraBanks` (``hora.hora_bank.<adapter>``), which has no base layer, so
-:class:`~hora.model.HoraModel` places it with :func:`place_bank` by the adapted layers' weight.
+model's :class:`~hora.tuner.banks.HoraBanks` (``hora.hora_bank.<adapter>``), which has no base layer, so
+:class:`~hora.tuner.model.HoraModel` places it with :func:`place_bank` by the adapted layers' weight.
 """
 
 from __future__ import annotations

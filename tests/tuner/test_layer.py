@@ -88,8 +88,8 @@ def test_unmerge_without_merge_warns_and_changes_nothing():
 def test_a_further_adapter_with_other_heads_is_refused_and_one_with_the_same_heads_is_added():
     from dataclasses import replace
 
-    from hora.heads import HeadLayoutError
-    from hora.layer import layer_options
+    from hora.tuner.heads import HeadLayoutError
+    from hora.tuner.layer import layer_options
 
     model = hora_model("llama_gqa")
     layer = next(m for m in model.modules() if isinstance(m, HoraLayer))
