@@ -44,6 +44,33 @@ def cpu_model_name() -> str:
     return platform.processor() or "unknown"
 
 
+# The headline ratios: (name, what was measured, numerator variant, denominator variant, statistic). "best": the
+# fastest step of each variant, less sensitive to other processes on a shared machine than the median.
+RATIOS = [
+    ("train_hora_over_peft_lora", "train", "hora", "peft_lora", "median_s"),
+    ("train_hora_over_minimal_lora", "train", "hora", "minimal_lora", "median_s"),
+    ("train_hora_over_peft_lora_best", "train", "hora", "peft_lora", "min_s"),
+    ("train_hora_over_minimal_lora_best", "train", "hora", "minimal_lora", "min_s"),
+    ("train_hora_joint_over_peft_lora", "train", "hora_joint", "peft_lora", "median_s"),
+    ("train_hora_joint_over_minimal_lora", "train", "hora_joint", "minimal_lora", "median_s"),
+    ("peak_memory_hora_over_peft_lora", "memory", "hora", "peft_lora", "peak_bytes"),
+    ("step_memory_hora_over_peft_lora", "memory", "hora", "peft_lora", "step_bytes"),
+    ("peak_memory_hora_joint_over_peft_lora", "memory", "hora_joint", "peft_lora", "peak_bytes"),
+    ("merged_hora_over_base", "eval", "hora_merged", "base", "median_s"),
+    ("eval_unmerged_hora_over_peft_lora", "eval", "hora_unmerged", "peft_lora_unmerged", "median_s"),
+    ("merged_hora_over_base_best", "eval", "hora_merged", "base", "min_s"),
+    ("eval_unmerged_hora_over_peft_lora_best", "eval", "hora_unmerged", "peft_lora_unmerged", "min_s"),
+]
+
+
+def add_ratios(result: BenchResult, measured: str, values: dict[str, dict]) -> None:
+    """The rows of :data:`RATIOS` for what was ``measured`` ("train", "memory", "eval"), from ``values`` (variant ->
+    its statistics), into ``result.ratios``: numerator's statistic / denominator's."""
+    for name, section, numerator, denominator, statistic in RATIOS:
+        if section == measured:
+            result.ratios[name] = values[numerator][statistic] / values[denominator][statistic]
+
+
 def run_workload(workload: Workload, device: torch.device | str = "cpu", settings: Settings | None = None,
                  warmup: int = 2, repeats: int = 3, steps: int = 4, eval_steps: int = 8,
                  memory: bool = True, log: Callable[[str], None] = print) -> BenchResult:
@@ -64,25 +91,12 @@ def run_workload(workload: Workload, device: torch.device | str = "cpu", setting
     log(f"[{workload.name}] training steps: {warmup} warm-up + {repeats} x {steps} interleaved per variant")
     train = interleaved_medians({v: t.step for v, t in trainers.items()}, device, warmup, repeats, steps)
     result.train = train
-    hora_train = train["hora"]["median_s"]
-    result.ratios["train_hora_over_peft_lora"] = hora_train / train["peft_lora"]["median_s"]
-    result.ratios["train_hora_over_minimal_lora"] = hora_train / train["minimal_lora"]["median_s"]
-    # the same from the fastest step of each variant: less sensitive to other processes on a shared machine
-    result.ratios["train_hora_over_peft_lora_best"] = train["hora"]["min_s"] / train["peft_lora"]["min_s"]
-    result.ratios["train_hora_over_minimal_lora_best"] = train["hora"]["min_s"] / train["minimal_lora"]["min_s"]
-    result.ratios["train_hora_joint_over_peft_lora"] = train["hora_joint"]["median_s"] / train["peft_lora"]["median_s"]
-    result.ratios["train_hora_joint_over_minimal_lora"] = (
-        train["hora_joint"]["median_s"] / train["minimal_lora"]["median_s"])
+    add_ratios(result, "train", train)
 
     if memory:
         log(f"[{workload.name}] peak memory of a training step ...")
         result.memory = {v: training_peak_bytes(t, device) for v, t in trainers.items()}
-        result.ratios["peak_memory_hora_over_peft_lora"] = (
-            result.memory["hora"]["peak_bytes"] / result.memory["peft_lora"]["peak_bytes"])
-        result.ratios["step_memory_hora_over_peft_lora"] = (
-            result.memory["hora"]["step_bytes"] / result.memory["peft_lora"]["step_bytes"])
-        result.ratios["peak_memory_hora_joint_over_peft_lora"] = (
-            result.memory["hora_joint"]["peak_bytes"] / result.memory["peft_lora"]["peak_bytes"])
+        add_ratios(result, "memory", result.memory)
 
     hora_model = trainers["hora"].model
     result.generation = generation_counts(hora_model, trainers["hora"].batch, workload.loss)
@@ -115,12 +129,7 @@ def run_workload(workload: Workload, device: torch.device | str = "cpu", setting
     fns = {"base": forward(base), "hora_merged": forward(merged), "hora_unmerged": forward(hora_model),
            "peft_lora_unmerged": forward(trainers["peft_lora"].model)}
     result.eval = interleaved_medians(fns, device, warmup, repeats, eval_steps)
-    result.ratios["merged_hora_over_base"] = result.eval["hora_merged"]["median_s"] / result.eval["base"]["median_s"]
-    result.ratios["eval_unmerged_hora_over_peft_lora"] = (
-        result.eval["hora_unmerged"]["median_s"] / result.eval["peft_lora_unmerged"]["median_s"])
-    result.ratios["merged_hora_over_base_best"] = result.eval["hora_merged"]["min_s"] / result.eval["base"]["min_s"]
-    result.ratios["eval_unmerged_hora_over_peft_lora_best"] = (
-        result.eval["hora_unmerged"]["min_s"] / result.eval["peft_lora_unmerged"]["min_s"])
+    add_ratios(result, "eval", result.eval)
     return result
 
 
