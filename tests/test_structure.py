@@ -1,6 +1,7 @@
 """The shape of ``src/hora`` (docs/architecture.md): no import cycle between files (imports inside functions and
 under ``TYPE_CHECKING`` count), no function over 80 lines, no file over 400, at most 12 modules at the top of the
-harness (``hora.experiments``), and the tuner, the harness and each of its rooms with a docstring naming their modules."""
+harness (``hora.experiments``), and the tuner, the harness and each of its rooms with a docstring naming their
+modules."""
 
 from __future__ import annotations
 
