@@ -38,7 +38,8 @@ import torch
 from torch import nn
 
 from .config import HoraConfig
-from .generator import _ACTIVATIONS, FactorBank, ModulePlan
+from .generator import _ACTIVATIONS, BankLayout, FactorBank, ModulePlan
+from .heads import HeadLayoutError
 
 
 def default_joint_hidden(head_dim: int) -> int:
@@ -97,6 +98,28 @@ class JointBank(FactorBank):
         self._gather_identity: dict[str, bool] = {}
         self.set_plans(plans)
         self.reset_parameters(config)
+
+    @classmethod
+    def build(cls, config: HoraConfig, layout: BankLayout) -> JointBank:
+        """The joint bank, after checking that one per-head seed set can serve every adapted projection."""
+        seed_heads = max(layout.heads_per_projection.values())
+        uneven = {p: h for p, h in layout.heads_per_projection.items() if seed_heads % h}
+        if uneven:
+            raise HeadLayoutError(
+                f"generator='joint' shares {seed_heads} per-head seeds across a layer's projections, so every "
+                f"projection's head count must divide {seed_heads} (as under grouped-query attention); {uneven} "
+                "does not. Use generator='mlp' for this model."
+            )
+        return cls(config, layout.head_dim, seed_heads, layout.heads_per_projection, layout.plans, layout.free_dim,
+                   layout.num_bodies)
+
+    def layer_factors(self, layer: nn.Module, adapter_name: str, plan: ModulePlan,
+                      device: torch.device | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(A, B) of one HoraLayer, both generated: the head factor on its head-split side, the free factor
+        (r, d_free) on the other."""
+        generated = self.module_factor(plan, layer.layout.side).to(device)
+        free = self.module_free_factor(plan).to(device)
+        return (generated, free.t()) if layer.layout.side == "in" else (free, generated)
 
     def set_plans(self, plans: Sequence[ModulePlan]) -> None:
         """(Re)build the index buffers that map every head slot and free slot to its layer, on the

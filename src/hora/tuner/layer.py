@@ -117,22 +117,13 @@ class HoraLayer(nn.Module, BaseTunerLayer):
         self.__dict__["hora_banks"] = {name: banks[name] for name in self.hora_banks}
 
     def factors(self, adapter_name: str, device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(A, B) of one adapter with the scaling folded in: A (r x d_in), B (d_out x r), dW = B A.
+        """(A, B) of one adapter with the scaling folded in: A (r x d_in), B (d_out x r), dW = B A; which of them
+        the bank generates is its form's (:meth:`hora.tuner.generator.FactorBank.layer_factors`).
 
         The bank's factors are generated where the bank lives; ``device`` (the layer's input's, or its weight's)
         brings them to this layer when the model is spread over several devices (``device_map``), a copy that
         autograd carries back to the bank."""
-        bank = self.hora_banks[adapter_name]
-        plan = self.hora_plans[adapter_name]
-        generated = bank.module_factor(plan, self.layout.side).to(device)
-        if plan.free is not None:  # generator="joint": the bank makes the free factor too, (r, d_free)
-            free = bank.module_free_factor(plan).to(device)
-            return (generated, free.t()) if self.layout.side == "in" else (free, generated)
-        if self.layout.side == "in":
-            return generated, self.hora_B[adapter_name]
-        if adapter_name in self.hora_mix:
-            return self.hora_mix[adapter_name] @ bank.shared_free[plan.shared_free].to(device), generated
-        return self.hora_A[adapter_name], generated
+        return self.hora_banks[adapter_name].layer_factors(self, adapter_name, self.hora_plans[adapter_name], device)
 
     def exact_factors(self, adapter_name: str) -> tuple[torch.Tensor, torch.Tensor]:
         """:meth:`factors` in the adapter's own dtype on the base weight's device, whatever autocast region

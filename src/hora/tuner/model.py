@@ -16,9 +16,9 @@ from transformers.pytorch_utils import Conv1D
 
 from .banks import HoraBanks, legacy_key
 from .config import HoraConfig
-from .generator import HoraBank, ModulePlan, SeedSlot
+from .forms import build_bank
+from .generator import BankLayout, ModulePlan, SeedSlot
 from .heads import HeadLayoutError, discover_layout, find_attention_targets, layer_key, weight_dims
-from .joint import JointBank
 from .layer import HoraLayer, layer_options
 from .mha import adapt_multihead_attention, is_multihead_attention
 from .placement import place_bank, rebuild_plans_after_load
@@ -29,8 +29,8 @@ class HoraModel(BaseTuner):
     """Creates a HoRA model from a pretrained transformers model (use ``peft.get_peft_model``).
 
     Besides replacing the target projections by :class:`HoraLayer` (and an ``nn.MultiheadAttention`` by
-    :class:`~hora.tuner.mha.HoraMultiheadAttention`), it builds one :class:`HoraBank` per adapter
-    (``self.hora_bank[adapter]``) holding the per-head seeds and the joint generators of all adapted layers.
+    :class:`~hora.tuner.mha.HoraMultiheadAttention`), it builds one bank per adapter, of its generator form
+    (:mod:`hora.tuner.forms`; ``self.hora_bank[adapter]``), holding the seeds and generators of all adapted layers.
     The banks live on the model (:class:`~hora.tuner.banks.HoraBanks`, ``model.hora``), which brackets every
     top-level forward so that each bank generates all head factors once per forward while training and
     caches them in evaluation; so ``peft.inject_adapter_in_model`` works too (no state on the tuner).
@@ -154,12 +154,10 @@ class HoraModel(BaseTuner):
                 f"adapted module's free side (input of q/k/v, output of o) must have one size; found "
                 f"{sorted(shared_free_dims)}. Adapt fewer projections (e.g. projections=['q', 'v'])."
             )
+        layout = BankLayout(head_dims.pop(), heads, counts, len(bodies), tuple(plans),
+                            shared_free_dims.pop() if shared_free_dims else None, len(shared_free))
         with init_empty_weights() if low_cpu_mem_usage else contextlib.nullcontext():  # meta, as PEFT's LoRA
-            if joint:
-                bank = _joint_bank(config, head_dims.pop(), heads, plans, shared_free_dims.pop(), len(bodies))
-            else:
-                shared_shape = (len(shared_free), config.r, shared_free_dims.pop()) if shared_free else None
-                bank = HoraBank(config, head_dims.pop(), heads, counts, len(bodies), shared_shape)
+            bank = build_bank(config, layout)
         bank.set_plans(plans)
         bank.register_load_state_dict_post_hook(rebuild_plans_after_load(plans))
         place_bank(bank, layers[0][1].get_base_layer().weight, autocast_adapter_dtype=False)
@@ -251,20 +249,6 @@ def _check_rank(r: int, layer: nn.Module, name: str) -> None:
             UserWarning,
             stacklevel=3,
         )
-
-
-def _joint_bank(config: HoraConfig, head_dim: int, heads: dict[str, int], plans: list[ModulePlan],
-                free_dim: int, num_layers: int) -> JointBank:
-    """The joint bank, after checking that one per-head seed set can serve every adapted projection."""
-    seed_heads = max(heads.values())
-    uneven = {p: h for p, h in heads.items() if seed_heads % h}
-    if uneven:
-        raise HeadLayoutError(
-            f"generator='joint' shares {seed_heads} per-head seeds across a layer's projections, so every "
-            f"projection's head count must divide {seed_heads} (as under grouped-query attention); {uneven} "
-            "does not. Use generator='mlp' for this model."
-        )
-    return JointBank(config, head_dim, seed_heads, heads, plans, free_dim, num_layers)
 
 
 def iter_hora_layers(model: nn.Module) -> list[tuple[str, HoraLayer]]:
