@@ -6,8 +6,8 @@ import sys
 from hora.experiments.reports import report
 
 df = report.select_lr(report.read_results([sys.argv[1]]))
-order = ["lora", "hora", "hora-identity", "lora-matched", "hora-nores", "hora-jointgen",
-         "loha", "lokr", "ia3", "adalora", "fourierft"]
+STUDY8_METHODS = ("loha", "lokr", "ia3", "adalora", "fourierft", "hra")  # the others: their studies widened the grids
+order = ["lora", "hora", "hora-identity", "lora-matched", "hora-nores", "hora-jointgen", *STUDY8_METHODS]
 lora_params = df[df.method == "lora"].trainable_params.iloc[0]
 print("| method | params (adapter + head) | / LoRA | fraction | test acc % (mean ± sd, 10 seeds) | lr chosen (grid) "
       "| − LoRA, paired (95 % t-interval) |")
@@ -19,8 +19,7 @@ for method in [m for m in order if m in set(df.method)]:
         sel = group[group.selected]
         grid = sorted(group.lr.unique())
         lr = sel.lr.iloc[0]
-        new = method in ("loha", "lokr", "ia3", "adalora", "fourierft")  # the others: their studies widened the grids
-        edge = " (edge)" if new and len(grid) > 1 and lr in (grid[0], grid[-1]) else ""
+        edge = " (edge)" if method in STUDY8_METHODS and len(grid) > 1 and lr in (grid[0], grid[-1]) else ""
         params = int(sel.trainable_params.iloc[0])
         cell = "–"
         if diffs is not None:
